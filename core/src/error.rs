@@ -1,0 +1,130 @@
+//! Errors of the ledger. Every variant maps to one domain error code of the contract.
+
+use std::fmt;
+
+/// One short line of a refused reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub sku: String,
+    pub warehouse: String,
+    pub requested: u64,
+    pub available: u64,
+}
+
+/// The domain error codes shared by every interface (see `domain.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InsufficientStock,
+    OrderConflict,
+    OrderNotFound,
+    SkuNotFound,
+    OrderNotActive,
+    OrderPaid,
+    BelowReserved,
+    AdjustmentConflict,
+    PaymentConflict,
+    Unauthorized,
+    Forbidden,
+    LedgerUnavailable,
+}
+
+impl ErrorCode {
+    /// The lower-case wire name (`insufficient_stock`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InsufficientStock => "insufficient_stock",
+            ErrorCode::OrderConflict => "order_conflict",
+            ErrorCode::OrderNotFound => "order_not_found",
+            ErrorCode::SkuNotFound => "sku_not_found",
+            ErrorCode::OrderNotActive => "order_not_active",
+            ErrorCode::OrderPaid => "order_paid",
+            ErrorCode::BelowReserved => "below_reserved",
+            ErrorCode::AdjustmentConflict => "adjustment_conflict",
+            ErrorCode::PaymentConflict => "payment_conflict",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::LedgerUnavailable => "ledger_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error answer of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Input outside the limits of the domain; `field` is its path (`lines[1].qty`).
+    #[error("{field}: {reason}")]
+    InvalidRequest { field: String, reason: String },
+    #[error("insufficient stock for {} line(s)", shortfalls.len())]
+    InsufficientStock { shortfalls: Vec<Shortfall> },
+    #[error("order {order_id} already exists with different lines")]
+    OrderConflict { order_id: String },
+    #[error("order {order_id} not found")]
+    OrderNotFound { order_id: String },
+    #[error("sku {sku} not found")]
+    SkuNotFound { sku: String },
+    #[error("order {order_id} is {status}, not reserved")]
+    OrderNotActive {
+        order_id: String,
+        status: &'static str,
+    },
+    #[error("order {order_id} is already paid")]
+    OrderPaid { order_id: String },
+    #[error(
+        "on_hand {requested_on_hand} would fall below reserved {reserved} (on_hand now {on_hand})"
+    )]
+    BelowReserved {
+        on_hand: u64,
+        reserved: u64,
+        requested_on_hand: i128,
+    },
+    #[error("adjustment_id {adjustment_id} was already used for another cell or delta")]
+    AdjustmentConflict { adjustment_id: String },
+    #[error("payment_id {payment_id} was already used for another order or status")]
+    PaymentConflict { payment_id: String },
+    #[error("sku {sku} belongs to another seller")]
+    Forbidden { sku: String },
+    #[error("ledger unavailable: {reason}")]
+    LedgerUnavailable { reason: String },
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            Error::InsufficientStock { .. } => ErrorCode::InsufficientStock,
+            Error::OrderConflict { .. } => ErrorCode::OrderConflict,
+            Error::OrderNotFound { .. } => ErrorCode::OrderNotFound,
+            Error::SkuNotFound { .. } => ErrorCode::SkuNotFound,
+            Error::OrderNotActive { .. } => ErrorCode::OrderNotActive,
+            Error::OrderPaid { .. } => ErrorCode::OrderPaid,
+            Error::BelowReserved { .. } => ErrorCode::BelowReserved,
+            Error::AdjustmentConflict { .. } => ErrorCode::AdjustmentConflict,
+            Error::PaymentConflict { .. } => ErrorCode::PaymentConflict,
+            Error::Forbidden { .. } => ErrorCode::Forbidden,
+            Error::LedgerUnavailable { .. } => ErrorCode::LedgerUnavailable,
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::InvalidRequest {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn unavailable(reason: impl Into<String>) -> Error {
+        Error::LedgerUnavailable {
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,770 @@
+//! The ledger: decides every operation on the lock-free cells and the sharded reservation
+//! table, stages the decided effects for the log, and acknowledges once the durability mode
+//! allows.
+//!
+//! Ordering rule (why every prefix of the log is a consistent state): an effect that frees
+//! stock (release, expiry, commit, a stock increase) takes its lsn *before* touching the
+//! cell; an effect that consumes stock (reserve, a stock decrease) takes its lsn *after*.
+//! So whenever a consumer relied on freed stock, the freeing record precedes it in the log,
+//! and a crash that keeps a prefix of the log never keeps the consumer without the freeing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::catalog::CellId;
+use crate::error::{Error, Result, Shortfall};
+use crate::limits;
+use crate::orders::{HeldLine, Order, MAX_ORDERS};
+use crate::record::{Encoder, TAG_EXPIRED, TAG_PAID, TAG_RELEASED};
+use crate::sequencer::{Lsn, Sequencer};
+use crate::state::{adjustment_key, AdjustmentKey, State, WAREHOUSE_SOURCE};
+use crate::time::Millis;
+use crate::types::{
+    Durability, Line, Options, Reservation, Reserved, SkuStock, Source, Status, StockLevel,
+};
+use crate::wal::Log;
+
+/// Attempts of a multi-line reserve that failed only because a line looked short while an
+/// order that was itself being refused held it.
+const RESERVE_ATTEMPTS: u32 = 4;
+
+pub(crate) type Held = SmallVec<[HeldLine; 8]>;
+
+/// An inventory ledger. Cheap to share between threads (`Arc<Ledger>`); every method takes
+/// `&self`.
+pub struct Ledger {
+    pub(crate) state: Arc<State>,
+    pub(crate) seq: Arc<Sequencer>,
+    pub(crate) log: Log,
+    pub(crate) options: Options,
+    pub(crate) stats: crate::stats::Stats,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger in `dir`: takes the folder's lock, recovers
+    /// from the newest snapshot and the log, and starts the log writer. With
+    /// `Durability::None` the folder is not touched.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Ledger> {
+        crate::wal::open(dir.as_ref(), options)
+    }
+
+    /// A memory-only ledger (`Durability::None`).
+    pub fn in_memory(mut options: Options) -> Ledger {
+        options.durability = Durability::None;
+        crate::wal::open_in_memory(options)
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.options.durability
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.options.clock.now_ms()
+    }
+
+    /// Waits until `lsn` may be acknowledged under the durability mode.
+    pub(crate) fn ack(&self, lsn: Lsn) -> Result<()> {
+        self.log.wait(lsn)
+    }
+
+    /// The lsn of everything staged so far: a no-op answer waits for it, so that it never
+    /// acknowledges a change another caller made but that is not yet durable.
+    fn staged_so_far(&self) -> Lsn {
+        self.seq.next_lsn() - 1
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    /// The figures of one cell (zeros for an unknown cell).
+    pub fn stock(&self, sku: &str, warehouse: &str) -> Result<StockLevel> {
+        limits::check_name("sku", sku)?;
+        limits::check_name("warehouse", warehouse)?;
+        Ok(match self.state.catalog.find_cell(sku, warehouse) {
+            Some(id) => self.level(id),
+            None => StockLevel::default(),
+        })
+    }
+
+    fn level(&self, id: CellId) -> StockLevel {
+        let (on_hand, reserved) = self.state.catalog.cell(id).stock.load();
+        StockLevel::new(on_hand, reserved)
+    }
+
+    /// Every cell of a sku, sorted by warehouse; `None` for a sku never set or adjusted.
+    pub fn sku_stock(&self, sku: &str) -> Result<Option<SkuStock>> {
+        limits::check_name("sku", sku)?;
+        let Some(id) = self.state.catalog.find_sku(sku) else {
+            return Ok(None);
+        };
+        let slot = self.state.catalog.sku(id);
+        let cells = slot.cells.read().clone();
+        let mut out = SkuStock {
+            sku: sku.to_string(),
+            ..SkuStock::default()
+        };
+        for (wh, cell) in cells {
+            let level = self.level(cell);
+            out.total.on_hand += level.on_hand;
+            out.total.reserved += level.reserved;
+            out.total.available += level.available;
+            out.warehouses.push((wh.into(), level));
+        }
+        Ok(Some(out))
+    }
+
+    /// The seller that owns a sku (the first to set or adjust it), if any.
+    pub fn owner(&self, sku: &str) -> Option<String> {
+        let id = self.state.catalog.find_sku(sku)?;
+        self.state
+            .catalog
+            .sku(id)
+            .owner
+            .lock()
+            .as_deref()
+            .map(String::from)
+    }
+
+    pub fn reservation(&self, order_id: &str) -> Result<Option<Reservation>> {
+        limits::check_key("order_id", order_id)?;
+        let shard = self.state.orders.shard(order_id);
+        Ok(shard.map.get(order_id).map(|o| self.view(order_id, o)))
+    }
+
+    pub(crate) fn view(&self, order_id: &str, o: &Order) -> Reservation {
+        Reservation {
+            order_id: order_id.to_string(),
+            status: o.status,
+            lines: o
+                .lines
+                .iter()
+                .map(|l| {
+                    let slot = self.state.catalog.cell(l.cell);
+                    Line {
+                        sku: self.state.catalog.sku(slot.sku).name.to_string(),
+                        warehouse: slot.warehouse.to_string(),
+                        qty: l.qty as u64,
+                    }
+                })
+                .collect(),
+            created_at: o.created_at,
+            expires_at: o.expires_at,
+            finished_at: (o.finished_at != 0).then_some(o.finished_at),
+        }
+    }
+
+    pub(crate) fn line_names<'a>(
+        &'a self,
+        lines: &'a [HeldLine],
+    ) -> impl ExactSizeIterator<Item = (&'a str, &'a str, u64)> + 'a {
+        lines.iter().map(|l| {
+            let slot = self.state.catalog.cell(l.cell);
+            (
+                &*self.state.catalog.sku(slot.sku).name,
+                &*slot.warehouse,
+                l.qty as u64,
+            )
+        })
+    }
+
+    // ---- reserve -----------------------------------------------------------------------
+
+    /// Hard-reserves every line or none (see `domain.md`). An idempotent replay (same
+    /// order id, same lines in any order) returns the existing reservation unchanged.
+    pub fn reserve(&self, order_id: &str, lines: &[Line], ttl_seconds: u64) -> Result<Reserved> {
+        let (created, status, lsn) = self.reserve_nowait(order_id, lines, ttl_seconds)?;
+        self.ack(lsn)?;
+        let reservation = {
+            let shard = self.state.orders.shard(order_id);
+            match shard.map.get(order_id) {
+                Some(o) => self.view(order_id, o),
+                None => {
+                    return Err(Error::OrderNotFound {
+                        order_id: order_id.into(),
+                    })
+                }
+            }
+        };
+        debug_assert!(created || status == reservation.status || status == Status::Reserved);
+        Ok(Reserved {
+            reservation,
+            created,
+        })
+    }
+
+    /// The reserve decision without waiting for durability: (created, status, lsn to ack).
+    pub(crate) fn reserve_nowait(
+        &self,
+        order_id: &str,
+        lines: &[Line],
+        ttl_seconds: u64,
+    ) -> Result<(bool, Status, Lsn)> {
+        limits::check_key("order_id", order_id)?;
+        limits::check_lines(lines)?;
+        limits::check_ttl(ttl_seconds)?;
+        self.log.check_writable()?;
+
+        // Resolve names to cells once; an unknown cell can hold nothing.
+        let mut held: Held = SmallVec::with_capacity(lines.len());
+        let mut unknown = false;
+        for line in lines {
+            match self.state.catalog.find_cell(&line.sku, &line.warehouse) {
+                Some(cell) => held.push(HeldLine {
+                    cell,
+                    qty: line.qty as u32,
+                }),
+                None => unknown = true,
+            }
+        }
+        held.sort_unstable();
+
+        let mut shard = self.state.orders.shard(order_id);
+        if let Some(existing) = shard.map.get(order_id) {
+            if unknown || existing.lines[..] != held[..] {
+                return Err(Error::OrderConflict {
+                    order_id: order_id.into(),
+                });
+            }
+            let status = existing.status;
+            drop(shard);
+            self.stats.replays.inc();
+            return Ok((false, status, self.staged_so_far()));
+        }
+        if unknown {
+            drop(shard);
+            return Err(self.shortfalls(lines));
+        }
+        if shard.map.len() >= MAX_ORDERS / 256 {
+            return Err(Error::unavailable("reservation table is full"));
+        }
+        self.hold_all(&held).map_err(|()| {
+            self.stats.refusals.inc();
+            self.shortfalls(lines)
+        })?;
+
+        let now = self.now();
+        let expires_at = now + ttl_seconds * 1000;
+        // Consumer: the lsn comes after the cells moved.
+        let (lsn, ()) = self.seq.stage(
+            || (),
+            |enc, _| enc.created(order_id, now, expires_at, self.line_names(&held)),
+        );
+        shard.insert(
+            order_id,
+            Order {
+                lines: held.into_iter().collect(),
+                status: Status::Reserved,
+                created_at: now,
+                expires_at,
+                finished_at: 0,
+                paid_by: None,
+            },
+        );
+        drop(shard);
+        self.stats.reserved.inc();
+        Ok((true, Status::Reserved, lsn))
+    }
+
+    /// Holds every line in cell order, undoing on a shortfall. A shortfall seen while the
+    /// re-read shows every line fitting was caused by another order's brief hold: retry.
+    pub(crate) fn hold_all(&self, held: &[HeldLine]) -> std::result::Result<(), ()> {
+        let catalog = &self.state.catalog;
+        for attempt in 0..RESERVE_ATTEMPTS {
+            let mut failed = None;
+            for (i, l) in held.iter().enumerate() {
+                if catalog.cell(l.cell).stock.try_hold(l.qty as u64).is_err() {
+                    failed = Some(i);
+                    break;
+                }
+            }
+            let Some(failed) = failed else {
+                return Ok(());
+            };
+            for l in &held[..failed] {
+                catalog.cell(l.cell).stock.unhold(l.qty as u64);
+            }
+            let fits_now = held.iter().all(|l| {
+                let (on_hand, reserved) = catalog.cell(l.cell).stock.load();
+                on_hand - reserved >= l.qty as u64
+            });
+            if !fits_now {
+                return Err(());
+            }
+            self.stats.transient_retries.inc();
+            if attempt + 1 == RESERVE_ATTEMPTS {
+                self.stats.spurious_refusals.inc();
+            }
+        }
+        Err(())
+    }
+
+    fn shortfalls(&self, lines: &[Line]) -> Error {
+        let mut shortfalls = Vec::new();
+        for line in lines {
+            let available = match self.state.catalog.find_cell(&line.sku, &line.warehouse) {
+                Some(id) => self.level(id).available,
+                None => 0,
+            };
+            if available < line.qty {
+                shortfalls.push(Shortfall {
+                    sku: line.sku.clone(),
+                    warehouse: line.warehouse.clone(),
+                    requested: line.qty,
+                    available,
+                });
+            }
+        }
+        if shortfalls.is_empty() {
+            // Stock came back between the refusal and this read; report the first line as
+            // it was requested, with what is available now, rather than an empty list.
+            if let Some(line) = lines.first() {
+                let available = self
+                    .stock(&line.sku, &line.warehouse)
+                    .map(|l| l.available)
+                    .unwrap_or(0);
+                shortfalls.push(Shortfall {
+                    sku: line.sku.clone(),
+                    warehouse: line.warehouse.clone(),
+                    requested: line.qty,
+                    available,
+                });
+            }
+        }
+        Error::InsufficientStock { shortfalls }
+    }
+
+    // ---- commit, release, expire -------------------------------------------------------
+
+    /// `reserved` -> `paid`: each line leaves the warehouse.
+    pub fn commit(&self, order_id: &str) -> Result<Reservation> {
+        let lsn = self.commit_nowait(order_id, None)?;
+        self.ack(lsn)?;
+        self.reservation(order_id)?
+            .ok_or_else(|| Error::OrderNotFound {
+                order_id: order_id.into(),
+            })
+    }
+
+    pub(crate) fn commit_nowait(&self, order_id: &str, payment_id: Option<&str>) -> Result<Lsn> {
+        limits::check_key("order_id", order_id)?;
+        self.log.check_writable()?;
+        let mut shard = self.state.orders.shard(order_id);
+        self.commit_locked(&mut shard, order_id, payment_id)
+    }
+
+    pub(crate) fn commit_locked(
+        &self,
+        shard: &mut crate::orders::OrderShard,
+        order_id: &str,
+        payment_id: Option<&str>,
+    ) -> Result<Lsn> {
+        let now = self.now();
+        let Some(order) = shard.map.get_mut(order_id) else {
+            return Err(Error::OrderNotFound {
+                order_id: order_id.into(),
+            });
+        };
+        match order.status {
+            Status::Paid => return Ok(self.staged_so_far()),
+            Status::Released | Status::Expired => {
+                return Err(Error::OrderNotActive {
+                    order_id: order_id.into(),
+                    status: order.status.as_str(),
+                })
+            }
+            Status::Reserved if now >= order.expires_at => {
+                return Err(Error::OrderNotActive {
+                    order_id: order_id.into(),
+                    status: "expired",
+                })
+            }
+            Status::Reserved => {}
+        }
+        order.paid_by = payment_id.map(Into::into);
+        let lines = &order.lines;
+        let (lsn, ()) = self.seq.stage(
+            || {
+                for l in lines.iter() {
+                    self.state.catalog.cell(l.cell).stock.ship(l.qty as u64);
+                }
+            },
+            |enc, _| enc.finished(TAG_PAID, order_id, now, payment_id, self.line_names(lines)),
+        );
+        shard.finish(order_id, Status::Paid, now);
+        self.stats.committed.inc();
+        Ok(lsn)
+    }
+
+    /// `reserved` -> `released`; a released or expired one is returned as it is.
+    pub fn release(&self, order_id: &str) -> Result<Reservation> {
+        let lsn = self.release_nowait(order_id)?;
+        self.ack(lsn)?;
+        self.reservation(order_id)?
+            .ok_or_else(|| Error::OrderNotFound {
+                order_id: order_id.into(),
+            })
+    }
+
+    pub(crate) fn release_nowait(&self, order_id: &str) -> Result<Lsn> {
+        limits::check_key("order_id", order_id)?;
+        self.log.check_writable()?;
+        let mut shard = self.state.orders.shard(order_id);
+        let Some(order) = shard.map.get(order_id) else {
+            return Err(Error::OrderNotFound {
+                order_id: order_id.into(),
+            });
+        };
+        match order.status {
+            Status::Paid => Err(Error::OrderPaid {
+                order_id: order_id.into(),
+            }),
+            Status::Released | Status::Expired => Ok(self.staged_so_far()),
+            Status::Reserved => {
+                let lsn = self.finish_unheld(&mut shard, order_id, TAG_RELEASED, None);
+                self.stats.released.inc();
+                Ok(lsn)
+            }
+        }
+    }
+
+    /// Ends a reserved order by giving its stock back (release, expiry, failed payment).
+    pub(crate) fn finish_unheld(
+        &self,
+        shard: &mut crate::orders::OrderShard,
+        order_id: &str,
+        tag: u8,
+        payment_id: Option<&str>,
+    ) -> Lsn {
+        let now = self.now();
+        let Some(order) = shard.map.get(order_id) else {
+            unreachable!("finish_unheld on a missing order");
+        };
+        assert_eq!(order.status, Status::Reserved);
+        let lines = &order.lines;
+        // Freeing: the lsn is fixed before the cells move.
+        let (lsn, ()) = self.seq.stage(
+            || {
+                for l in lines.iter() {
+                    self.state.catalog.cell(l.cell).stock.unhold(l.qty as u64);
+                }
+            },
+            |enc, _| enc.finished(tag, order_id, now, payment_id, self.line_names(lines)),
+        );
+        let status = if tag == TAG_EXPIRED {
+            Status::Expired
+        } else {
+            Status::Released
+        };
+        shard.finish(order_id, status, now);
+        lsn
+    }
+
+    /// Expires every reservation due by the clock's now.
+    pub fn expire_due(&self) -> Result<Vec<String>> {
+        self.expire_due_at(self.now())
+    }
+
+    /// Expires every reservation whose `expires_at <= now`, returns their order ids, and
+    /// prunes finished reservations and idempotency keys older than the retention.
+    pub fn expire_due_at(&self, now: Millis) -> Result<Vec<String>> {
+        self.log.check_writable()?;
+        let mut due = Vec::new();
+        let mut expired = Vec::new();
+        let mut last = 0;
+        for mut shard in self.state.orders.shards() {
+            due.clear();
+            shard.pop_due(now, &mut due);
+            for id in due.iter() {
+                last = self.finish_unheld(&mut shard, id, TAG_EXPIRED, None);
+                expired.push(id.to_string());
+            }
+            shard.prune(now.saturating_sub(self.options.retention_ms));
+        }
+        let cutoff = now.saturating_sub(self.options.retention_ms);
+        self.state.adjustments.prune(cutoff);
+        self.state.payments.prune(cutoff);
+        self.stats.expired.add(expired.len() as u64);
+        if last != 0 {
+            self.ack(last)?;
+        }
+        Ok(expired)
+    }
+
+    // ---- stock -------------------------------------------------------------------------
+
+    /// Sets a cell's on_hand; refused with `below_reserved` below what is reserved.
+    pub fn set_stock(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        on_hand: u64,
+        source: Source<'_>,
+    ) -> Result<StockLevel> {
+        let (level, lsn) = self.set_stock_nowait(sku, warehouse, on_hand, source)?;
+        self.ack(lsn)?;
+        Ok(level)
+    }
+
+    fn check_source(source: Source<'_>) -> Result<()> {
+        if let Source::Seller(s) = source {
+            if s == WAREHOUSE_SOURCE || s.is_empty() || s.len() > limits::MAX_KEY_BYTES {
+                return Err(Error::invalid(
+                    "source",
+                    "seller id must be 1 to 128 bytes and not 'warehouse'",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_stock_nowait(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        on_hand: u64,
+        source: Source<'_>,
+    ) -> Result<(StockLevel, Lsn)> {
+        limits::check_name("sku", sku)?;
+        limits::check_name("warehouse", warehouse)?;
+        limits::check_on_hand("on_hand", on_hand)?;
+        Self::check_source(source)?;
+        self.log.check_writable()?;
+        self.stock_change(sku, warehouse, source, None, |old, reserved| {
+            if on_hand < reserved {
+                Err(Error::BelowReserved {
+                    on_hand: old,
+                    reserved,
+                    requested_on_hand: on_hand as i128,
+                })
+            } else {
+                Ok(on_hand)
+            }
+        })
+    }
+
+    /// Adds `delta` to on_hand, idempotent by `(source, adjustment_id)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn adjust_stock(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        delta: i64,
+        adjustment_id: &str,
+        reason: Option<&str>,
+        source: Source<'_>,
+    ) -> Result<StockLevel> {
+        let (level, lsn) =
+            self.adjust_stock_nowait(sku, warehouse, delta, adjustment_id, reason, source)?;
+        self.ack(lsn)?;
+        Ok(level)
+    }
+
+    pub(crate) fn adjust_stock_nowait(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        delta: i64,
+        adjustment_id: &str,
+        reason: Option<&str>,
+        source: Source<'_>,
+    ) -> Result<(StockLevel, Lsn)> {
+        limits::check_name("sku", sku)?;
+        limits::check_name("warehouse", warehouse)?;
+        limits::check_delta(delta)?;
+        limits::check_key("adjustment_id", adjustment_id)?;
+        limits::check_reason(reason)?;
+        Self::check_source(source)?;
+        self.log.check_writable()?;
+        let mut key = String::new();
+        adjustment_key(source.name(), adjustment_id, &mut key);
+        let mut keys = self.state.adjustments.shard(&key);
+        if let Some(seen) = keys.map.get(key.as_str()) {
+            let same_cell = self.state.catalog.find_cell(sku, warehouse) == Some(seen.cell);
+            if !same_cell || seen.delta != delta {
+                return Err(Error::AdjustmentConflict {
+                    adjustment_id: adjustment_id.into(),
+                });
+            }
+            let level = self.level(seen.cell);
+            return Ok((level, self.staged_so_far()));
+        }
+        let now = self.now();
+        let (level, lsn) = self.stock_change(
+            sku,
+            warehouse,
+            source,
+            Some((adjustment_id, reason)),
+            |old, reserved| {
+                let next = old as i128 + delta as i128;
+                if next < reserved as i128 || next > limits::MAX_ON_HAND as i128 {
+                    Err(Error::BelowReserved {
+                        on_hand: old,
+                        reserved,
+                        requested_on_hand: next,
+                    })
+                } else {
+                    Ok(next as u64)
+                }
+            },
+        )?;
+        let cell = self.state.catalog.find_cell(sku, warehouse);
+        if let Some(cell) = cell {
+            keys.insert(
+                &key,
+                now,
+                AdjustmentKey {
+                    cell,
+                    delta,
+                    at: now,
+                },
+            );
+        }
+        Ok((level, lsn))
+    }
+
+    /// One stock write: ownership check and claim, the cell change, its event. Serialised
+    /// per sku by the owner lock, so stock events of a cell are in the order they happened.
+    fn stock_change(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        source: Source<'_>,
+        adjustment: Option<(&str, Option<&str>)>,
+        decide: impl Fn(u64, u64) -> Result<u64>,
+    ) -> Result<(StockLevel, Lsn)> {
+        let catalog = &self.state.catalog;
+        if let Some(id) = catalog.find_sku(sku) {
+            self.check_owner(id, source, sku)?;
+        }
+        let cell = catalog
+            .cell_or_insert(sku, warehouse)
+            .ok_or_else(|| Error::unavailable("catalog is full"))?;
+        let slot = catalog.cell(cell);
+        let mut owner = catalog.sku(slot.sku).owner.lock();
+        if let Source::Seller(seller) = source {
+            if matches!(owner.as_deref(), Some(o) if o != seller) {
+                return Err(Error::Forbidden { sku: sku.into() });
+            }
+        }
+        let now = self.now();
+        let encode = |enc: &mut Encoder<'_>, moved: &(u64, u64)| {
+            let (old, next) = *moved;
+            let delta = next as i64 - old as i64;
+            enc.stock(sku, warehouse, now, next, delta, source.name(), adjustment)
+        };
+        // Only commits move on_hand concurrently (down), so a write that is an increase when
+        // decided stays one; a decrease may turn into an increase and then goes that way.
+        let (old, reserved) = slot.stock.load();
+        let decrease = decide(old, reserved)? < old;
+        let consumed = if decrease {
+            match slot.stock.update_on_hand(|o, r| match decide(o, r) {
+                Ok(n) if n > o => Err(None),
+                Ok(n) => Ok(n),
+                Err(e) => Err(Some(e)),
+            }) {
+                Ok(moved) => Some(moved),
+                Err(Some(e)) => return Err(e),
+                Err(None) => None,
+            }
+        } else {
+            None
+        };
+        let lsn = match consumed {
+            // Consumer: the lsn after the cell moved.
+            Some(moved) => self.seq.stage(|| moved, encode).0,
+            // Freeing: the lsn before the cell moves.
+            None => {
+                self.seq
+                    .stage(
+                        || {
+                            slot.stock
+                                .update_on_hand(&decide)
+                                .unwrap_or_else(|e| panic!("stock increase refused: {e}"))
+                        },
+                        encode,
+                    )
+                    .0
+            }
+        };
+        if let Source::Seller(seller) = source {
+            if owner.is_none() {
+                *owner = Some(seller.into());
+            }
+        }
+        drop(owner);
+        Ok((self.level(cell), lsn))
+    }
+
+    fn check_owner(
+        &self,
+        sku_id: crate::catalog::SkuId,
+        source: Source<'_>,
+        sku: &str,
+    ) -> Result<()> {
+        if let Source::Seller(seller) = source {
+            let owner = self.state.catalog.sku(sku_id).owner.lock();
+            if matches!(owner.as_deref(), Some(o) if o != seller) {
+                return Err(Error::Forbidden { sku: sku.into() });
+            }
+        }
+        Ok(())
+    }
+
+    // ---- the log -----------------------------------------------------------------------
+
+    /// Writes a snapshot of the durable state now; returns the last seq it holds.
+    pub fn checkpoint(&self) -> Result<u64> {
+        self.log.checkpoint()
+    }
+
+    /// Durable events with `seq > after`, at most `limit`.
+    pub fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>> {
+        self.log.events(after, limit)
+    }
+
+    /// The seq of the last durable event.
+    pub fn last_seq(&self) -> u64 {
+        self.log.durable_seq()
+    }
+
+    /// Why the ledger refuses writes, if it does.
+    pub fn unavailable_reason(&self) -> Option<String> {
+        self.log.check_writable().err().map(|e| e.to_string())
+    }
+
+    /// Flushes the log and stops the writer; every later call fails with
+    /// `ledger_unavailable`. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        self.log.close()
+    }
+
+    /// Counters of what the ledger did.
+    pub fn stats(&self) -> crate::stats::StatsSnapshot {
+        self.stats.snapshot(
+            self.state.catalog.cell_count(),
+            self.state.catalog.sku_count(),
+            self.state.orders.len(),
+        )
+    }
+
+    /// Checks invariants 1-3 of `domain.md` over the whole state (tests; takes every shard
+    /// lock in turn, so it is exact only while no writer runs).
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        self.state.check_invariants()
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        let _ = self.log.close();
+    }
+}

@@ -1,0 +1,46 @@
+//! stockledger: a sharded, lock-free inventory reservation ledger with a write-ahead log.
+//!
+//! Hard reservations on stock cells (sku, warehouse): all-or-nothing multi-line reserve,
+//! commit on payment, release, expiry; every change yields an event of a gap-free stream
+//! that the write-ahead log makes durable (the log is the outbox). See `docs/`.
+//!
+//! ```
+//! use stockledger::{Ledger, Line, Options, Source};
+//! let ledger = Ledger::in_memory(Options::default());
+//! ledger.set_stock("A1", "kol", 10, Source::Warehouse).unwrap();
+//! let r = ledger.reserve("o-1", &[Line::new("A1", "kol", 2)], 900).unwrap();
+//! assert!(r.created);
+//! assert_eq!(ledger.stock("A1", "kol").unwrap().available, 8);
+//! ledger.commit("o-1").unwrap();
+//! assert_eq!(ledger.stock("A1", "kol").unwrap().on_hand, 8);
+//! ```
+
+mod batch;
+mod catalog;
+mod cell;
+mod error;
+mod event;
+mod ledger;
+pub mod limits;
+mod orders;
+mod payment;
+mod record;
+mod sequencer;
+mod state;
+mod stats;
+mod time;
+mod types;
+pub mod wal;
+
+pub use batch::{Command, Outcome};
+pub use error::{Error, ErrorCode, Result, Shortfall};
+pub use event::Event;
+pub use ledger::Ledger;
+pub use payment::{Payment, PaymentAnswer};
+pub use record::{Entry, RefundReason};
+pub use stats::StatsSnapshot;
+pub use time::{format_rfc3339, Clock, ManualClock, Millis, SystemClock};
+pub use types::{
+    Durability, Line, Options, Reservation, Reserved, SkuStock, Source, Status, StockLevel,
+};
+pub use wal::{read_events, EventReader};

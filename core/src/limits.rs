@@ -1,0 +1,127 @@
+//! The limits of `domain.md`, enforced here so that every interface inherits them.
+
+use crate::error::{Error, Result};
+use crate::types::Line;
+
+pub const MAX_NAME_BYTES: usize = 64;
+pub const MAX_KEY_BYTES: usize = 128;
+pub const MAX_QTY: u64 = 1_000_000;
+pub const MAX_LINES: usize = 100;
+pub const MAX_ON_HAND: u64 = 9_007_199_254_740_991;
+pub const MAX_TTL_SECONDS: u64 = 604_800;
+pub const DEFAULT_TTL_SECONDS: u64 = 900;
+pub const MAX_REASON_BYTES: usize = 256;
+/// Commands in one call of the batch entry point.
+pub const MAX_BATCH: usize = 10_000;
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+}
+
+/// A sku or warehouse id: 1..=64 bytes of `[A-Za-z0-9._:-]`.
+pub fn check_name(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(field, "must be 1 to 64 bytes"));
+    }
+    if !value.bytes().all(is_name_byte) {
+        return Err(Error::invalid(
+            field,
+            "may contain only letters, digits and . _ : -",
+        ));
+    }
+    Ok(())
+}
+
+/// An order, adjustment or payment id: 1..=128 bytes of printable ASCII.
+pub fn check_key(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid(field, "must be 1 to 128 bytes"));
+    }
+    if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::invalid(
+            field,
+            "may contain only printable ASCII (0x21 to 0x7E)",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_ttl(ttl_seconds: u64) -> Result<()> {
+    if !(1..=MAX_TTL_SECONDS).contains(&ttl_seconds) {
+        return Err(Error::invalid(
+            "ttl_seconds",
+            "must be between 1 and 604800",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_on_hand(field: &str, on_hand: u64) -> Result<()> {
+    if on_hand > MAX_ON_HAND {
+        return Err(Error::invalid(
+            field,
+            "must be between 0 and 9007199254740991",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_delta(delta: i64) -> Result<()> {
+    if delta == 0 || delta.unsigned_abs() > MAX_ON_HAND {
+        return Err(Error::invalid(
+            "delta",
+            "must be a non-zero integer with |delta| <= 9007199254740991",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_reason(reason: Option<&str>) -> Result<()> {
+    match reason {
+        Some(r) if r.len() > MAX_REASON_BYTES => {
+            Err(Error::invalid("reason", "must be at most 256 bytes"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Field paths are built only on the error path, so a valid order allocates nothing here.
+pub fn check_lines(lines: &[Line]) -> Result<()> {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(Error::invalid("lines", "must hold 1 to 100 lines"));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        check_name("sku", &line.sku).map_err(|e| reroot(e, i))?;
+        check_name("warehouse", &line.warehouse).map_err(|e| reroot(e, i))?;
+        if !(1..=MAX_QTY).contains(&line.qty) {
+            return Err(Error::invalid(
+                format!("lines[{i}].qty"),
+                "must be between 1 and 1000000",
+            ));
+        }
+    }
+    // Duplicate cells: quadratic for tiny orders beats hashing.
+    for i in 1..lines.len() {
+        for j in 0..i {
+            if lines[i].sku == lines[j].sku && lines[i].warehouse == lines[j].warehouse {
+                return Err(Error::invalid(
+                    format!("lines[{i}]"),
+                    format!(
+                        "duplicates lines[{j}] (the same sku and warehouse twice in one order)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reroot(e: Error, i: usize) -> Error {
+    match e {
+        Error::InvalidRequest { field, reason } => Error::InvalidRequest {
+            field: format!("lines[{i}].{field}"),
+            reason,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,376 @@
+//! The entries a log record carries: the decided effects of one change, each (but notes)
+//! also an event of `events.md`. Encoded by hand into reused buffers (no allocation on the
+//! hot path); decoding allocates and is used by replay and event readers only.
+//! The byte layout is documented in `docs/log-format.md`.
+
+use crate::time::Millis;
+
+pub(crate) const TAG_CREATED: u8 = 1;
+pub(crate) const TAG_RELEASED: u8 = 2;
+pub(crate) const TAG_EXPIRED: u8 = 3;
+pub(crate) const TAG_PAID: u8 = 4;
+pub(crate) const TAG_PAYMENT_FAILED: u8 = 5;
+pub(crate) const TAG_REFUND_REQUIRED: u8 = 6;
+pub(crate) const TAG_STOCK_SET: u8 = 7;
+pub(crate) const TAG_STOCK_ADJUSTED: u8 = 8;
+/// Bookkeeping without an event: a remembered payment answer.
+pub(crate) const TAG_PAYMENT_NOTE: u8 = 100;
+
+/// Why money must go back (`payment.refund_required`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundReason {
+    ExpiredNoStock,
+    Cancelled,
+    DoubleCharge,
+}
+
+impl RefundReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundReason::ExpiredNoStock => "expired_no_stock",
+            RefundReason::Cancelled => "cancelled",
+            RefundReason::DoubleCharge => "double_charge",
+        }
+    }
+    fn to_u8(self) -> u8 {
+        match self {
+            RefundReason::ExpiredNoStock => 1,
+            RefundReason::Cancelled => 2,
+            RefundReason::DoubleCharge => 3,
+        }
+    }
+    fn from_u8(v: u8) -> Option<RefundReason> {
+        Some(match v {
+            1 => RefundReason::ExpiredNoStock,
+            2 => RefundReason::Cancelled,
+            3 => RefundReason::DoubleCharge,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded line: (sku, warehouse, qty).
+pub type EventLine = (String, String, u64);
+
+/// One decoded entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Created {
+        order_id: String,
+        at: Millis,
+        expires_at: Millis,
+        lines: Vec<EventLine>,
+    },
+    /// Released (cancel), expired, paid or payment-failed: the reservation's end.
+    Finished {
+        tag: u8,
+        order_id: String,
+        at: Millis,
+        payment_id: Option<String>,
+        lines: Vec<EventLine>,
+    },
+    RefundRequired {
+        order_id: String,
+        at: Millis,
+        payment_id: String,
+        amount_minor: u64,
+        currency: String,
+        reason: RefundReason,
+    },
+    Stock {
+        tag: u8,
+        sku: String,
+        warehouse: String,
+        at: Millis,
+        on_hand: u64,
+        delta: i64,
+        source: String,
+        adjustment_id: Option<String>,
+        reason: Option<String>,
+    },
+    PaymentNote {
+        payment_id: String,
+        order_id: String,
+        succeeded: bool,
+        answer: u8,
+    },
+}
+
+impl Entry {
+    pub(crate) fn is_event(&self) -> bool {
+        !matches!(self, Entry::PaymentNote { .. })
+    }
+}
+
+/// Appends entries to a buffer.
+pub(crate) struct Encoder<'a> {
+    pub(crate) buf: &'a mut Vec<u8>,
+    pub(crate) events: u16,
+    pub(crate) entries: u16,
+}
+
+impl<'a> Encoder<'a> {
+    pub(crate) fn new(buf: &'a mut Vec<u8>) -> Encoder<'a> {
+        Encoder {
+            buf,
+            events: 0,
+            entries: 0,
+        }
+    }
+
+    fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        // Every string is bounded by the domain limits (at most 256 bytes).
+        debug_assert!(s.len() <= u16::MAX as usize);
+        self.buf.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+            None => self.u8(0),
+        }
+    }
+    fn begin(&mut self, tag: u8) {
+        self.u8(tag);
+        self.entries += 1;
+        if tag != TAG_PAYMENT_NOTE {
+            self.events += 1;
+        }
+    }
+    fn lines<'l>(&mut self, lines: impl ExactSizeIterator<Item = (&'l str, &'l str, u64)>) {
+        self.buf
+            .extend_from_slice(&(lines.len() as u16).to_le_bytes());
+        for (sku, wh, qty) in lines {
+            self.str(sku);
+            self.str(wh);
+            self.u64(qty);
+        }
+    }
+
+    pub(crate) fn created<'l>(
+        &mut self,
+        order_id: &str,
+        at: Millis,
+        expires_at: Millis,
+        lines: impl ExactSizeIterator<Item = (&'l str, &'l str, u64)>,
+    ) {
+        self.begin(TAG_CREATED);
+        self.str(order_id);
+        self.u64(at);
+        self.u64(expires_at);
+        self.lines(lines);
+    }
+
+    pub(crate) fn finished<'l>(
+        &mut self,
+        tag: u8,
+        order_id: &str,
+        at: Millis,
+        payment_id: Option<&str>,
+        lines: impl ExactSizeIterator<Item = (&'l str, &'l str, u64)>,
+    ) {
+        debug_assert!((TAG_RELEASED..=TAG_PAYMENT_FAILED).contains(&tag));
+        self.begin(tag);
+        self.str(order_id);
+        self.u64(at);
+        self.opt_str(payment_id);
+        self.lines(lines);
+    }
+
+    pub(crate) fn refund_required(
+        &mut self,
+        order_id: &str,
+        at: Millis,
+        payment_id: &str,
+        amount_minor: u64,
+        currency: &str,
+        reason: RefundReason,
+    ) {
+        self.begin(TAG_REFUND_REQUIRED);
+        self.str(order_id);
+        self.u64(at);
+        self.str(payment_id);
+        self.u64(amount_minor);
+        self.str(currency);
+        self.u8(reason.to_u8());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn stock(
+        &mut self,
+        sku: &str,
+        warehouse: &str,
+        at: Millis,
+        on_hand: u64,
+        delta: i64,
+        source: &str,
+        adjustment: Option<(&str, Option<&str>)>,
+    ) {
+        self.begin(if adjustment.is_some() {
+            TAG_STOCK_ADJUSTED
+        } else {
+            TAG_STOCK_SET
+        });
+        self.str(sku);
+        self.str(warehouse);
+        self.u64(at);
+        self.u64(on_hand);
+        self.u64(delta as u64);
+        self.str(source);
+        if let Some((id, reason)) = adjustment {
+            self.str(id);
+            self.opt_str(reason);
+        }
+    }
+
+    pub(crate) fn payment_note(
+        &mut self,
+        payment_id: &str,
+        order_id: &str,
+        succeeded: bool,
+        answer: u8,
+    ) {
+        self.begin(TAG_PAYMENT_NOTE);
+        self.str(payment_id);
+        self.str(order_id);
+        self.u8(succeeded as u8);
+        self.u8(answer);
+    }
+}
+
+/// Reads entries back; every read is bounds-checked, so damaged bytes give `None`.
+pub(crate) struct Decoder<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Decoder<'a> {
+        Decoder { bytes }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < n {
+            return None;
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    }
+    fn str(&mut self) -> Option<String> {
+        let n = self.u16()? as usize;
+        let b = self.take(n)?;
+        String::from_utf8(b.to_vec()).ok()
+    }
+    fn opt_str(&mut self) -> Option<Option<String>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => Some(Some(self.str()?)),
+            _ => None,
+        }
+    }
+    fn lines(&mut self) -> Option<Vec<EventLine>> {
+        let n = self.u16()? as usize;
+        if n > crate::limits::MAX_LINES {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push((self.str()?, self.str()?, self.u64()?));
+        }
+        Some(out)
+    }
+
+    pub(crate) fn entry(&mut self) -> Option<Entry> {
+        let tag = self.u8()?;
+        Some(match tag {
+            TAG_CREATED => Entry::Created {
+                order_id: self.str()?,
+                at: self.u64()?,
+                expires_at: self.u64()?,
+                lines: self.lines()?,
+            },
+            TAG_RELEASED | TAG_EXPIRED | TAG_PAID | TAG_PAYMENT_FAILED => Entry::Finished {
+                tag,
+                order_id: self.str()?,
+                at: self.u64()?,
+                payment_id: self.opt_str()?,
+                lines: self.lines()?,
+            },
+            TAG_REFUND_REQUIRED => Entry::RefundRequired {
+                order_id: self.str()?,
+                at: self.u64()?,
+                payment_id: self.str()?,
+                amount_minor: self.u64()?,
+                currency: self.str()?,
+                reason: RefundReason::from_u8(self.u8()?)?,
+            },
+            TAG_STOCK_SET | TAG_STOCK_ADJUSTED => {
+                let sku = self.str()?;
+                let warehouse = self.str()?;
+                let at = self.u64()?;
+                let on_hand = self.u64()?;
+                let delta = self.u64()? as i64;
+                let source = self.str()?;
+                let (adjustment_id, reason) = if tag == TAG_STOCK_ADJUSTED {
+                    (Some(self.str()?), self.opt_str()?)
+                } else {
+                    (None, None)
+                };
+                Entry::Stock {
+                    tag,
+                    sku,
+                    warehouse,
+                    at,
+                    on_hand,
+                    delta,
+                    source,
+                    adjustment_id,
+                    reason,
+                }
+            }
+            TAG_PAYMENT_NOTE => Entry::PaymentNote {
+                payment_id: self.str()?,
+                order_id: self.str()?,
+                succeeded: self.u8()? != 0,
+                answer: self.u8()?,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// Decodes a whole record payload; `None` if any byte is out of place.
+pub(crate) fn decode_entries(payload: &[u8], count: u16) -> Option<Vec<Entry>> {
+    let mut d = Decoder::new(payload);
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        out.push(d.entry()?);
+    }
+    if !d.is_empty() {
+        return None;
+    }
+    Some(out)
+}

@@ -1,0 +1,334 @@
+//! The in-memory state of a ledger (catalog, reservations, idempotency keys) and how a
+//! decided entry is applied to it during replay. The live ledger decides and applies in
+//! `ledger.rs`; replay here applies the same effects without deciding again.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+
+use crossbeam_utils::CachePadded;
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::catalog::{Catalog, CellId};
+use crate::orders::{HeldLine, Order, Orders};
+use crate::record::{Entry, TAG_EXPIRED, TAG_PAID, TAG_PAYMENT_FAILED, TAG_RELEASED};
+use crate::time::Millis;
+use crate::types::Status;
+
+const KEY_SHARDS: usize = 64;
+
+type Hasher = foldhash::fast::RandomState;
+
+/// What an adjustment id was used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AdjustmentKey {
+    pub(crate) cell: CellId,
+    pub(crate) delta: i64,
+    pub(crate) at: Millis,
+}
+
+/// The answer given to a payment callback, remembered for its replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PaymentKey {
+    pub(crate) order_id: Box<str>,
+    pub(crate) succeeded: bool,
+    pub(crate) answer: u8,
+    pub(crate) at: Millis,
+}
+
+/// A map of idempotency keys, sharded, pruned after retention in insertion order.
+pub(crate) struct KeyTable<V> {
+    shards: Box<[CachePadded<Mutex<KeyShard<V>>>]>,
+    hasher: Hasher,
+}
+
+pub(crate) struct KeyShard<V> {
+    pub(crate) map: HashMap<Box<str>, V, Hasher>,
+    order: VecDeque<(Millis, Box<str>)>,
+}
+
+impl<V> KeyShard<V> {
+    pub(crate) fn insert(&mut self, key: &str, at: Millis, value: V) {
+        self.map.insert(key.into(), value);
+        self.order.push_back((at, key.into()));
+    }
+}
+
+impl<V> KeyTable<V> {
+    pub(crate) fn new() -> KeyTable<V> {
+        let hasher = Hasher::default();
+        KeyTable {
+            shards: (0..KEY_SHARDS)
+                .map(|_| {
+                    CachePadded::new(Mutex::new(KeyShard {
+                        map: HashMap::with_hasher(hasher.clone()),
+                        order: VecDeque::new(),
+                    }))
+                })
+                .collect(),
+            hasher,
+        }
+    }
+
+    pub(crate) fn shard(&self, key: &str) -> MutexGuard<'_, KeyShard<V>> {
+        let h = self.hasher.hash_one(key);
+        self.shards[(h as usize) % KEY_SHARDS].lock()
+    }
+
+    pub(crate) fn prune(&self, cutoff: Millis) {
+        for s in self.shards.iter() {
+            let mut s = s.lock();
+            while matches!(s.order.front(), Some((at, _)) if *at < cutoff) {
+                if let Some((_, k)) = s.order.pop_front() {
+                    s.map.remove(&k);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&str, &V)) {
+        for s in self.shards.iter() {
+            let s = s.lock();
+            for (k, v) in s.map.iter() {
+                f(k, v);
+            }
+        }
+    }
+}
+
+/// Adjustment ids are idempotent per source (a seller, or the warehouse side).
+pub(crate) fn adjustment_key(source: &str, adjustment_id: &str, buf: &mut String) {
+    buf.clear();
+    buf.push_str(source);
+    buf.push('\u{1f}');
+    buf.push_str(adjustment_id);
+}
+
+pub(crate) struct State {
+    pub(crate) ledger_id: u64,
+    pub(crate) catalog: Catalog,
+    pub(crate) orders: Orders,
+    pub(crate) adjustments: KeyTable<AdjustmentKey>,
+    pub(crate) payments: KeyTable<PaymentKey>,
+}
+
+pub(crate) const WAREHOUSE_SOURCE: &str = "warehouse";
+
+impl State {
+    pub(crate) fn new(ledger_id: u64) -> State {
+        State {
+            ledger_id,
+            catalog: Catalog::new(),
+            orders: Orders::new(),
+            adjustments: KeyTable::new(),
+            payments: KeyTable::new(),
+        }
+    }
+
+    fn held_lines(&self, lines: &[(String, String, u64)]) -> Option<Box<[HeldLine]>> {
+        let mut held: Vec<HeldLine> = Vec::with_capacity(lines.len());
+        for (sku, wh, qty) in lines {
+            held.push(HeldLine {
+                cell: self.catalog.cell_or_insert(sku, wh)?,
+                qty: *qty as u32,
+            });
+        }
+        held.sort_unstable();
+        Some(held.into_boxed_slice())
+    }
+
+    /// Applies one decided entry (replay). Returns false if the entry cannot be applied
+    /// to this state, which means the log and the state disagree.
+    pub(crate) fn apply(&self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Created {
+                order_id,
+                at,
+                expires_at,
+                lines,
+            } => {
+                let Some(held) = self.held_lines(lines) else {
+                    return false;
+                };
+                for l in held.iter() {
+                    self.catalog
+                        .cell(l.cell)
+                        .stock
+                        .apply_delta(0, l.qty as i128);
+                }
+                let mut shard = self.orders.shard(order_id);
+                if matches!(shard.map.get(order_id.as_str()), Some(o) if o.status == Status::Reserved)
+                {
+                    return false;
+                }
+                shard.map.remove(order_id.as_str());
+                shard.insert(
+                    order_id,
+                    Order {
+                        lines: held,
+                        status: Status::Reserved,
+                        created_at: *at,
+                        expires_at: *expires_at,
+                        finished_at: 0,
+                        paid_by: None,
+                    },
+                );
+                true
+            }
+            Entry::Finished {
+                tag,
+                order_id,
+                at,
+                payment_id,
+                ..
+            } => {
+                let mut shard = self.orders.shard(order_id);
+                let Some(order) = shard.map.get_mut(order_id.as_str()) else {
+                    return false;
+                };
+                if order.status != Status::Reserved {
+                    return false;
+                }
+                let status = match *tag {
+                    TAG_RELEASED | TAG_PAYMENT_FAILED => Status::Released,
+                    TAG_EXPIRED => Status::Expired,
+                    TAG_PAID => Status::Paid,
+                    _ => return false,
+                };
+                for l in order.lines.iter() {
+                    let cell = &self.catalog.cell(l.cell).stock;
+                    if status == Status::Paid {
+                        cell.apply_delta(-(l.qty as i128), -(l.qty as i128));
+                    } else {
+                        cell.apply_delta(0, -(l.qty as i128));
+                    }
+                }
+                if status == Status::Paid {
+                    order.paid_by = payment_id.as_deref().map(Into::into);
+                }
+                shard.finish(order_id, status, *at);
+                drop(shard);
+                if let Some(p) = payment_id {
+                    let answer = if status == Status::Paid {
+                        crate::payment::ANSWER_PAID
+                    } else {
+                        crate::payment::ANSWER_RELEASED
+                    };
+                    self.note_payment(p, order_id, status == Status::Paid, answer, *at);
+                }
+                true
+            }
+            Entry::RefundRequired {
+                order_id,
+                at,
+                payment_id,
+                ..
+            } => {
+                self.note_payment(
+                    payment_id,
+                    order_id,
+                    true,
+                    crate::payment::ANSWER_REFUND,
+                    *at,
+                );
+                true
+            }
+            Entry::Stock {
+                sku,
+                warehouse,
+                at,
+                delta,
+                source,
+                adjustment_id,
+                ..
+            } => {
+                let Some(cell) = self.catalog.cell_or_insert(sku, warehouse) else {
+                    return false;
+                };
+                self.catalog.cell(cell).stock.apply_delta(*delta as i128, 0);
+                if source != WAREHOUSE_SOURCE {
+                    let slot = self.catalog.sku(self.catalog.cell(cell).sku);
+                    let mut owner = slot.owner.lock();
+                    if owner.is_none() {
+                        *owner = Some(source.as_str().into());
+                    }
+                }
+                if let Some(id) = adjustment_id {
+                    let mut key = String::new();
+                    adjustment_key(source, id, &mut key);
+                    self.adjustments.shard(&key).insert(
+                        &key,
+                        *at,
+                        AdjustmentKey {
+                            cell,
+                            delta: *delta,
+                            at: *at,
+                        },
+                    );
+                }
+                true
+            }
+            Entry::PaymentNote {
+                payment_id,
+                order_id,
+                succeeded,
+                answer,
+            } => {
+                self.note_payment(payment_id, order_id, *succeeded, *answer, 0);
+                true
+            }
+        }
+    }
+
+    fn note_payment(
+        &self,
+        payment_id: &str,
+        order_id: &str,
+        succeeded: bool,
+        answer: u8,
+        at: Millis,
+    ) {
+        self.payments.shard(payment_id).insert(
+            payment_id,
+            at,
+            PaymentKey {
+                order_id: order_id.into(),
+                succeeded,
+                answer,
+                at,
+            },
+        );
+    }
+
+    /// Checks invariants 1-3 of `domain.md` over the whole state. Only meaningful while no
+    /// writer runs (tests, recovery).
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let mut held: HashMap<CellId, u64> = HashMap::new();
+        for shard in self.orders.shards() {
+            for (id, o) in shard.map.iter() {
+                if o.status == Status::Reserved {
+                    for l in o.lines.iter() {
+                        *held.entry(l.cell).or_default() += l.qty as u64;
+                    }
+                }
+                if o.lines.is_empty() {
+                    return Err(format!("order {id} has no lines"));
+                }
+            }
+        }
+        for (id, slot) in self.catalog.cells() {
+            let (on_hand, reserved) = slot.stock.load();
+            if reserved > on_hand {
+                return Err(format!(
+                    "cell {id}: reserved {reserved} > on_hand {on_hand}"
+                ));
+            }
+            let expect = held.get(&id).copied().unwrap_or(0);
+            if reserved != expect {
+                return Err(format!(
+                    "cell {id}: reserved {reserved} but live reservations hold {expect}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

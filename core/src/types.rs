@@ -1,0 +1,203 @@
+//! Public value types of the ledger: lines, stock levels, reservations, options.
+
+use std::sync::Arc;
+
+use crate::time::{Clock, Millis, SystemClock};
+
+/// One order line as a caller gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Line {
+    pub sku: String,
+    pub warehouse: String,
+    pub qty: u64,
+}
+
+impl Line {
+    pub fn new(sku: impl Into<String>, warehouse: impl Into<String>, qty: u64) -> Line {
+        Line {
+            sku: sku.into(),
+            warehouse: warehouse.into(),
+            qty,
+        }
+    }
+}
+
+/// The state of a reservation (see the state diagram of `domain.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Reserved,
+    Paid,
+    Released,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Reserved => "reserved",
+            Status::Paid => "paid",
+            Status::Released => "released",
+            Status::Expired => "expired",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        self != Status::Reserved
+    }
+
+    pub(crate) fn to_u8(self) -> u8 {
+        match self {
+            Status::Reserved => 0,
+            Status::Paid => 1,
+            Status::Released => 2,
+            Status::Expired => 3,
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Option<Status> {
+        Some(match v {
+            0 => Status::Reserved,
+            1 => Status::Paid,
+            2 => Status::Released,
+            3 => Status::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// A cell's figures from one moment: `available = on_hand - reserved`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StockLevel {
+    pub on_hand: u64,
+    pub reserved: u64,
+    pub available: u64,
+}
+
+impl StockLevel {
+    pub(crate) fn new(on_hand: u64, reserved: u64) -> StockLevel {
+        debug_assert!(reserved <= on_hand);
+        StockLevel {
+            on_hand,
+            reserved,
+            available: on_hand - reserved,
+        }
+    }
+}
+
+/// The stock of one sku: its cells sorted by warehouse, and their sums.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SkuStock {
+    pub sku: String,
+    pub total: StockLevel,
+    pub warehouses: Vec<(String, StockLevel)>,
+}
+
+/// A reservation as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub order_id: String,
+    pub status: Status,
+    pub lines: Vec<Line>,
+    /// Unix milliseconds.
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// When it became paid, released or expired.
+    pub finished_at: Option<Millis>,
+}
+
+/// The answer of `reserve`: the reservation and whether this call created it
+/// (false for an idempotent replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub reservation: Reservation,
+    pub created: bool,
+}
+
+/// Who changes stock: a seller through the partner gateway (claims sku ownership) or the
+/// warehouse side (stock feed, bindings), which owns nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    Warehouse,
+    Seller(&'a str),
+}
+
+impl Source<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            Source::Warehouse => "warehouse",
+            Source::Seller(s) => s,
+        }
+    }
+}
+
+/// How a change is made durable before it is acknowledged (`domain.md`, durability modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged after the log holding the change is fsync'd (group commit).
+    #[default]
+    Sync,
+    /// Acknowledged at once; the log is fsync'd at least every 10 ms.
+    Async,
+    /// Memory only.
+    None,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Durability, crate::Error> {
+        match s {
+            "sync" => Ok(Durability::Sync),
+            "async" => Ok(Durability::Async),
+            "none" => Ok(Durability::None),
+            _ => Err(crate::Error::invalid(
+                "durability",
+                "must be one of sync, async, none",
+            )),
+        }
+    }
+}
+
+/// Options of [`crate::Ledger::open`].
+#[derive(Clone)]
+pub struct Options {
+    pub durability: Durability,
+    /// Time source; tests inject a [`crate::ManualClock`].
+    pub clock: Arc<dyn Clock>,
+    /// How long finished reservations and idempotency keys stay readable.
+    pub retention_ms: Millis,
+    /// Roll to a new log segment past this size.
+    pub segment_bytes: u64,
+    /// Write a snapshot automatically once this many log bytes follow the last one (0: never).
+    pub checkpoint_every_bytes: u64,
+    /// On a bad record in the middle of the log, truncate there instead of refusing to open.
+    /// This drops every record after the damage; only an operator should ask for it.
+    pub truncate_corrupt_tail: bool,
+    /// Storage seam for fault injection; `None` means the real file system.
+    pub storage: Option<Arc<dyn crate::wal::Storage>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            durability: Durability::Sync,
+            clock: Arc::new(SystemClock),
+            retention_ms: 24 * 3600 * 1000,
+            segment_bytes: 64 << 20,
+            checkpoint_every_bytes: 256 << 20,
+            truncate_corrupt_tail: false,
+            storage: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("durability", &self.durability)
+            .field("retention_ms", &self.retention_ms)
+            .field("segment_bytes", &self.segment_bytes)
+            .field("checkpoint_every_bytes", &self.checkpoint_every_bytes)
+            .field("truncate_corrupt_tail", &self.truncate_corrupt_tail)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,371 @@
+//! Durability: the write-ahead log (segments, group-commit writer), snapshots and recovery.
+//!
+//! The log is also the outbox: events are read back from it (`reader.rs`).
+
+mod reader;
+mod recovery;
+mod segment;
+mod snapshot;
+mod storage;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+pub use reader::{read_events, EventReader};
+pub use storage::{Fault, FaultyStorage, FsStorage, Storage, StorageFile};
+
+use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+use crate::sequencer::{Lsn, Sequencer};
+use crate::state::State;
+use crate::stats::Stats;
+use crate::types::{Durability, Options};
+
+/// A sample of where a seq starts in a segment, so readers need not scan from its start.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentMeta {
+    pub(crate) first_lsn: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) path: PathBuf,
+    /// (first seq of a frame, its offset), increasing.
+    pub(crate) index: Vec<(u64, u32)>,
+}
+
+/// Frames kept in memory by a `Durability::None` ledger, for its events feed.
+#[derive(Default)]
+pub(crate) struct MemLog {
+    /// (first seq, frames)
+    pub(crate) chunks: std::collections::VecDeque<(u64, Vec<u8>)>,
+    pub(crate) bytes: usize,
+}
+
+/// Events kept in memory by a `Durability::None` ledger, at most.
+pub(crate) const MEM_LOG_BYTES: usize = 64 << 20;
+
+/// State shared by the ledger's threads and its log writer.
+pub(crate) struct Shared {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) durability: Durability,
+    pub(crate) ledger_id: u64,
+    pub(crate) durable_lsn: AtomicU64,
+    pub(crate) durable_seq: AtomicU64,
+    poisoned: AtomicBool,
+    reason: Mutex<Option<String>>,
+    pub(crate) closing: AtomicBool,
+    closed: AtomicBool,
+    wait_lock: Mutex<()>,
+    wait_cv: Condvar,
+    pub(crate) writer_sleeping: AtomicBool,
+    writer_thread: OnceLock<std::thread::Thread>,
+    pub(crate) segments: Mutex<Vec<SegmentMeta>>,
+    pub(crate) mem: Mutex<MemLog>,
+    pub(crate) bytes_since_checkpoint: AtomicU64,
+    pub(crate) checkpoint_lock: Mutex<()>,
+    /// Segments holding events above this seq are kept (the Kafka outbox); MAX: no pin.
+    pub(crate) keep_after_seq: AtomicU64,
+    pub(crate) checkpoint_kick: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
+}
+
+impl Shared {
+    pub(crate) fn poison(&self, why: String) {
+        let mut r = self.reason.lock();
+        if r.is_none() {
+            tracing::error!(cause = %why, "log write failed: the ledger refuses writes until restarted");
+            *r = Some(why);
+        }
+        self.poisoned.store(true, Ordering::SeqCst);
+        drop(r);
+        self.notify();
+    }
+
+    pub(crate) fn notify(&self) {
+        let _g = self.wait_lock.lock();
+        self.wait_cv.notify_all();
+    }
+
+    fn unavailable(&self) -> Error {
+        if self.closed.load(Ordering::SeqCst) && !self.poisoned.load(Ordering::SeqCst) {
+            return Error::unavailable("the ledger is closed");
+        }
+        let r = self.reason.lock();
+        Error::unavailable(format!(
+            "the log could not be written ({}); writes are refused until restart",
+            r.as_deref().unwrap_or("closed")
+        ))
+    }
+
+    fn wake_writer(&self) {
+        if self.writer_sleeping.load(Ordering::SeqCst) {
+            if let Some(t) = self.writer_thread.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
+/// The ledger's handle on its log.
+pub(crate) struct Log {
+    pub(crate) shared: Arc<Shared>,
+    seq: Arc<Sequencer>,
+    state: Arc<State>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
+    lock_file: Mutex<Option<File>>,
+}
+
+impl Log {
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.shared.poisoned.load(Ordering::Acquire)
+            || self.shared.closing.load(Ordering::Acquire)
+        {
+            return Err(self.shared.unavailable());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn wait(&self, lsn: Lsn) -> Result<()> {
+        let s = &self.shared;
+        if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        if s.durability != Durability::Sync {
+            return if s.poisoned.load(Ordering::Acquire) {
+                Err(s.unavailable())
+            } else {
+                Ok(())
+            };
+        }
+        s.wake_writer();
+        for _ in 0..200 {
+            if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        let mut g = s.wait_lock.lock();
+        loop {
+            if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+                return Ok(());
+            }
+            if s.poisoned.load(Ordering::Acquire) || s.closed.load(Ordering::Acquire) {
+                return Err(s.unavailable());
+            }
+            s.wait_cv.wait(&mut g);
+        }
+    }
+
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>> {
+        reader::live_events(&self.shared, after, limit)
+    }
+
+    pub(crate) fn checkpoint(&self) -> Result<u64> {
+        self.check_writable()?;
+        snapshot::checkpoint(&self.shared)
+    }
+
+    pub(crate) fn close(&self) -> Result<()> {
+        let s = &self.shared;
+        if s.closing.swap(true, Ordering::SeqCst) {
+            // Already closing or closed: wait for the writer if another caller is closing.
+            if let Some(h) = self.writer.lock().take() {
+                let _ = h.join();
+            }
+            return Ok(());
+        }
+        if let Some(t) = s.writer_thread.get() {
+            t.unpark();
+        }
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+        s.checkpoint_kick.lock().take();
+        if let Some(h) = self.checkpointer.lock().take() {
+            let _ = h.join();
+        }
+        s.closed.store(true, Ordering::SeqCst);
+        s.notify();
+        self.lock_file.lock().take();
+        let _ = (&self.seq, &self.state);
+        if s.poisoned.load(Ordering::SeqCst) {
+            return Err(s.unavailable());
+        }
+        Ok(())
+    }
+}
+
+fn new_ledger_id() -> u64 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    foldhash::fast::RandomState::default().hash_one((nanos, std::process::id()))
+}
+
+fn lock_folder(dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::unavailable(format!(
+            "cannot create ledger folder {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            Error::unavailable(format!("cannot open lock file {}: {e}", path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => Err(Error::unavailable(format!(
+            "ledger folder {} is locked by another ledger (lock file {})",
+            dir.display(),
+            path.display()
+        ))),
+    }
+}
+
+fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> Shared {
+    Shared {
+        dir,
+        durability,
+        ledger_id,
+        durable_lsn: AtomicU64::new(0),
+        durable_seq: AtomicU64::new(0),
+        poisoned: AtomicBool::new(false),
+        reason: Mutex::new(None),
+        closing: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        wait_lock: Mutex::new(()),
+        wait_cv: Condvar::new(),
+        writer_sleeping: AtomicBool::new(false),
+        writer_thread: OnceLock::new(),
+        segments: Mutex::new(Vec::new()),
+        mem: Mutex::new(MemLog::default()),
+        bytes_since_checkpoint: AtomicU64::new(0),
+        checkpoint_lock: Mutex::new(()),
+        keep_after_seq: AtomicU64::new(u64::MAX),
+        checkpoint_kick: Mutex::new(None),
+    }
+}
+
+pub(crate) fn open_in_memory(options: Options) -> Ledger {
+    let ledger_id = new_ledger_id();
+    let shared = Arc::new(new_shared(None, Durability::None, ledger_id));
+    let state = Arc::new(State::new(ledger_id));
+    let seq = Arc::new(Sequencer::new(1));
+    let writer = writer::Writer::in_memory(shared.clone(), seq.clone(), 1, 1);
+    start(shared, seq, state, writer, None, options)
+}
+
+pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
+    let lock = lock_folder(dir)?;
+    if options.durability == Durability::None {
+        let mut ledger = open_in_memory(options);
+        *ledger.log.lock_file.lock() = Some(lock);
+        ledger.options.durability = Durability::None;
+        return Ok(ledger);
+    }
+    let storage: Arc<dyn Storage> = options
+        .storage
+        .clone()
+        .unwrap_or_else(|| Arc::new(FsStorage));
+    let rec = recovery::recover(dir, &options, &*storage, new_ledger_id)?;
+    let shared = Arc::new(new_shared(
+        Some(dir.to_path_buf()),
+        options.durability,
+        rec.state.ledger_id,
+    ));
+    shared.durable_lsn.store(rec.next_lsn - 1, Ordering::SeqCst);
+    shared.durable_seq.store(rec.next_seq - 1, Ordering::SeqCst);
+    *shared.segments.lock() = rec.segments.clone();
+    let state = Arc::new(rec.state);
+    let seq = Arc::new(Sequencer::new(rec.next_lsn));
+    let writer = writer::Writer::on_disk(
+        shared.clone(),
+        seq.clone(),
+        storage,
+        dir.to_path_buf(),
+        options.segment_bytes.max(1 << 20),
+        rec.next_lsn,
+        rec.next_seq,
+        rec.tail,
+        options.checkpoint_every_bytes,
+    )?;
+    let checkpointer = snapshot::start_checkpointer(shared.clone());
+    Ok(start(
+        shared,
+        seq,
+        state,
+        writer,
+        Some((lock, checkpointer)),
+        options,
+    ))
+}
+
+fn start(
+    shared: Arc<Shared>,
+    seq: Arc<Sequencer>,
+    state: Arc<State>,
+    writer: writer::Writer,
+    disk: Option<(File, JoinHandle<()>)>,
+    options: Options,
+) -> Ledger {
+    let handle = std::thread::Builder::new()
+        .name("stockledger-wal".into())
+        .spawn(move || writer.run())
+        .map_err(|e| e.to_string());
+    let handle = match handle {
+        Ok(h) => {
+            let _ = shared.writer_thread.set(h.thread().clone());
+            Some(h)
+        }
+        Err(e) => {
+            shared.poison(format!("cannot start the log writer thread: {e}"));
+            None
+        }
+    };
+    let (lock, checkpointer) = match disk {
+        Some((l, c)) => (Some(l), Some(c)),
+        None => (None, None),
+    };
+    Ledger {
+        state: state.clone(),
+        seq: seq.clone(),
+        log: Log {
+            shared,
+            seq,
+            state,
+            writer: Mutex::new(handle),
+            checkpointer: Mutex::new(checkpointer),
+            lock_file: Mutex::new(lock),
+        },
+        options,
+        stats: Stats::default(),
+    }
+}
+
+impl Ledger {
+    /// Keeps log segments that hold events with a seq above `seq` even once a snapshot
+    /// covers them (the Kafka publisher pins what it has not delivered yet). `None` unpins.
+    pub fn keep_events_after(&self, seq: Option<u64>) {
+        self.log
+            .shared
+            .keep_after_seq
+            .store(seq.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+}

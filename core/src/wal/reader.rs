@@ -1,0 +1,282 @@
+//! Reading the durable event stream back from the log: for the live ledger (events feed,
+//! Kafka publisher) and for a folder from outside (`read_events`), without disturbing the
+//! writer: read-only maps of the segments, never past what is durable or valid.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::record::decode_entries;
+
+use super::recovery::map;
+use super::segment::{list_segments, read_frame, SegmentHeader, Slot, HEADER_LEN};
+use super::Shared;
+
+/// The most events one call returns.
+pub const MAX_EVENTS_PER_READ: usize = 10_000;
+
+enum Stop {
+    /// Reached zeros or the durable bound: nothing more here now.
+    End,
+    /// Bytes that are not a frame at this offset.
+    Bad(usize),
+    /// `limit` events collected; resume at this offset.
+    Full(usize),
+}
+
+/// Collects events with `seq > after` from frames starting at `at`.
+fn scan(
+    bytes: &[u8],
+    mut at: usize,
+    after: u64,
+    max_lsn: u64,
+    limit: usize,
+    ledger_id: u64,
+    out: &mut Vec<Event>,
+) -> Stop {
+    loop {
+        if out.len() >= limit {
+            return Stop::Full(at);
+        }
+        match read_frame(bytes, at) {
+            Slot::End => return Stop::End,
+            Slot::Bad => return Stop::Bad(at),
+            Slot::Frame(f) => {
+                if f.lsn > max_lsn {
+                    return Stop::End;
+                }
+                let last_seq = f.first_seq + f.events as u64;
+                if f.events > 0 && last_seq > after + 1 {
+                    let Some(entries) = decode_entries(f.payload, f.entries) else {
+                        return Stop::Bad(at);
+                    };
+                    let mut seq = f.first_seq;
+                    for e in entries.into_iter().filter(|e| e.is_event()) {
+                        if seq > after {
+                            out.push(Event::new(ledger_id, seq, e));
+                        }
+                        seq += 1;
+                    }
+                }
+                at += f.size;
+                // A frame's events are all taken together, so `limit` may be passed by
+                // at most one frame's worth.
+            }
+        }
+    }
+}
+
+/// Events of a live ledger with `seq > after`.
+pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<Vec<Event>> {
+    let limit = limit.clamp(1, MAX_EVENTS_PER_READ);
+    let durable_lsn = shared.durable_lsn.load(Ordering::Acquire);
+    let mut out = Vec::new();
+    if shared.dir.is_none() {
+        let mem = shared.mem.lock();
+        let start = mem
+            .chunks
+            .partition_point(|(first, _)| *first <= after + 1)
+            .saturating_sub(1);
+        for (_, chunk) in mem.chunks.iter().skip(start) {
+            if let Stop::Full(_) =
+                scan(chunk, 0, after, u64::MAX, limit, shared.ledger_id, &mut out)
+            {
+                break;
+            }
+        }
+        out.truncate(limit);
+        return Ok(out);
+    }
+    // Which segment, and where in it, holds `after + 1`.
+    let plan: Vec<(PathBuf, usize)> = {
+        let segments = shared.segments.lock();
+        let first = segments
+            .partition_point(|s| s.first_seq <= after + 1)
+            .saturating_sub(1);
+        segments[first.min(segments.len())..]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let offset = if i == 0 {
+                    let k = s.index.partition_point(|(seq, _)| *seq <= after + 1);
+                    if k == 0 {
+                        HEADER_LEN
+                    } else {
+                        s.index[k - 1].1 as usize
+                    }
+                } else {
+                    HEADER_LEN
+                };
+                (s.path.clone(), offset)
+            })
+            .collect()
+    };
+    for (path, offset) in plan {
+        let bytes = match map(&path) {
+            Ok(b) => b,
+            // Removed by a checkpoint since the plan was made: its events are older.
+            Err(_) => continue,
+        };
+        match scan(
+            &bytes,
+            offset,
+            after,
+            durable_lsn,
+            limit,
+            shared.ledger_id,
+            &mut out,
+        ) {
+            Stop::Full(_) => break,
+            Stop::End => continue,
+            Stop::Bad(at) => {
+                return Err(Error::unavailable(format!(
+                    "log corruption in {} at offset {at}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Iterates the durable events of a ledger folder with `seq > after`, lazily, read-only.
+/// Safe on a folder a live ledger is writing: it stops at the first frame not yet complete.
+pub fn read_events(dir: impl AsRef<Path>, after: u64) -> Result<EventReader> {
+    let dir = dir.as_ref().to_path_buf();
+    if !dir.is_dir() {
+        return Err(Error::invalid(
+            "folder",
+            format!("{} is not a ledger folder", dir.display()),
+        ));
+    }
+    Ok(EventReader {
+        dir,
+        after,
+        segments: None,
+        next_segment: 0,
+        current: None,
+        buffer: VecDeque::new(),
+        done: false,
+    })
+}
+
+/// See [`read_events`].
+pub struct EventReader {
+    dir: PathBuf,
+    after: u64,
+    /// (header, path) of every segment, read on first use.
+    segments: Option<Vec<(SegmentHeader, PathBuf)>>,
+    next_segment: usize,
+    current: Option<(memmap2::Mmap, usize, bool, u64)>,
+    buffer: VecDeque<Event>,
+    done: bool,
+}
+
+impl EventReader {
+    fn load_segments(&mut self) -> Result<()> {
+        let listed = list_segments(&self.dir)
+            .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", self.dir.display())))?;
+        let mut segs = Vec::new();
+        for (_, path) in listed {
+            let Ok(bytes) = map(&path) else { continue };
+            match SegmentHeader::decode(&bytes) {
+                Ok(h) => segs.push((h, path)),
+                // A segment being created right now has no header yet.
+                Err(_)
+                    if bytes.len() >= HEADER_LEN && bytes[..HEADER_LEN].iter().all(|b| *b == 0) => {
+                }
+                Err(e) => {
+                    return Err(Error::unavailable(format!("{}: {e}", path.display())));
+                }
+            }
+        }
+        let start = segs
+            .partition_point(|(h, _)| h.first_seq <= self.after + 1)
+            .saturating_sub(1);
+        self.next_segment = start;
+        self.segments = Some(segs);
+        Ok(())
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        if self.segments.is_none() {
+            self.load_segments()?;
+        }
+        while self.buffer.is_empty() && !self.done {
+            if self.current.is_none() {
+                let segs = self.segments.as_ref().map(|s| s.len()).unwrap_or(0);
+                if self.next_segment >= segs {
+                    self.done = true;
+                    break;
+                }
+                let Some((h, path)) = self
+                    .segments
+                    .as_ref()
+                    .and_then(|s| s.get(self.next_segment))
+                else {
+                    self.done = true;
+                    break;
+                };
+                let is_last = self.next_segment + 1 == segs;
+                let bytes = match map(path) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        // Removed by a checkpoint: its events are older than what follows.
+                        self.next_segment += 1;
+                        continue;
+                    }
+                };
+                self.current = Some((bytes, HEADER_LEN, is_last, h.ledger_id));
+                self.next_segment += 1;
+            }
+            let Some((bytes, at, is_last, ledger_id)) = self.current.as_mut() else {
+                break;
+            };
+            let mut out = Vec::new();
+            let stop = scan(bytes, *at, self.after, u64::MAX, 1024, *ledger_id, &mut out);
+            if let Some(last) = out.last() {
+                self.after = last.seq;
+            }
+            self.buffer.extend(out);
+            match stop {
+                Stop::Full(next) => *at = next,
+                Stop::End => self.current = None,
+                Stop::Bad(offset) => {
+                    if *is_last {
+                        // The live writer's next frame, or a torn tail: nothing more yet.
+                        self.current = None;
+                        self.done = true;
+                    } else {
+                        let path = self
+                            .segments
+                            .as_ref()
+                            .and_then(|s| s.get(self.next_segment - 1))
+                            .map(|(_, p)| p.display().to_string())
+                            .unwrap_or_default();
+                        self.done = true;
+                        return Err(Error::unavailable(format!(
+                            "log corruption in {path} at offset {offset}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for EventReader {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Result<Event>> {
+        if self.buffer.is_empty() {
+            if let Err(e) = self.fill() {
+                return Some(Err(e));
+            }
+        }
+        self.buffer.pop_front().map(Ok)
+    }
+}

@@ -1,0 +1,296 @@
+//! Recovery: the newest valid snapshot, then the log after it, record by record.
+//!
+//! Rules (see `docs/log-format.md`):
+//! - A bad frame with nothing valid after it in the last segment is a torn tail: it is
+//!   zeroed, logged, and recovery goes on. Such a record was never acknowledged.
+//! - A bad frame followed by any valid frame, or in a segment that is not the last, is
+//!   corruption: opening fails naming the file and offset, unless the caller asked to
+//!   truncate there (which drops everything after it).
+//! - A missing piece of log (an lsn gap) always fails.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::record::decode_entries;
+use crate::state::State;
+use crate::types::Options;
+
+use super::segment::{
+    list_segments, read_frame, valid_frame_after, SegmentHeader, Slot, HEADER_LEN,
+};
+use super::snapshot;
+use super::storage::Storage;
+use super::writer::Tail;
+use super::SegmentMeta;
+
+pub(crate) struct Recovered {
+    pub(crate) state: State,
+    pub(crate) next_lsn: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) segments: Vec<SegmentMeta>,
+    pub(crate) tail: Option<Tail>,
+}
+
+/// What replay may do to damaged files.
+pub(crate) enum Mode<'a> {
+    /// Opening: zero a torn tail; with `truncate`, also cut at corruption.
+    Repair {
+        storage: &'a dyn Storage,
+        truncate: bool,
+    },
+    /// A checkpoint rebuilding state up to an lsn it knows is durable.
+    ReadOnly { upto: u64 },
+}
+
+pub(crate) fn recover(
+    dir: &Path,
+    options: &Options,
+    storage: &dyn Storage,
+    new_id: fn() -> u64,
+) -> Result<Recovered> {
+    let segments = list_segments(dir).map_err(|e| io_err(dir, e))?;
+    let (state, next_lsn, next_seq) = match snapshot::load_newest(dir)? {
+        Some(s) => s,
+        None => {
+            let id = match segments.first() {
+                Some((_, path)) => read_header(path)?.ledger_id,
+                None => new_id(),
+            };
+            (State::new(id), 1, 1)
+        }
+    };
+    let mode = Mode::Repair {
+        storage,
+        truncate: options.truncate_corrupt_tail,
+    };
+    let out = replay(dir, segments, &state, next_lsn, next_seq, mode)?;
+    state.check_invariants().map_err(|e| {
+        Error::unavailable(format!(
+            "recovered state of {} is inconsistent: {e}",
+            dir.display()
+        ))
+    })?;
+    tracing::info!(
+        dir = %dir.display(),
+        next_lsn = out.next_lsn,
+        last_seq = out.next_seq - 1,
+        "ledger recovered"
+    );
+    Ok(Recovered {
+        state,
+        next_lsn: out.next_lsn,
+        next_seq: out.next_seq,
+        segments: out.segments,
+        tail: out.tail,
+    })
+}
+
+pub(crate) struct ReplayEnd {
+    pub(crate) next_lsn: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) segments: Vec<SegmentMeta>,
+    pub(crate) tail: Option<Tail>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::unavailable(format!("cannot read {}: {e}", path.display()))
+}
+
+fn corrupt(path: &Path, offset: usize, what: &str) -> Error {
+    Error::unavailable(format!(
+        "log corruption in {} at offset {offset}: {what}",
+        path.display()
+    ))
+}
+
+fn read_header(path: &Path) -> Result<SegmentHeader> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    SegmentHeader::decode(&bytes).map_err(|e| corrupt(path, 0, &e))
+}
+
+pub(crate) fn map(path: &Path) -> Result<memmap2::Mmap> {
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    // SAFETY: segments are only appended to past what readers look at (the durable part),
+    // and truncated only by recovery, which holds the folder's lock.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))
+}
+
+/// Applies every frame with an lsn from `next_lsn` on to `state`.
+pub(crate) fn replay(
+    dir: &Path,
+    mut segments: Vec<(u64, PathBuf)>,
+    state: &State,
+    mut next_lsn: u64,
+    mut next_seq: u64,
+    mode: Mode<'_>,
+) -> Result<ReplayEnd> {
+    let upto = match mode {
+        Mode::ReadOnly { upto } => upto,
+        Mode::Repair { .. } => u64::MAX,
+    };
+    // A segment whose header never made it to disk (a crash while rolling) holds nothing.
+    if let (Mode::Repair { .. }, Some((_, last))) = (&mode, segments.last()) {
+        let bytes = std::fs::read(last).map_err(|e| io_err(last, e))?;
+        if bytes.len() >= HEADER_LEN && bytes[..HEADER_LEN].iter().all(|b| *b == 0) {
+            tracing::warn!(file = %last.display(), "removing a log segment without a header (crash while rolling)");
+            std::fs::remove_file(last).map_err(|e| io_err(last, e))?;
+            segments.pop();
+        }
+    }
+    let mut metas = Vec::new();
+    let mut tail = None;
+    let count = segments.len();
+    let mut i = 0;
+    while i < count {
+        let (name_lsn, path) = &segments[i];
+        let is_last = i + 1 == count;
+        if !is_last && segments[i + 1].0 <= next_lsn {
+            i += 1;
+            continue; // wholly covered by the snapshot
+        }
+        let bytes = map(path)?;
+        let header = SegmentHeader::decode(&bytes).map_err(|e| corrupt(path, 0, &e))?;
+        if header.first_lsn != *name_lsn {
+            return Err(corrupt(path, 0, "header lsn differs from the file name"));
+        }
+        if header.ledger_id != state.ledger_id {
+            return Err(corrupt(path, 0, "segment belongs to another ledger"));
+        }
+        if header.first_lsn > next_lsn {
+            return Err(Error::unavailable(format!(
+                "log gap: lsn {next_lsn} is missing (segment {} starts at {})",
+                path.display(),
+                header.first_lsn
+            )));
+        }
+        let mut meta = SegmentMeta {
+            first_lsn: header.first_lsn,
+            first_seq: header.first_seq,
+            path: path.clone(),
+            index: Vec::new(),
+        };
+        let mut at = HEADER_LEN;
+        let mut since_index = 0usize;
+        let mut bad_at = None;
+        loop {
+            match read_frame(&bytes, at) {
+                Slot::End => break,
+                Slot::Bad => {
+                    bad_at = Some(at);
+                    break;
+                }
+                Slot::Frame(f) => {
+                    if f.lsn > upto {
+                        break;
+                    }
+                    if f.lsn >= next_lsn {
+                        if f.lsn != next_lsn || f.first_seq != next_seq {
+                            return Err(corrupt(
+                                path,
+                                at,
+                                &format!(
+                                    "expected lsn {next_lsn} seq {next_seq}, found lsn {} seq {}",
+                                    f.lsn, f.first_seq
+                                ),
+                            ));
+                        }
+                        let entries = decode_entries(f.payload, f.entries)
+                            .ok_or_else(|| corrupt(path, at, "undecodable record"))?;
+                        for e in &entries {
+                            if !state.apply(e) {
+                                return Err(corrupt(
+                                    path,
+                                    at,
+                                    "record does not apply to the state before it",
+                                ));
+                            }
+                        }
+                        next_lsn += 1;
+                        next_seq += f.events as u64;
+                    }
+                    if since_index == 0 {
+                        meta.index.push((f.first_seq, at as u32));
+                    }
+                    since_index += f.size;
+                    if since_index >= 32 << 10 {
+                        since_index = 0;
+                    }
+                    at += f.size;
+                }
+            }
+        }
+        if let Some(bad) = bad_at {
+            let later_valid = valid_frame_after(&bytes, bad, next_lsn).is_some();
+            match &mode {
+                Mode::ReadOnly { upto } => {
+                    if next_lsn > *upto {
+                        metas.push(meta);
+                        break; // a frame being written past what the checkpoint reads
+                    }
+                    return Err(corrupt(path, bad, "bad frame below the durable lsn"));
+                }
+                Mode::Repair { storage, truncate } => {
+                    if is_last && !later_valid {
+                        tracing::warn!(file = %path.display(), offset = bad, "torn tail: zeroing an unacknowledged partial record");
+                    } else if *truncate {
+                        tracing::warn!(
+                            file = %path.display(),
+                            offset = bad,
+                            dropped_segments = count - i - 1,
+                            "log corruption: truncating here as asked; every record after it is dropped"
+                        );
+                        for (_, later) in &segments[i + 1..] {
+                            std::fs::remove_file(later).map_err(|e| io_err(later, e))?;
+                        }
+                    } else {
+                        return Err(corrupt(
+                            path,
+                            bad,
+                            "bad checksum with valid records after it (open with truncate_corrupt_tail to cut the log here)",
+                        ));
+                    }
+                    zero_from(*storage, path, bad as u64, bytes.len() as u64)?;
+                    metas.push(meta);
+                    tail = Some(Tail {
+                        path: path.clone(),
+                        offset: bad as u64,
+                        capacity: bytes.len() as u64,
+                    });
+                    break;
+                }
+            }
+        }
+        metas.push(meta);
+        if is_last {
+            tail = Some(Tail {
+                path: path.clone(),
+                offset: at as u64,
+                capacity: bytes.len() as u64,
+            });
+        }
+        i += 1;
+    }
+    let _ = dir;
+    Ok(ReplayEnd {
+        next_lsn,
+        next_seq,
+        segments: metas,
+        tail,
+    })
+}
+
+fn zero_from(storage: &dyn Storage, path: &Path, from: u64, len: u64) -> Result<()> {
+    let mut file = storage.open(path).map_err(|e| {
+        Error::unavailable(format!("cannot open {} to repair it: {e}", path.display()))
+    })?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_at(&zeros[..n], at)
+            .map_err(|e| Error::unavailable(format!("cannot repair {}: {e}", path.display())))?;
+        at += n as u64;
+    }
+    file.sync_data()
+        .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", path.display())))
+}

@@ -1,0 +1,384 @@
+//! Snapshots: the whole state at one lsn as an rkyv archive.
+//!
+//! ```text
+//! file snapshot-<lsn:020>.rkyv: magic "SLEDGSNP" | version u8 | 7 zero | payload_len u64
+//!                              | crc32c(payload) u32 | 4 zero | rkyv payload
+//! ```
+//! A checkpoint never touches the live ledger: it rebuilds the state up to the durable lsn
+//! from the previous snapshot and the log (the recovery code), in its own thread, so
+//! writers are not stalled. Written to a temp file, fsync'd, renamed, folder fsync'd.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::orders::{HeldLine, Order};
+use crate::state::{AdjustmentKey, PaymentKey, State};
+use crate::types::Status;
+
+use super::recovery::{self, Mode};
+use super::segment::list_segments;
+use super::Shared;
+
+const MAGIC: &[u8; 8] = b"SLEDGSNP";
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 32;
+
+#[derive(Archive, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    ledger_id: u64,
+    lsn: u64,
+    seq: u64,
+    cells: Vec<SnapCell>,
+    owners: Vec<(String, String)>,
+    orders: Vec<SnapOrder>,
+    adjustments: Vec<SnapAdjustment>,
+    payments: Vec<SnapPayment>,
+}
+
+#[derive(Archive, Serialize, Deserialize)]
+struct SnapCell {
+    sku: String,
+    warehouse: String,
+    on_hand: u64,
+    reserved: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize)]
+struct SnapOrder {
+    order_id: String,
+    /// (index into `cells`, qty)
+    lines: Vec<(u32, u32)>,
+    status: u8,
+    created_at: u64,
+    expires_at: u64,
+    finished_at: u64,
+    paid_by: Option<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize)]
+struct SnapAdjustment {
+    key: String,
+    cell: u32,
+    delta: i64,
+    at: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize)]
+struct SnapPayment {
+    payment_id: String,
+    order_id: String,
+    succeeded: bool,
+    answer: u8,
+    at: u64,
+}
+
+fn snapshot_name(lsn: u64) -> String {
+    format!("snapshot-{lsn:020}.rkyv")
+}
+
+fn list_snapshots(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_prefix("snapshot-")
+            .and_then(|n| n.strip_suffix(".rkyv"))
+        {
+            if let Ok(lsn) = n.parse::<u64>() {
+                out.push((lsn, entry.path()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
+    let mut cells = Vec::with_capacity(state.catalog.cell_count());
+    for (_, c) in state.catalog.cells() {
+        let (on_hand, reserved) = c.stock.load();
+        cells.push(SnapCell {
+            sku: state.catalog.sku(c.sku).name.to_string(),
+            warehouse: c.warehouse.to_string(),
+            on_hand,
+            reserved,
+        });
+    }
+    let mut owners = Vec::new();
+    for (_, s) in state.catalog.skus() {
+        if let Some(o) = s.owner.lock().as_deref() {
+            owners.push((s.name.to_string(), o.to_string()));
+        }
+    }
+    let mut orders = Vec::new();
+    for shard in state.orders.shards() {
+        for (id, o) in shard.map.iter() {
+            orders.push(SnapOrder {
+                order_id: id.to_string(),
+                lines: o.lines.iter().map(|l| (l.cell, l.qty)).collect(),
+                status: o.status.to_u8(),
+                created_at: o.created_at,
+                expires_at: o.expires_at,
+                finished_at: o.finished_at,
+                paid_by: o.paid_by.as_deref().map(String::from),
+            });
+        }
+    }
+    let mut adjustments = Vec::new();
+    state.adjustments.for_each(|k, v| {
+        adjustments.push(SnapAdjustment {
+            key: k.to_string(),
+            cell: v.cell,
+            delta: v.delta,
+            at: v.at,
+        })
+    });
+    let mut payments = Vec::new();
+    state.payments.for_each(|k, v| {
+        payments.push(SnapPayment {
+            payment_id: k.to_string(),
+            order_id: v.order_id.to_string(),
+            succeeded: v.succeeded,
+            answer: v.answer,
+            at: v.at,
+        })
+    });
+    Snapshot {
+        ledger_id: state.ledger_id,
+        lsn,
+        seq,
+        cells,
+        owners,
+        orders,
+        adjustments,
+        payments,
+    }
+}
+
+fn restore(a: &ArchivedSnapshot) -> Option<State> {
+    let state = State::new(a.ledger_id.to_native());
+    let mut ids = Vec::with_capacity(a.cells.len());
+    for c in a.cells.iter() {
+        let id = state
+            .catalog
+            .cell_or_insert(c.sku.as_str(), c.warehouse.as_str())?;
+        let (on_hand, reserved) = (c.on_hand.to_native(), c.reserved.to_native());
+        if reserved > on_hand {
+            return None;
+        }
+        state
+            .catalog
+            .cell(id)
+            .stock
+            .apply_delta(on_hand as i128, reserved as i128);
+        ids.push(id);
+    }
+    for pair in a.owners.iter() {
+        let (sku, owner) = (&pair.0, &pair.1);
+        let id = state.catalog.find_sku(sku.as_str())?;
+        *state.catalog.sku(id).owner.lock() = Some(owner.as_str().into());
+    }
+    for o in a.orders.iter() {
+        let mut lines = Vec::with_capacity(o.lines.len());
+        for pair in o.lines.iter() {
+            let (cell, qty) = (&pair.0, &pair.1);
+            lines.push(HeldLine {
+                cell: *ids.get(cell.to_native() as usize)?,
+                qty: qty.to_native(),
+            });
+        }
+        lines.sort_unstable();
+        let order = Order {
+            lines: lines.into_boxed_slice(),
+            status: Status::from_u8(o.status)?,
+            created_at: o.created_at.to_native(),
+            expires_at: o.expires_at.to_native(),
+            finished_at: o.finished_at.to_native(),
+            paid_by: o.paid_by.as_ref().map(|p| p.as_str().into()),
+        };
+        state
+            .orders
+            .shard(o.order_id.as_str())
+            .insert(o.order_id.as_str(), order);
+    }
+    for adj in a.adjustments.iter() {
+        let at = adj.at.to_native();
+        let cell = *ids.get(adj.cell.to_native() as usize)?;
+        state.adjustments.shard(adj.key.as_str()).insert(
+            adj.key.as_str(),
+            at,
+            AdjustmentKey {
+                cell,
+                delta: adj.delta.to_native(),
+                at,
+            },
+        );
+    }
+    for p in a.payments.iter() {
+        let at = p.at.to_native();
+        state.payments.shard(p.payment_id.as_str()).insert(
+            p.payment_id.as_str(),
+            at,
+            PaymentKey {
+                order_id: p.order_id.as_str().into(),
+                succeeded: p.succeeded,
+                answer: p.answer,
+                at,
+            },
+        );
+    }
+    Some(state)
+}
+
+fn validate(bytes: &[u8]) -> std::result::Result<&ArchivedSnapshot, String> {
+    if bytes.len() < HEADER_LEN || &bytes[0..8] != MAGIC {
+        return Err("not a stockledger snapshot".into());
+    }
+    if bytes[8] != VERSION {
+        return Err(format!("unsupported snapshot version {}", bytes[8]));
+    }
+    let len = u64::from_le_bytes(bytes[16..24].try_into().map_err(|_| "short header")?) as usize;
+    let crc = u32::from_le_bytes(bytes[24..28].try_into().map_err(|_| "short header")?);
+    let payload = bytes
+        .get(HEADER_LEN..HEADER_LEN + len)
+        .ok_or("snapshot is shorter than its header says")?;
+    if crc32c::crc32c(payload) != crc {
+        return Err("snapshot checksum mismatch".into());
+    }
+    rkyv::access::<ArchivedSnapshot, rkyv::rancor::Error>(payload).map_err(|e| e.to_string())
+}
+
+/// The newest snapshot that validates: (state, next lsn, next seq). Older ones are tried
+/// when a newer one is damaged; the log replay then tells whether what it needs is there.
+pub(crate) fn load_newest(dir: &Path) -> Result<Option<(State, u64, u64)>> {
+    let snaps = list_snapshots(dir)
+        .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", dir.display())))?;
+    for (_, path) in snaps.iter().rev() {
+        let map = recovery::map(path)?;
+        match validate(&map) {
+            Ok(a) => match restore(a) {
+                Some(state) => {
+                    let next = (a.lsn.to_native() + 1, a.seq.to_native() + 1);
+                    return Ok(Some((state, next.0, next.1)));
+                }
+                None => {
+                    tracing::error!(file = %path.display(), "snapshot does not restore; trying an older one")
+                }
+            },
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "invalid snapshot; trying an older one")
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Writes a snapshot of the durable state and drops what it makes unnecessary.
+pub(crate) fn checkpoint(shared: &Shared) -> Result<u64> {
+    let Some(dir) = shared.dir.as_deref() else {
+        return Ok(shared.durable_seq.load(Ordering::Acquire));
+    };
+    let _one_at_a_time = shared.checkpoint_lock.lock();
+    let upto = shared.durable_lsn.load(Ordering::Acquire);
+    let (state, next_lsn, next_seq) = match load_newest(dir)? {
+        Some(s) => s,
+        None => (State::new(shared.ledger_id), 1, 1),
+    };
+    let segments = list_segments(dir)
+        .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", dir.display())))?;
+    let end = recovery::replay(
+        dir,
+        segments,
+        &state,
+        next_lsn,
+        next_seq,
+        Mode::ReadOnly { upto },
+    )?;
+    let lsn = end.next_lsn - 1;
+    let seq = end.next_seq - 1;
+    write(dir, &capture(&state, lsn, seq))?;
+    prune_files(shared, dir, lsn, seq);
+    Ok(seq)
+}
+
+fn write(dir: &Path, snap: &Snapshot) -> Result<()> {
+    let io = |what: &str, e: std::io::Error| Error::unavailable(format!("snapshot {what}: {e}"));
+    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(snap)
+        .map_err(|e| Error::unavailable(format!("snapshot encode: {e}")))?;
+    let mut header = [0u8; HEADER_LEN];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8] = VERSION;
+    header[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    header[24..28].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    let tmp = dir.join("snapshot.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
+        f.write_all(&header).map_err(|e| io("write", e))?;
+        f.write_all(&payload).map_err(|e| io("write", e))?;
+        f.sync_all().map_err(|e| io("fsync", e))?;
+    }
+    let path = dir.join(snapshot_name(snap.lsn));
+    std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("folder fsync", e))?;
+    tracing::info!(file = %path.display(), lsn = snap.lsn, seq = snap.seq, "snapshot written");
+    Ok(())
+}
+
+/// Removes older snapshots and the segments the new one covers (unless pinned for the
+/// outbox). Failures here lose nothing, so they are only logged.
+fn prune_files(shared: &Shared, dir: &Path, lsn: u64, seq: u64) {
+    if let Ok(snaps) = list_snapshots(dir) {
+        for (l, p) in snaps {
+            if l < lsn {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let keep_after = shared.keep_after_seq.load(Ordering::SeqCst);
+    let mut segments = shared.segments.lock();
+    // Segment i is covered when the next one starts at or below the snapshot's next lsn
+    // and every event in it is at or below the pin.
+    let mut remove = 0;
+    while remove + 1 < segments.len() {
+        let next = &segments[remove + 1];
+        if next.first_lsn <= lsn + 1 && next.first_seq <= seq.min(keep_after).saturating_add(1) {
+            remove += 1;
+        } else {
+            break;
+        }
+    }
+    for meta in segments.drain(..remove) {
+        if let Err(e) = std::fs::remove_file(&meta.path) {
+            tracing::warn!(file = %meta.path.display(), error = %e, "cannot remove a covered segment");
+        }
+    }
+}
+
+/// The background thread that checkpoints when the writer says the log grew enough.
+pub(crate) fn start_checkpointer(shared: Arc<Shared>) -> JoinHandle<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    *shared.checkpoint_kick.lock() = Some(tx);
+    std::thread::Builder::new()
+        .name("stockledger-checkpoint".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                if shared.closing.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Err(e) = checkpoint(&shared) {
+                    tracing::warn!(error = %e, "automatic checkpoint failed; the log keeps everything");
+                }
+            }
+        })
+        .unwrap_or_else(|e| panic!("cannot start the checkpoint thread: {e}"))
+}

@@ -1,0 +1,412 @@
+//! The log writer thread: merges staged records into lsn order, frames them, writes a
+//! batch, calls fdatasync once, then wakes every caller of that batch (group commit).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::sequencer::{staged_records, Sequencer, STAGED_HEADER};
+
+use super::segment::{self, encode_frame, SegmentHeader, HEADER_LEN, SPARE_NAME};
+use super::storage::{Storage, StorageFile};
+use super::{SegmentMeta, Shared, MEM_LOG_BYTES};
+
+/// Index a frame's seq about every this many bytes.
+const INDEX_EVERY: u64 = 32 << 10;
+/// The longest a writer sleeps with nothing to do; bounds the `async` fsync delay too.
+const IDLE_PARK: Duration = Duration::from_millis(5);
+
+/// Where the next frame goes when resuming a segment after recovery.
+pub(crate) struct Tail {
+    pub(crate) path: PathBuf,
+    pub(crate) offset: u64,
+    pub(crate) capacity: u64,
+}
+
+struct Active {
+    file: Box<dyn StorageFile>,
+    offset: u64,
+    capacity: u64,
+    dirty: bool,
+    since_index: u64,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    seq: Arc<Sequencer>,
+    disk: Option<Disk>,
+    next_lsn: u64,
+    next_seq: u64,
+    lanes: Vec<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+    carry: Vec<u8>,
+    order: Vec<(u64, u32, u32)>,
+    out: Vec<u8>,
+    /// (end offset in `out`, lsn, first seq) of each frame in `out`.
+    frames: Vec<(usize, u64, u64)>,
+}
+
+struct Disk {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    segment_bytes: u64,
+    active: Option<Active>,
+    spare_ready: Arc<AtomicBool>,
+    /// One spare is prepared at a time: two writers of the same file could zero a segment
+    /// that was renamed from it meanwhile.
+    spare_busy: Arc<AtomicBool>,
+    checkpoint_every: u64,
+}
+
+impl Writer {
+    pub(crate) fn in_memory(
+        shared: Arc<Shared>,
+        seq: Arc<Sequencer>,
+        next_lsn: u64,
+        next_seq: u64,
+    ) -> Writer {
+        Writer {
+            shared,
+            seq,
+            disk: None,
+            next_lsn,
+            next_seq,
+            lanes: Vec::new(),
+            spare: Vec::new(),
+            carry: Vec::new(),
+            order: Vec::new(),
+            out: Vec::with_capacity(1 << 20),
+            frames: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_disk(
+        shared: Arc<Shared>,
+        seq: Arc<Sequencer>,
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        segment_bytes: u64,
+        next_lsn: u64,
+        next_seq: u64,
+        tail: Option<Tail>,
+        checkpoint_every: u64,
+    ) -> Result<Writer> {
+        let active = match tail {
+            Some(t) => Some(Active {
+                file: storage.open(&t.path).map_err(|e| {
+                    Error::unavailable(format!("cannot open log segment {}: {e}", t.path.display()))
+                })?,
+                offset: t.offset,
+                capacity: t.capacity,
+                dirty: false,
+                since_index: 0,
+            }),
+            None => None,
+        };
+        let mut w = Writer::in_memory(shared, seq, next_lsn, next_seq);
+        w.disk = Some(Disk {
+            storage,
+            dir,
+            segment_bytes,
+            active,
+            spare_ready: Arc::new(AtomicBool::new(false)),
+            spare_busy: Arc::new(AtomicBool::new(false)),
+            checkpoint_every,
+        });
+        if w.disk.as_ref().is_some_and(|d| d.active.is_none()) {
+            let (lsn, s) = (w.next_lsn, w.next_seq);
+            w.roll(lsn, s)?;
+        }
+        if let Some(d) = &w.disk {
+            d.prepare_spare();
+        }
+        Ok(w)
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            self.seq.take_lanes(&mut self.spare, &mut self.lanes);
+            self.collect();
+            self.seq.drained.store(self.next_lsn, Ordering::Release);
+            if self.frames.is_empty() {
+                if self.shared.closing.load(Ordering::SeqCst)
+                    && self.seq.next_lsn() == self.next_lsn
+                {
+                    break;
+                }
+                self.idle();
+                continue;
+            }
+            if self.shared.poisoned.load(Ordering::Acquire) {
+                // Nothing more reaches the disk; callers waiting on these lsns are told.
+                self.shared.notify();
+                continue;
+            }
+            match self.write_out() {
+                Ok(()) => {
+                    let &(_, lsn, _) = self.frames.last().unwrap_or(&(0, 0, 0));
+                    self.shared
+                        .durable_seq
+                        .store(self.next_seq - 1, Ordering::Release);
+                    self.shared.durable_lsn.store(lsn, Ordering::Release);
+                    self.shared.notify();
+                }
+                Err(e) => self.shared.poison(e),
+            }
+        }
+        if let Some(Active {
+            file, dirty: true, ..
+        }) = self.disk.as_mut().and_then(|d| d.active.as_mut())
+        {
+            if let Err(e) = file.sync_data() {
+                self.shared.poison(format!("fdatasync at close: {e}"));
+            }
+        }
+    }
+
+    fn idle(&mut self) {
+        self.shared.writer_sleeping.store(true, Ordering::SeqCst);
+        if self.seq.next_lsn() == self.next_lsn && !self.shared.closing.load(Ordering::SeqCst) {
+            std::thread::park_timeout(IDLE_PARK);
+        }
+        self.shared.writer_sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Sorts what was staged by lsn and frames the gap-free run that starts at `next_lsn`;
+    /// records beyond a gap wait in `carry` for the next round.
+    fn collect(&mut self) {
+        self.out.clear();
+        self.frames.clear();
+        self.order.clear();
+        let carry = std::mem::take(&mut self.carry);
+        let sources: Vec<&[u8]> = self
+            .lanes
+            .iter()
+            .map(|b| b.as_slice())
+            .chain(std::iter::once(carry.as_slice()))
+            .collect();
+        for (i, buf) in sources.iter().enumerate() {
+            let mut at = 0u32;
+            for r in staged_records(buf) {
+                self.order.push((r.lsn, i as u32, at));
+                at += (STAGED_HEADER + r.payload.len()) as u32;
+            }
+        }
+        self.order.sort_unstable();
+        let mut next_carry = Vec::new();
+        for &(lsn, src, at) in self.order.iter() {
+            let buf = &sources[src as usize][at as usize..];
+            let Some(r) = staged_records(buf).next() else {
+                continue;
+            };
+            if lsn == self.next_lsn {
+                encode_frame(
+                    &mut self.out,
+                    lsn,
+                    self.next_seq,
+                    r.events,
+                    r.entries,
+                    r.payload,
+                );
+                self.frames.push((self.out.len(), lsn, self.next_seq));
+                self.next_lsn += 1;
+                self.next_seq += r.events as u64;
+            } else {
+                assert!(lsn > self.next_lsn, "lsn {lsn} staged twice");
+                next_carry.extend_from_slice(&buf[..STAGED_HEADER + r.payload.len()]);
+            }
+        }
+        drop(sources);
+        self.carry = next_carry;
+        let mut carry = carry;
+        carry.clear();
+        self.spare.push(carry);
+        self.spare.append(&mut self.lanes);
+    }
+
+    fn write_out(&mut self) -> std::result::Result<(), String> {
+        if self.disk.is_none() {
+            self.keep_in_memory();
+            return Ok(());
+        }
+        let mut start = 0usize;
+        let mut fi = 0usize;
+        while start < self.out.len() {
+            let (room, offset) = {
+                let a = self.active();
+                (a.capacity - a.offset, a.offset)
+            };
+            let mut end = start;
+            let mut last = fi;
+            while last < self.frames.len() && (self.frames[last].0 - start) as u64 <= room {
+                end = self.frames[last].0;
+                last += 1;
+            }
+            if end == start {
+                let (_, lsn, seq) = self.frames[fi];
+                self.roll(lsn, seq).map_err(|e| e.to_string())?;
+                continue;
+            }
+            let bytes = &self.out[start..end];
+            let a = self
+                .disk
+                .as_mut()
+                .and_then(|d| d.active.as_mut())
+                .ok_or("no active segment")?;
+            a.file
+                .write_at(bytes, offset)
+                .map_err(|e| format!("write of {} bytes at offset {offset}: {e}", bytes.len()))?;
+            a.dirty = true;
+            // Index samples for readers.
+            let mut frame_start = start;
+            let mut samples = Vec::new();
+            for &(fend, _, fseq) in &self.frames[fi..last] {
+                if a.since_index == 0 {
+                    samples.push((fseq, (offset + (frame_start - start) as u64) as u32));
+                }
+                a.since_index += (fend - frame_start) as u64;
+                if a.since_index >= INDEX_EVERY {
+                    a.since_index = 0;
+                }
+                frame_start = fend;
+            }
+            a.offset += bytes.len() as u64;
+            if !samples.is_empty() {
+                if let Some(meta) = self.shared.segments.lock().last_mut() {
+                    meta.index.extend(samples);
+                }
+            }
+            start = end;
+            fi = last;
+        }
+        self.sync()?;
+        let written = self.out.len() as u64;
+        let total = self
+            .shared
+            .bytes_since_checkpoint
+            .fetch_add(written, Ordering::Relaxed)
+            + written;
+        let every = self.disk.as_ref().map(|d| d.checkpoint_every).unwrap_or(0);
+        if every != 0 && total >= every {
+            self.shared
+                .bytes_since_checkpoint
+                .store(0, Ordering::Relaxed);
+            if let Some(kick) = self.shared.checkpoint_kick.lock().as_ref() {
+                let _ = kick.try_send(());
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::result::Result<(), String> {
+        if let Some(a) = self.disk.as_mut().and_then(|d| d.active.as_mut()) {
+            if a.dirty {
+                a.file.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
+                a.dirty = false;
+            }
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> &Active {
+        match self.disk.as_ref().and_then(|d| d.active.as_ref()) {
+            Some(a) => a,
+            None => unreachable!("a disk writer always has an active segment"),
+        }
+    }
+
+    /// Closes the active segment (synced) and starts a new one whose first frame is `lsn`.
+    fn roll(&mut self, lsn: u64, seq: u64) -> Result<()> {
+        self.sync().map_err(Error::unavailable)?;
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(());
+        };
+        let path = disk.dir.join(segment::segment_name(lsn));
+        let io = |what: &str, e: std::io::Error| {
+            Error::unavailable(format!("{what} {}: {e}", path.display()))
+        };
+        let spare = disk.dir.join(SPARE_NAME);
+        let mut file = if disk.spare_ready.swap(false, Ordering::SeqCst) {
+            disk.storage
+                .rename(&spare, &path)
+                .map_err(|e| io("cannot rename spare to", e))?;
+            disk.storage.open(&path).map_err(|e| io("cannot open", e))?
+        } else {
+            disk.storage
+                .create(&path, disk.segment_bytes)
+                .map_err(|e| io("cannot create", e))?
+        };
+        let header = SegmentHeader {
+            ledger_id: self.shared.ledger_id,
+            first_lsn: lsn,
+            first_seq: seq,
+        };
+        file.write_at(&header.encode(), 0)
+            .map_err(|e| io("cannot write header of", e))?;
+        file.sync_data().map_err(|e| io("cannot sync", e))?;
+        disk.storage
+            .sync_dir(&disk.dir)
+            .map_err(|e| io("cannot sync folder of", e))?;
+        let capacity = std::fs::metadata(&path)
+            .map(|m| m.len())
+            .unwrap_or(disk.segment_bytes);
+        disk.active = Some(Active {
+            file,
+            offset: HEADER_LEN as u64,
+            capacity,
+            dirty: false,
+            since_index: 0,
+        });
+        self.shared.segments.lock().push(SegmentMeta {
+            first_lsn: lsn,
+            first_seq: seq,
+            path,
+            index: Vec::new(),
+        });
+        disk.prepare_spare();
+        Ok(())
+    }
+
+    fn keep_in_memory(&mut self) {
+        let Some(&(_, _, first_seq)) = self.frames.first() else {
+            return;
+        };
+        let mut mem = self.shared.mem.lock();
+        mem.bytes += self.out.len();
+        mem.chunks.push_back((first_seq, self.out.clone()));
+        while mem.bytes > MEM_LOG_BYTES {
+            match mem.chunks.pop_front() {
+                Some((_, c)) => mem.bytes -= c.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+impl Disk {
+    /// Zero-fills the next segment in the background, so a roll only renames it.
+    fn prepare_spare(&self) {
+        if self.spare_ready.load(Ordering::SeqCst) || self.spare_busy.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let storage = self.storage.clone();
+        let path = self.dir.join(SPARE_NAME);
+        let len = self.segment_bytes;
+        let ready = self.spare_ready.clone();
+        let busy = self.spare_busy.clone();
+        let spawned = std::thread::Builder::new()
+            .name("stockledger-spare".into())
+            .spawn(move || {
+                if storage.create(&path, len).is_ok() {
+                    ready.store(true, Ordering::SeqCst);
+                }
+                busy.store(false, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            self.spare_busy.store(false, Ordering::SeqCst);
+        }
+    }
+}
