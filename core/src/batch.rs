@@ -99,7 +99,7 @@ impl Ledger {
                 on_hand,
             } => {
                 let (level, lsn) =
-                    self.set_stock_nowait(sku, warehouse, *on_hand, Source::Warehouse)?;
+                    self.set_stock_nowait(sku, warehouse, *on_hand, None, Source::Warehouse)?;
                 (Outcome::Stock(level), lsn)
             }
             Command::AdjustStock {

@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::record::{
-    Entry, TAG_EXPIRED, TAG_PAID, TAG_PAYMENT_FAILED, TAG_RELEASED, TAG_STOCK_SET,
+    Entry, TAG_EXPIRED, TAG_PAID, TAG_PAYMENT_FAILED, TAG_RELEASED, TAG_STOCK_ADJUSTED,
 };
 use crate::time::{format_rfc3339, Millis};
 
@@ -39,7 +39,7 @@ impl Event {
                 _ => "unknown",
             },
             Entry::RefundRequired { .. } => "payment.refund_required",
-            Entry::Stock { tag, .. } if *tag == TAG_STOCK_SET => "stock.set",
+            Entry::Stock { tag, .. } if *tag != TAG_STOCK_ADJUSTED => "stock.set",
             Entry::Stock { .. } => "stock.adjusted",
             Entry::PaymentNote { .. } => "note",
         }
@@ -111,6 +111,7 @@ impl Event {
                 m.insert("reason".into(), json!(reason.as_str()));
             }
             Entry::Stock {
+                tag,
                 sku,
                 warehouse,
                 on_hand,
@@ -127,6 +128,8 @@ impl Event {
                 m.insert("source".into(), json!(source));
                 if let Some(id) = adjustment_id {
                     m.insert("adjustment_id".into(), json!(id));
+                }
+                if *tag == TAG_STOCK_ADJUSTED {
                     m.insert("reason".into(), json!(reason));
                 }
             }

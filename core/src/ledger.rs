@@ -17,7 +17,7 @@ use crate::catalog::CellId;
 use crate::error::{Error, Result, Shortfall};
 use crate::limits;
 use crate::orders::{HeldLine, Order, MAX_ORDERS};
-use crate::record::{Encoder, TAG_EXPIRED, TAG_PAID, TAG_RELEASED};
+use crate::record::{Encoder, StockKind, TAG_EXPIRED, TAG_PAID, TAG_RELEASED};
 use crate::sequencer::{Lsn, Sequencer};
 use crate::state::{adjustment_key, AdjustmentKey, State, WAREHOUSE_SOURCE};
 use crate::time::Millis;
@@ -509,7 +509,7 @@ impl Ledger {
         on_hand: u64,
         source: Source<'_>,
     ) -> Result<StockLevel> {
-        let (level, lsn) = self.set_stock_nowait(sku, warehouse, on_hand, source)?;
+        let (level, lsn) = self.set_stock_nowait(sku, warehouse, on_hand, None, source)?;
         self.ack(lsn)?;
         Ok(level)
     }
@@ -526,11 +526,29 @@ impl Ledger {
         Ok(())
     }
 
+    /// Sets on_hand at most once per `(source, key)`: a replay of the key returns the cell
+    /// as it is now and applies nothing; the same key with another cell or on_hand is an
+    /// `adjustment_conflict`. For feeds that redeliver (the warehouse stock topic).
+    pub fn set_stock_once(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        on_hand: u64,
+        key: &str,
+        source: Source<'_>,
+    ) -> Result<StockLevel> {
+        limits::check_key("key", key)?;
+        let (level, lsn) = self.set_stock_nowait(sku, warehouse, on_hand, Some(key), source)?;
+        self.ack(lsn)?;
+        Ok(level)
+    }
+
     pub(crate) fn set_stock_nowait(
         &self,
         sku: &str,
         warehouse: &str,
         on_hand: u64,
+        key: Option<&str>,
         source: Source<'_>,
     ) -> Result<(StockLevel, Lsn)> {
         limits::check_name("sku", sku)?;
@@ -538,7 +556,48 @@ impl Ledger {
         limits::check_on_hand("on_hand", on_hand)?;
         Self::check_source(source)?;
         self.log.check_writable()?;
-        self.stock_change(sku, warehouse, source, None, |old, reserved| {
+        let Some(key) = key else {
+            return self.set_stock_decided(sku, warehouse, on_hand, StockKind::Set, source);
+        };
+        let mut full = String::new();
+        adjustment_key(source.name(), key, &mut full);
+        let mut keys = self.state.adjustments.shard(&full);
+        if let Some(seen) = keys.map.get(full.as_str()) {
+            let same_cell = self.state.catalog.find_cell(sku, warehouse) == Some(seen.cell);
+            if !same_cell || !seen.is_set || seen.delta != on_hand as i64 {
+                return Err(Error::AdjustmentConflict {
+                    adjustment_id: key.into(),
+                });
+            }
+            return Ok((self.level(seen.cell), self.staged_so_far()));
+        }
+        let now = self.now();
+        let (level, lsn) =
+            self.set_stock_decided(sku, warehouse, on_hand, StockKind::SetKeyed(key), source)?;
+        if let Some(cell) = self.state.catalog.find_cell(sku, warehouse) {
+            keys.insert(
+                &full,
+                now,
+                AdjustmentKey {
+                    cell,
+                    delta: on_hand as i64,
+                    is_set: true,
+                    at: now,
+                },
+            );
+        }
+        Ok((level, lsn))
+    }
+
+    fn set_stock_decided(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        on_hand: u64,
+        kind: StockKind<'_>,
+        source: Source<'_>,
+    ) -> Result<(StockLevel, Lsn)> {
+        self.stock_change(sku, warehouse, source, kind, |old, reserved| {
             if on_hand < reserved {
                 Err(Error::BelowReserved {
                     on_hand: old,
@@ -589,7 +648,7 @@ impl Ledger {
         let mut keys = self.state.adjustments.shard(&key);
         if let Some(seen) = keys.map.get(key.as_str()) {
             let same_cell = self.state.catalog.find_cell(sku, warehouse) == Some(seen.cell);
-            if !same_cell || seen.delta != delta {
+            if !same_cell || seen.is_set || seen.delta != delta {
                 return Err(Error::AdjustmentConflict {
                     adjustment_id: adjustment_id.into(),
                 });
@@ -602,7 +661,7 @@ impl Ledger {
             sku,
             warehouse,
             source,
-            Some((adjustment_id, reason)),
+            StockKind::Adjusted(adjustment_id, reason),
             |old, reserved| {
                 let next = old as i128 + delta as i128;
                 if next < reserved as i128 || next > limits::MAX_ON_HAND as i128 {
@@ -624,6 +683,7 @@ impl Ledger {
                 AdjustmentKey {
                     cell,
                     delta,
+                    is_set: false,
                     at: now,
                 },
             );
@@ -638,7 +698,7 @@ impl Ledger {
         sku: &str,
         warehouse: &str,
         source: Source<'_>,
-        adjustment: Option<(&str, Option<&str>)>,
+        kind: StockKind<'_>,
         decide: impl Fn(u64, u64) -> Result<u64>,
     ) -> Result<(StockLevel, Lsn)> {
         let catalog = &self.state.catalog;
@@ -659,7 +719,7 @@ impl Ledger {
         let encode = |enc: &mut Encoder<'_>, moved: &(u64, u64)| {
             let (old, next) = *moved;
             let delta = next as i64 - old as i64;
-            enc.stock(sku, warehouse, now, next, delta, source.name(), adjustment)
+            enc.stock(sku, warehouse, now, next, delta, source.name(), kind)
         };
         // Only commits move on_hand concurrently (down), so a write that is an increase when
         // decided stays one; a decrease may turn into an increase and then goes that way.

@@ -13,6 +13,8 @@ pub(crate) const TAG_PAYMENT_FAILED: u8 = 5;
 pub(crate) const TAG_REFUND_REQUIRED: u8 = 6;
 pub(crate) const TAG_STOCK_SET: u8 = 7;
 pub(crate) const TAG_STOCK_ADJUSTED: u8 = 8;
+/// A stock set carrying an idempotency key (the warehouse feed's event_id).
+pub(crate) const TAG_STOCK_SET_KEYED: u8 = 9;
 /// Bookkeeping without an event: a remembered payment answer.
 pub(crate) const TAG_PAYMENT_NOTE: u8 = 100;
 
@@ -100,6 +102,16 @@ impl Entry {
     pub(crate) fn is_event(&self) -> bool {
         !matches!(self, Entry::PaymentNote { .. })
     }
+}
+
+/// What kind of stock write an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StockKind<'a> {
+    Set,
+    /// A set with an idempotency key.
+    SetKeyed(&'a str),
+    /// An adjustment: its id and reason.
+    Adjusted(&'a str, Option<&'a str>),
 }
 
 /// Appends entries to a buffer.
@@ -213,12 +225,12 @@ impl<'a> Encoder<'a> {
         on_hand: u64,
         delta: i64,
         source: &str,
-        adjustment: Option<(&str, Option<&str>)>,
+        kind: StockKind<'_>,
     ) {
-        self.begin(if adjustment.is_some() {
-            TAG_STOCK_ADJUSTED
-        } else {
-            TAG_STOCK_SET
+        self.begin(match kind {
+            StockKind::Set => TAG_STOCK_SET,
+            StockKind::SetKeyed(_) => TAG_STOCK_SET_KEYED,
+            StockKind::Adjusted(..) => TAG_STOCK_ADJUSTED,
         });
         self.str(sku);
         self.str(warehouse);
@@ -226,9 +238,13 @@ impl<'a> Encoder<'a> {
         self.u64(on_hand);
         self.u64(delta as u64);
         self.str(source);
-        if let Some((id, reason)) = adjustment {
-            self.str(id);
-            self.opt_str(reason);
+        match kind {
+            StockKind::Set => {}
+            StockKind::SetKeyed(id) => self.str(id),
+            StockKind::Adjusted(id, reason) => {
+                self.str(id);
+                self.opt_str(reason);
+            }
         }
     }
 
@@ -327,17 +343,17 @@ impl<'a> Decoder<'a> {
                 currency: self.str()?,
                 reason: RefundReason::from_u8(self.u8()?)?,
             },
-            TAG_STOCK_SET | TAG_STOCK_ADJUSTED => {
+            TAG_STOCK_SET | TAG_STOCK_ADJUSTED | TAG_STOCK_SET_KEYED => {
                 let sku = self.str()?;
                 let warehouse = self.str()?;
                 let at = self.u64()?;
                 let on_hand = self.u64()?;
                 let delta = self.u64()? as i64;
                 let source = self.str()?;
-                let (adjustment_id, reason) = if tag == TAG_STOCK_ADJUSTED {
-                    (Some(self.str()?), self.opt_str()?)
-                } else {
-                    (None, None)
+                let (adjustment_id, reason) = match tag {
+                    TAG_STOCK_ADJUSTED => (Some(self.str()?), self.opt_str()?),
+                    TAG_STOCK_SET_KEYED => (Some(self.str()?), None),
+                    _ => (None, None),
                 };
                 Entry::Stock {
                     tag,

@@ -10,7 +10,9 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::catalog::{Catalog, CellId};
 use crate::orders::{HeldLine, Order, Orders};
-use crate::record::{Entry, TAG_EXPIRED, TAG_PAID, TAG_PAYMENT_FAILED, TAG_RELEASED};
+use crate::record::{
+    Entry, TAG_EXPIRED, TAG_PAID, TAG_PAYMENT_FAILED, TAG_RELEASED, TAG_STOCK_SET_KEYED,
+};
 use crate::time::Millis;
 use crate::types::Status;
 
@@ -22,7 +24,9 @@ type Hasher = foldhash::fast::RandomState;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AdjustmentKey {
     pub(crate) cell: CellId,
+    /// The delta of an adjustment, or the on_hand of a keyed set.
     pub(crate) delta: i64,
+    pub(crate) is_set: bool,
     pub(crate) at: Millis,
 }
 
@@ -233,9 +237,11 @@ impl State {
                 true
             }
             Entry::Stock {
+                tag,
                 sku,
                 warehouse,
                 at,
+                on_hand,
                 delta,
                 source,
                 adjustment_id,
@@ -260,7 +266,12 @@ impl State {
                         *at,
                         AdjustmentKey {
                             cell,
-                            delta: *delta,
+                            delta: if *tag == TAG_STOCK_SET_KEYED {
+                                *on_hand as i64
+                            } else {
+                                *delta
+                            },
+                            is_set: *tag == TAG_STOCK_SET_KEYED,
                             at: *at,
                         },
                     );

@@ -65,6 +65,7 @@ struct SnapAdjustment {
     key: String,
     cell: u32,
     delta: i64,
+    is_set: bool,
     at: u64,
 }
 
@@ -137,6 +138,7 @@ fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
             key: k.to_string(),
             cell: v.cell,
             delta: v.delta,
+            is_set: v.is_set,
             at: v.at,
         })
     });
@@ -217,6 +219,7 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
             AdjustmentKey {
                 cell,
                 delta: adj.delta.to_native(),
+                is_set: adj.is_set,
                 at,
             },
         );
