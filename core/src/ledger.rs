@@ -705,6 +705,10 @@ impl Ledger {
         if let Some(id) = catalog.find_sku(sku) {
             self.check_owner(id, source, sku)?;
         }
+        if catalog.find_cell(sku, warehouse).is_none() {
+            // A refused write must not make an unknown sku known.
+            decide(0, 0)?;
+        }
         let cell = catalog
             .cell_or_insert(sku, warehouse)
             .ok_or_else(|| Error::unavailable("catalog is full"))?;
@@ -788,6 +792,9 @@ impl Ledger {
 
     /// Durable events with `seq > after`, at most `limit`.
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<crate::Event>> {
+        if self.log.check_writable().is_ok() {
+            self.log.flush(self.staged_so_far())?;
+        }
         self.log.events(after, limit)
     }
 

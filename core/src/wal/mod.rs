@@ -90,7 +90,7 @@ impl Shared {
     }
 
     fn unavailable(&self) -> Error {
-        if self.closed.load(Ordering::SeqCst) && !self.poisoned.load(Ordering::SeqCst) {
+        if self.closing.load(Ordering::SeqCst) && !self.poisoned.load(Ordering::SeqCst) {
             return Error::unavailable("the ledger is closed");
         }
         let r = self.reason.lock();
@@ -130,11 +130,21 @@ impl Log {
     }
 
     pub(crate) fn wait(&self, lsn: Lsn) -> Result<()> {
+        self.wait_for(lsn, self.shared.durability == Durability::Sync)
+    }
+
+    /// Waits until the writer has taken `lsn` (written, and synced unless memory-only),
+    /// whatever the durability mode: readers of the event stream see their own writes.
+    pub(crate) fn flush(&self, lsn: Lsn) -> Result<()> {
+        self.wait_for(lsn, true)
+    }
+
+    fn wait_for(&self, lsn: Lsn, block: bool) -> Result<()> {
         let s = &self.shared;
         if s.durable_lsn.load(Ordering::Acquire) >= lsn {
             return Ok(());
         }
-        if s.durability != Durability::Sync {
+        if !block {
             return if s.poisoned.load(Ordering::Acquire) {
                 Err(s.unavailable())
             } else {
