@@ -1,1 +1,174 @@
+//! `stockledgerd`: the HTTP service over the stockledger ledger (http-api.md, cli.md).
+//! Thin by design: it parses, authenticates, calls the library, and maps the results.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod errors;
+pub mod json;
 pub mod kafka;
+pub mod metrics;
+pub mod model;
+pub mod routes;
+pub mod state;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use stockledger::{Ledger, Options};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::state::{AppState, Expirer, Reserver};
+
+/// How often due reservations are expired (the contract allows one second).
+pub const EXPIRY_PERIOD: Duration = Duration::from_millis(200);
+/// Threads batching reservations into group commits.
+pub const RESERVE_THREADS: usize = 4;
+/// Longest wait for requests in flight after SIGTERM/SIGINT.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the service until SIGTERM/SIGINT. The error is the message for stderr.
+pub async fn run(cfg: Config) -> Result<(), String> {
+    let handle = metrics::install()?;
+
+    // Recovery first: the port opens only once the ledger holds its whole state.
+    let dir = cfg.data_dir.clone();
+    let options = Options {
+        durability: cfg.durability,
+        ..Options::default()
+    };
+    let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir, options))
+        .await
+        .map_err(|e| format!("data-dir: opening the ledger failed: {e}"))?
+        .map_err(|e| {
+            format!(
+                "data-dir: cannot open the ledger in {}: {e}",
+                cfg.data_dir.display()
+            )
+        })?;
+    let ledger = Arc::new(ledger);
+    tracing::info!(
+        data_dir = %cfg.data_dir.display(),
+        durability = ?cfg.durability,
+        last_seq = ledger.last_seq(),
+        "ledger recovered"
+    );
+
+    let reserver = Reserver::start(ledger.clone(), RESERVE_THREADS)
+        .map_err(|e| format!("cannot start reservation workers: {e}"))?;
+    let expirer = Expirer::start(ledger.clone(), EXPIRY_PERIOD)
+        .map_err(|e| format!("cannot start the expiry task: {e}"))?;
+
+    let state = Arc::new(AppState {
+        ledger: ledger.clone(),
+        auth: auth::Auth::new(
+            &cfg.partner_tokens,
+            cfg.admin_token.as_deref(),
+            cfg.payment_secret.as_deref(),
+        ),
+        reserver,
+        metrics: handle,
+        lag: RwLock::new(None),
+        openapi: app::openapi(),
+    });
+
+    // The single Kafka call site: off unless brokers are configured.
+    let kafka = if cfg.kafka_brokers.is_empty() {
+        None
+    } else {
+        let kcfg = kafka::KafkaConfig {
+            brokers: cfg.kafka_brokers.join(","),
+            events_topic: cfg.events_topic.clone(),
+            stock_topic: cfg.stock_topic.clone(),
+            extra: Vec::new(),
+        };
+        let h = Arc::new(
+            kafka::start(ledger.clone(), kcfg, cfg.data_dir.clone())
+                .await
+                .map_err(|e| format!("kafka-brokers: {e}"))?,
+        );
+        let src = h.clone();
+        if let Ok(mut g) = state.lag.write() {
+            *g = Some(Arc::new(move || src.lag()));
+        }
+        Some(h)
+    };
+
+    let listener = match TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            expirer.stop();
+            let _ = ledger.close();
+            return Err(format!("listen: cannot bind {}: {e}", cfg.listen));
+        }
+    };
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(listen = %bound, "stockledgerd serving");
+
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let notify = stopping.clone();
+    let server =
+        axum::serve(listener, app::router(state.clone())).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: draining requests in flight");
+            notify.notify_waiters();
+        });
+    let drain_deadline = async {
+        stopping.notified().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        r = server => {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "server error");
+            }
+        }
+        _ = drain_deadline => tracing::warn!("requests still in flight after 10 s; closing anyway"),
+    }
+
+    expirer.stop();
+    if let Some(h) = kafka {
+        if let Ok(mut g) = state.lag.write() {
+            *g = None;
+        }
+        match Arc::try_unwrap(h) {
+            Ok(h) => h.shutdown().await,
+            Err(_) => tracing::warn!("kafka handle still shared; not flushed"),
+        }
+    }
+    let closing = ledger.clone();
+    match tokio::task::spawn_blocking(move || closing.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "closing the ledger"),
+        Err(e) => tracing::warn!(error = %e, "closing the ledger"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,5 +1,40 @@
-//! `stockledgerd` (placeholder until the service issue lands).
-fn main() {
-    let ledger = stockledger::Ledger::in_memory(stockledger::Options::default());
-    drop(ledger);
+//! `stockledgerd`: see cli.md. Exit status 0 after a clean shutdown, 2 for invalid
+//! configuration, 1 when the service cannot start (the ledger's lock is held, the port is taken).
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cfg = match stockledger_service::config::Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stockledgerd: {}", e.trim_end());
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stockledgerd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(stockledger_service::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stockledgerd: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,10 +1,10 @@
 //! librdkafka client configuration and logging shared by the producer and the consumer.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::KafkaConfig;
 
@@ -28,7 +28,9 @@ impl Role {
 pub const ENV_PREFIX: &str = "STOCKLEDGER_RDKAFKA_";
 
 /// The librdkafka properties among environment variables (see `ENV_PREFIX`), sorted.
-pub fn properties_from_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+pub fn properties_from_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = vars
         .into_iter()
         .filter_map(|(k, v)| {
@@ -158,7 +160,10 @@ mod tests {
             brokers: " b1:9092,b2:9092 ".into(),
             events_topic: "e".into(),
             stock_topic: "s".into(),
-            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -202,7 +207,12 @@ mod tests {
             ("consumer.group.id", "g2"),
             ("security.protocol", "SSL"),
         ]);
-        let p = client_config(&c, &env, Role::Producer, &[("acks", "0"), ("linger.ms", "5")]);
+        let p = client_config(
+            &c,
+            &env,
+            Role::Producer,
+            &[("acks", "0"), ("linger.ms", "5")],
+        );
         assert_eq!(p.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("linger.ms"), Some("50"));

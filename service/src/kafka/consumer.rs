@@ -47,8 +47,7 @@ impl ConsContext {
         }
         let mut tpl = TopicPartitionList::new();
         for (partition, next) in done.drain() {
-            if let Err(e) = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next))
-            {
+            if let Err(e) = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next)) {
                 tracing::warn!(error = %e, partition, "cannot build the offset commit");
             }
         }
@@ -178,6 +177,7 @@ impl StockConsumer {
                     Ok(())
                 }
                 Err(e) if e.code() == ErrorCode::LedgerUnavailable => {
+                    metrics::counter!("stockledger_stock_feed_retries_total").increment(1);
                     tracing::warn!(error = %e, partition, offset, "stock message not applied: the ledger is unavailable; will retry");
                     return Handled::Retry;
                 }

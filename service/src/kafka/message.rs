@@ -61,9 +61,7 @@ impl StockMessage {
                 })
             }
             (None, Some(n)) => {
-                let on_hand = n
-                    .as_u64()
-                    .ok_or("on_hand: must be a whole number >= 0")?;
+                let on_hand = n.as_u64().ok_or("on_hand: must be a whole number >= 0")?;
                 Ok(StockMessage::Set {
                     event_id,
                     sku,
@@ -101,7 +99,9 @@ mod tests {
     #[test]
     fn both_shapes() {
         assert_eq!(
-            parse(r#"{"event_id":"e1","sku":"A1","warehouse":"kol","delta":-5,"reason":"inbound"}"#),
+            parse(
+                r#"{"event_id":"e1","sku":"A1","warehouse":"kol","delta":-5,"reason":"inbound"}"#
+            ),
             Ok(StockMessage::Adjust {
                 event_id: "e1".into(),
                 sku: "A1".into(),
@@ -119,8 +119,12 @@ mod tests {
                 on_hand: 120,
             })
         );
-        let no_reason = parse(r#"{"event_id":"e","sku":"A","warehouse":"w","delta":1,"reason":null}"#);
-        assert!(matches!(no_reason, Ok(StockMessage::Adjust { reason: None, .. })));
+        let no_reason =
+            parse(r#"{"event_id":"e","sku":"A","warehouse":"w","delta":1,"reason":null}"#);
+        assert!(matches!(
+            no_reason,
+            Ok(StockMessage::Adjust { reason: None, .. })
+        ));
     }
 
     #[test]
@@ -130,18 +134,45 @@ mod tests {
             ("{", "JSON"),
             ("[1]", "object"),
             (r#"{"sku":"A","warehouse":"w","delta":1}"#, "event_id"),
-            (r#"{"event_id":5,"sku":"A","warehouse":"w","delta":1}"#, "event_id"),
+            (
+                r#"{"event_id":5,"sku":"A","warehouse":"w","delta":1}"#,
+                "event_id",
+            ),
             (r#"{"event_id":"e","warehouse":"w","delta":1}"#, "sku"),
             (r#"{"event_id":"e","sku":"A","delta":1}"#, "warehouse"),
             (r#"{"event_id":"e","sku":"A","warehouse":"w"}"#, "delta"),
-            (r#"{"event_id":"e","sku":"A","warehouse":"w","delta":1.5}"#, "delta"),
-            (r#"{"event_id":"e","sku":"A","warehouse":"w","delta":1.0}"#, "delta"),
-            (r#"{"event_id":"e","sku":"A","warehouse":"w","delta":"1"}"#, "delta"),
-            (r#"{"event_id":"e","sku":"A","warehouse":"w","delta":9223372036854775808}"#, "delta"),
-            (r#"{"event_id":"e","sku":"A","warehouse":"w","on_hand":-1}"#, "on_hand"),
-            (r#"{"event_id":"e","sku":"A","warehouse":"w","on_hand":1e3}"#, "on_hand"),
-            (r#"{"event_id":"e","sku":"A","warehouse":"w","on_hand":1,"delta":1}"#, "one of them"),
-            (r#"{"event_id":"e","sku":"A","warehouse":"w","delta":1,"reason":3}"#, "reason"),
+            (
+                r#"{"event_id":"e","sku":"A","warehouse":"w","delta":1.5}"#,
+                "delta",
+            ),
+            (
+                r#"{"event_id":"e","sku":"A","warehouse":"w","delta":1.0}"#,
+                "delta",
+            ),
+            (
+                r#"{"event_id":"e","sku":"A","warehouse":"w","delta":"1"}"#,
+                "delta",
+            ),
+            (
+                r#"{"event_id":"e","sku":"A","warehouse":"w","delta":9223372036854775808}"#,
+                "delta",
+            ),
+            (
+                r#"{"event_id":"e","sku":"A","warehouse":"w","on_hand":-1}"#,
+                "on_hand",
+            ),
+            (
+                r#"{"event_id":"e","sku":"A","warehouse":"w","on_hand":1e3}"#,
+                "on_hand",
+            ),
+            (
+                r#"{"event_id":"e","sku":"A","warehouse":"w","on_hand":1,"delta":1}"#,
+                "one of them",
+            ),
+            (
+                r#"{"event_id":"e","sku":"A","warehouse":"w","delta":1,"reason":3}"#,
+                "reason",
+            ),
         ];
         for (input, needle) in cases {
             let err = parse(input).unwrap_err();

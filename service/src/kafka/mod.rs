@@ -157,7 +157,10 @@ impl KafkaHandle {
     pub async fn shutdown(mut self) {
         self.consumer_stop.store(true, Ordering::SeqCst);
         if let Some(done) = self.consumer_done.take() {
-            if tokio::time::timeout(Duration::from_secs(5), done).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), done)
+                .await
+                .is_err()
+            {
                 tracing::warn!("the stock feed consumer did not stop within 5 s");
             }
         }

@@ -155,11 +155,8 @@ impl Publisher {
         while !self.shared.stop.load(Ordering::SeqCst) {
             let paused = self.resume_at.is_some_and(|t| Instant::now() < t);
             let sent = if paused { 0 } else { self.fill() };
-            self.producer.poll(if sent > 0 {
-                Duration::ZERO
-            } else {
-                IDLE_POLL
-            });
+            self.producer
+                .poll(if sent > 0 { Duration::ZERO } else { IDLE_POLL });
             self.take_acks();
             if self.failure.is_some() || self.producer.context().log.fatal() {
                 self.restart_producer();
@@ -329,7 +326,9 @@ impl Publisher {
                 self.ledger.keep_events_after(Some(delivered));
                 metrics::gauge!("stockledger_kafka_delivered_seq").set(delivered as f64);
             }
-            Err(e) => tracing::warn!(error = %e, "cannot record the kafka outbox cursor; will retry"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record the kafka outbox cursor; will retry")
+            }
         }
     }
 
@@ -355,7 +354,10 @@ impl Publisher {
                 "kafka publisher stopped with events still to deliver; they wait in the log"
             );
         } else {
-            tracing::info!(delivered = self.delivered(), "kafka publisher stopped, all delivered");
+            tracing::info!(
+                delivered = self.delivered(),
+                "kafka publisher stopped, all delivered"
+            );
         }
         // Unacknowledged messages are purged with the producer; they are resent next time.
         let _ = self.producer.flush(Duration::ZERO);

@@ -1,0 +1,200 @@
+//! Bearer tokens (partner, admin) and the payment callback signature. Every comparison is
+//! constant-time; tokens are compared as SHA-256 digests so their lengths leak nothing either.
+
+use axum::http::HeaderMap;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::PartnerToken;
+use crate::errors::ApiError;
+
+/// How far the bank's timestamp may be from now, either way.
+pub const SIGNATURE_WINDOW_SECS: i64 = 300;
+
+type Digest32 = [u8; 32];
+
+fn digest(s: &[u8]) -> Digest32 {
+    Sha256::digest(s).into()
+}
+
+/// The configured credentials, as digests.
+pub struct Auth {
+    partners: Vec<(Digest32, String)>,
+    admin: Option<Digest32>,
+    payment_secret: Option<Vec<u8>>,
+}
+
+impl Auth {
+    pub fn new(
+        partners: &[PartnerToken],
+        admin: Option<&str>,
+        payment_secret: Option<&str>,
+    ) -> Auth {
+        Auth {
+            partners: partners
+                .iter()
+                .map(|p| (digest(p.token.as_bytes()), p.seller.clone()))
+                .collect(),
+            admin: admin.map(|t| digest(t.as_bytes())),
+            payment_secret: payment_secret.map(|s| s.as_bytes().to_vec()),
+        }
+    }
+
+    /// The seller whose token the request carries; 401 otherwise.
+    pub fn seller(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let given = digest(bearer(headers)?.as_bytes());
+        // Visit every token so timing does not reveal which one matched.
+        let mut found: Option<&str> = None;
+        for (d, seller) in &self.partners {
+            if bool::from(d.ct_eq(&given)) {
+                found = Some(seller);
+            }
+        }
+        found
+            .map(String::from)
+            .ok_or_else(|| ApiError::unauthorized("authorization: unknown partner token"))
+    }
+
+    /// 401 unless the request carries the admin token.
+    pub fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let given = digest(bearer(headers)?.as_bytes());
+        match &self.admin {
+            Some(d) if bool::from(d.ct_eq(&given)) => Ok(()),
+            _ => Err(ApiError::unauthorized("authorization: not the admin token")),
+        }
+    }
+
+    /// Checks `X-Timestamp` and `X-Signature` over `<timestamp>.<body>` at `now_secs`.
+    pub fn payment(&self, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<(), ApiError> {
+        let Some(secret) = &self.payment_secret else {
+            return Err(ApiError::unauthorized(
+                "x-signature: payment callbacks are refused until a payment secret is configured",
+            ));
+        };
+        let ts = header(headers, "x-timestamp")?;
+        let sig = header(headers, "x-signature")?;
+        let ts_num: i64 =
+            if !ts.is_empty() && ts.len() <= 18 && ts.bytes().all(|b| b.is_ascii_digit()) {
+                ts.parse()
+                    .map_err(|_| ApiError::unauthorized("x-timestamp: not a decimal integer"))?
+            } else {
+                return Err(ApiError::unauthorized("x-timestamp: not a decimal integer"));
+            };
+        let Some(hex_sig) = sig.strip_prefix("sha256=") else {
+            return Err(ApiError::unauthorized("x-signature: must be sha256=<hex>"));
+        };
+        let given = hex::decode(hex_sig)
+            .map_err(|_| ApiError::unauthorized("x-signature: must be sha256=<hex>"))?;
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+            .map_err(|_| ApiError::unauthorized("x-signature: unusable secret"))?;
+        mac.update(ts.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        if mac.verify_slice(&given).is_err() {
+            return Err(ApiError::unauthorized(
+                "x-signature: does not match the body",
+            ));
+        }
+        if (now_secs - ts_num).abs() > SIGNATURE_WINDOW_SECS {
+            return Err(ApiError::unauthorized(
+                "x-timestamp: more than 300 seconds away from now",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    headers
+        .get(name)
+        .ok_or_else(|| ApiError::unauthorized(format!("{name}: header missing")))?
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| ApiError::unauthorized(format!("{name}: not visible ASCII")))
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let v = header(headers, "authorization")?;
+    let (scheme, token) = v
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("authorization: must be Bearer <token>"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthorized(
+            "authorization: must be Bearer <token>",
+        ));
+    }
+    Ok(token.trim())
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(secret, `<ts>.<body>`), as the bank computes it.
+pub fn sign(secret: &[u8], ts: &str, body: &[u8]) -> String {
+    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn signature() {
+        let a = Auth::new(&[], None, Some("k"));
+        let body = br#"{"x":1}"#;
+        let sig = sign(b"k", "1000", body);
+        let ok = headers(&[("x-timestamp", "1000"), ("x-signature", &sig)]);
+        assert!(a.payment(&ok, body, 1000).is_ok());
+        assert!(a.payment(&ok, body, 1300).is_ok());
+        assert!(a.payment(&ok, body, 1301).is_err());
+        assert!(a.payment(&ok, body, 699).is_err());
+        assert!(a.payment(&ok, b"{}", 1000).is_err());
+        let bad = headers(&[("x-timestamp", "1001"), ("x-signature", &sig)]);
+        assert!(a.payment(&bad, body, 1000).is_err());
+        assert!(a
+            .payment(&headers(&[("x-timestamp", "1000")]), body, 1000)
+            .is_err());
+        let none = Auth::new(&[], None, None);
+        assert!(none.payment(&ok, body, 1000).is_err());
+    }
+
+    #[test]
+    fn tokens() {
+        let a = Auth::new(
+            &[PartnerToken {
+                seller: "s1".into(),
+                token: "t1".into(),
+            }],
+            Some("adm"),
+            None,
+        );
+        assert_eq!(
+            a.seller(&headers(&[("authorization", "Bearer t1")]))
+                .unwrap(),
+            "s1"
+        );
+        assert!(a
+            .seller(&headers(&[("authorization", "Bearer t2")]))
+            .is_err());
+        assert!(a.seller(&headers(&[])).is_err());
+        assert!(a
+            .admin(&headers(&[("authorization", "Bearer adm")]))
+            .is_ok());
+        assert!(a
+            .admin(&headers(&[("authorization", "Bearer t1")]))
+            .is_err());
+    }
+}

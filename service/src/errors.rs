@@ -1,0 +1,160 @@
+//! The one place where ledger errors and HTTP-level rejections become the contract's error
+//! answers: `{"error": "<code>", "message": "...", ...extra}` with the right status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use stockledger::{Error, ErrorCode};
+
+/// An error answer of the HTTP API.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// 400 `invalid_request` naming `field`.
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("{field}: {reason}"),
+        )
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn payload_too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "body: larger than the limit of 1 MiB (1048576 bytes)",
+        )
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "path: no such route")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method: not allowed on this route",
+        )
+    }
+
+    pub fn unavailable(reason: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            format!("ledger unavailable: {}", reason.into()),
+        )
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> ApiError {
+        self.extra.insert(key.into(), value);
+        self
+    }
+}
+
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::InsufficientStock
+        | ErrorCode::OrderConflict
+        | ErrorCode::OrderNotActive
+        | ErrorCode::OrderPaid
+        | ErrorCode::BelowReserved
+        | ErrorCode::AdjustmentConflict
+        | ErrorCode::PaymentConflict => StatusCode::CONFLICT,
+        ErrorCode::OrderNotFound | ErrorCode::SkuNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let code = e.code();
+        let mut err = ApiError {
+            status: status_of(code),
+            code: code.as_str(),
+            message: String::new(),
+            extra: Map::new(),
+        };
+        err.message = match &e {
+            Error::InsufficientStock { shortfalls } => {
+                let list: Vec<Value> = shortfalls
+                    .iter()
+                    .map(|s| {
+                        json!({"sku": s.sku, "warehouse": s.warehouse,
+                               "requested": s.requested, "available": s.available})
+                    })
+                    .collect();
+                err.extra.insert("shortfalls".into(), Value::Array(list));
+                let what: Vec<String> = shortfalls
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}@{} (requested {}, available {})",
+                            s.sku, s.warehouse, s.requested, s.available
+                        )
+                    })
+                    .collect();
+                format!("lines: not enough stock for {}", what.join(", "))
+            }
+            Error::BelowReserved {
+                on_hand,
+                reserved,
+                requested_on_hand,
+            } => {
+                err.extra.insert("on_hand".into(), json!(on_hand));
+                err.extra.insert("reserved".into(), json!(reserved));
+                // i128 in core: clamp into what JSON numbers carry.
+                let req = i64::try_from(*requested_on_hand).unwrap_or(if *requested_on_hand < 0 {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                });
+                err.extra.insert("requested_on_hand".into(), json!(req));
+                format!("on_hand: {e}")
+            }
+            Error::OrderConflict { .. } | Error::OrderNotFound { .. } => format!("order_id: {e}"),
+            Error::OrderNotActive { .. } | Error::OrderPaid { .. } => format!("order_id: {e}"),
+            Error::SkuNotFound { .. } | Error::Forbidden { .. } => format!("sku: {e}"),
+            Error::AdjustmentConflict { .. } => format!("adjustment_id: {e}"),
+            Error::PaymentConflict { .. } => format!("payment_id: {e}"),
+            _ => e.to_string(),
+        };
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::String(self.code.into()));
+        body.insert("message".into(), Value::String(self.message));
+        body.extend(self.extra);
+        (self.status, Json(Value::Object(body))).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,148 @@
+//! Request input: the raw body (413 over 1 MiB), JSON parsing that names the offending field,
+//! and path segments. axum's own rejections are plain text; these keep the contract's shape.
+//! Parsing is a plain function called by the handler, so a handler decides the order of its
+//! checks (the partner gateway must answer 401 before any 400).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::errors::ApiError;
+
+/// The request body limit of the contract.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// The raw request body, at most [`BODY_LIMIT`] bytes.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<RawBody, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RawBody(b)),
+            Err(e) => Err(body_rejection(e)),
+        }
+    }
+}
+
+fn body_rejection(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large()
+    } else {
+        ApiError::invalid("body", format!("could not be read: {}", e.body_text()))
+    }
+}
+
+/// Parses a JSON object body into `T`; every failure is a 400 naming the field.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::invalid(
+            "body",
+            "must be a JSON object, got nothing",
+        ));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("body", "must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let field = if path == "." || path.is_empty() {
+            missing_field(&inner).unwrap_or_else(|| "body".to_string())
+        } else {
+            path
+        };
+        ApiError::invalid(&field, inner)
+    })
+}
+
+/// serde names a missing field only in its message (`missing field `x``).
+fn missing_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("missing field `")?;
+    let end = rest.find('`')?;
+    Some(rest[..end].to_string())
+}
+
+/// Path segments, percent-decoded by axum; a segment that does not decode (bad escapes,
+/// invalid UTF-8) is kept as an error for the handler to report in its own order.
+pub struct Segments(pub Result<Vec<String>, ApiError>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segments {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Segments, Self::Rejection> {
+        let r = match Path::<Vec<(String, String)>>::from_request_parts(parts, state).await {
+            Ok(Path(pairs)) => Ok(pairs.into_iter().map(|(_, v)| v).collect()),
+            Err(e) => Err(ApiError::invalid(
+                "path",
+                format!(
+                    "a path segment is not valid percent-encoded UTF-8 ({})",
+                    e.body_text()
+                ),
+            )),
+        };
+        Ok(Segments(r))
+    }
+}
+
+impl Segments {
+    /// The single segment of a one-parameter route.
+    pub fn one(self) -> Result<String, ApiError> {
+        let mut v = self.0?;
+        v.pop()
+            .ok_or_else(|| ApiError::invalid("path", "missing segment"))
+    }
+
+    /// The two segments of a two-parameter route, in path order.
+    pub fn two(self) -> Result<(String, String), ApiError> {
+        let mut v = self.0?.into_iter();
+        match (v.next(), v.next()) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(ApiError::invalid("path", "missing segment")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct L {
+        qty: u64,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct B {
+        order_id: String,
+        lines: Vec<L>,
+    }
+
+    fn field(body: &str) -> String {
+        let e = parse::<B>(body.as_bytes()).unwrap_err();
+        assert_eq!(e.code, "invalid_request");
+        e.message
+    }
+
+    #[test]
+    fn names_fields() {
+        assert!(field(r#"{"order_id":"o","lines":[{"qty":1},{"qty":"2"}]}"#)
+            .starts_with("lines[1].qty:"));
+        assert!(field(r#"{"order_id":"o","lines":[{"qty":2.5}]}"#).starts_with("lines[0].qty:"));
+        assert!(field(r#"{"order_id":"o","lines":[{"qty":-1}]}"#).starts_with("lines[0].qty:"));
+        assert!(field(r#"{"lines":[]}"#).starts_with("order_id:"));
+        assert!(field(r#"{"order_id":5,"lines":[]}"#).starts_with("order_id:"));
+        assert!(field(r#"[1]"#).starts_with("body:"));
+        assert!(field(r#"{"#).starts_with("body:"));
+        assert!(field("").starts_with("body:"));
+        assert!(parse::<B>(br#"{"order_id":"o","lines":[],"x":1}"#).is_ok());
+    }
+}

@@ -1,0 +1,251 @@
+//! Wire shapes of the HTTP API (http-api.md), with their OpenAPI schemas.
+
+use serde::{Deserialize, Serialize};
+use stockledger::{format_rfc3339, Line, Reservation, SkuStock, StockLevel};
+use utoipa::ToSchema;
+
+// ---- requests --------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LineIn {
+    /// 1..=64 bytes of `[A-Za-z0-9._:-]`
+    pub sku: String,
+    /// 1..=64 bytes of `[A-Za-z0-9._:-]`
+    pub warehouse: String,
+    /// 1..=1000000
+    pub qty: u64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReserveRequest {
+    /// 1..=128 bytes of printable ASCII; the idempotency key
+    pub order_id: String,
+    /// 1..=100 lines, no (sku, warehouse) twice
+    pub lines: Vec<LineIn>,
+    /// 1..=604800, default 900
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StockQueryRequest {
+    /// 1..=1000 skus, duplicates allowed
+    pub skus: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SetStockRequest {
+    /// 0..=9007199254740991
+    pub on_hand: u64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AdjustStockRequest {
+    /// Non-zero, |delta| <= 9007199254740991
+    pub delta: i64,
+    /// 1..=128 bytes of printable ASCII; idempotency key per seller
+    pub adjustment_id: String,
+    /// At most 256 bytes
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentStatus {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PaymentCallback {
+    /// 1..=128 bytes of printable ASCII
+    pub payment_id: String,
+    pub order_id: String,
+    pub status: PaymentStatus,
+    /// 0..=9007199254740991
+    pub amount_minor: u64,
+    /// Three upper-case letters
+    pub currency: String,
+}
+
+// ---- responses -------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineOut {
+    pub sku: String,
+    pub warehouse: String,
+    pub qty: u64,
+}
+
+impl From<&Line> for LineOut {
+    fn from(l: &Line) -> LineOut {
+        LineOut {
+            sku: l.sku.clone(),
+            warehouse: l.warehouse.clone(),
+            qty: l.qty,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReservationBody {
+    pub order_id: String,
+    /// reserved, paid, released or expired
+    pub status: String,
+    pub lines: Vec<LineOut>,
+    /// RFC 3339 UTC with milliseconds
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl From<&Reservation> for ReservationBody {
+    fn from(r: &Reservation) -> ReservationBody {
+        ReservationBody {
+            order_id: r.order_id.clone(),
+            status: r.status.as_str().into(),
+            lines: r.lines.iter().map(LineOut::from).collect(),
+            created_at: format_rfc3339(r.created_at),
+            expires_at: format_rfc3339(r.expires_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarehouseStock {
+    pub warehouse: String,
+    pub on_hand: u64,
+    pub reserved: u64,
+    pub available: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkuStockBody {
+    pub sku: String,
+    pub on_hand: u64,
+    pub reserved: u64,
+    pub available: u64,
+    /// Sorted by warehouse id
+    pub warehouses: Vec<WarehouseStock>,
+}
+
+impl SkuStockBody {
+    pub fn of(s: &SkuStock) -> SkuStockBody {
+        SkuStockBody {
+            sku: s.sku.clone(),
+            on_hand: s.total.on_hand,
+            reserved: s.total.reserved,
+            available: s.total.available,
+            warehouses: s
+                .warehouses
+                .iter()
+                .map(|(w, l)| WarehouseStock {
+                    warehouse: w.clone(),
+                    on_hand: l.on_hand,
+                    reserved: l.reserved,
+                    available: l.available,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn empty(sku: &str) -> SkuStockBody {
+        SkuStockBody {
+            sku: sku.into(),
+            on_hand: 0,
+            reserved: 0,
+            available: 0,
+            warehouses: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockQueryBody {
+    pub items: Vec<SkuStockBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CellBody {
+    pub sku: String,
+    pub warehouse: String,
+    pub on_hand: u64,
+    pub reserved: u64,
+    pub available: u64,
+}
+
+impl CellBody {
+    pub fn of(sku: &str, warehouse: &str, l: StockLevel) -> CellBody {
+        CellBody {
+            sku: sku.into(),
+            warehouse: warehouse.into(),
+            on_hand: l.on_hand,
+            reserved: l.reserved,
+            available: l.available,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentAnswerBody {
+    pub order_id: String,
+    pub payment_id: String,
+    /// paid, released, expired or refund_required
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsBody {
+    /// Events of events.md in seq order
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<serde_json::Value>,
+    /// The seq of the last event returned, or `after` when none is
+    pub next: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthBody {
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyBody {
+    pub status: String,
+    /// Seq of the last durable event
+    pub last_seq: u64,
+    /// Durable events not yet delivered to Kafka (all of them when Kafka is off)
+    pub outbox_lag: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointBody {
+    /// The last seq held by the snapshot
+    pub seq: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShortfallBody {
+    pub sku: String,
+    pub warehouse: String,
+    pub requested: u64,
+    pub available: u64,
+}
+
+/// Every error answer; extra fields depend on the code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+    /// insufficient_stock
+    #[schema(nullable = false)]
+    pub shortfalls: Option<Vec<ShortfallBody>>,
+    /// below_reserved: the current on_hand
+    #[schema(nullable = false)]
+    pub on_hand: Option<u64>,
+    /// below_reserved
+    #[schema(nullable = false)]
+    pub reserved: Option<u64>,
+    /// below_reserved
+    #[schema(nullable = false)]
+    pub requested_on_hand: Option<i64>,
+}

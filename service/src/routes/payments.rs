@@ -1,0 +1,61 @@
+//! The bank's payment callback: signature first (401), then the body (400), then the ledger
+//! decides every payment case and the bank gets a definite answer.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use stockledger::Payment;
+
+use crate::errors::ApiResult;
+use crate::json::{parse, RawBody};
+use crate::model::*;
+use crate::state::{blocking, Shared};
+
+/// Payment result after 3-D Secure, signed with HMAC-SHA256 over `<X-Timestamp>.<body>`.
+#[utoipa::path(post, path = "/v1/payments/callback", tag = "payments",
+    request_body = PaymentCallback,
+    params(
+        ("X-Timestamp" = String, Header, description = "Unix seconds when the bank signed"),
+        ("X-Signature" = String, Header, description = "sha256=<lowercase hex HMAC-SHA256(secret, timestamp.body)>"),
+    ),
+    responses(
+        (status = 200, description = "The payment's outcome: paid, released, expired or refund_required", body = PaymentAnswerBody),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: missing headers, wrong signature or stale timestamp", body = ErrorBody),
+        (status = 404, description = "order_not_found", body = ErrorBody),
+        (status = 409, description = "payment_conflict", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 503, description = "ledger_unavailable", body = ErrorBody),
+    ))]
+pub async fn callback(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<PaymentAnswerBody>> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    s.auth.payment(&headers, &body, now)?;
+    let req: PaymentCallback = parse(&body)?;
+    let ledger = s.ledger.clone();
+    let answer = blocking(move || {
+        ledger
+            .pay(Payment {
+                payment_id: &req.payment_id,
+                order_id: &req.order_id,
+                succeeded: req.status == PaymentStatus::Succeeded,
+                amount_minor: req.amount_minor,
+                currency: &req.currency,
+            })
+            .map(|a| PaymentAnswerBody {
+                order_id: req.order_id.clone(),
+                payment_id: req.payment_id.clone(),
+                status: a.as_str().into(),
+            })
+    })
+    .await?;
+    Ok(Json(answer))
+}

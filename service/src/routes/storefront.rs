@@ -1,0 +1,129 @@
+//! Storefront gateway: reservations and stock reads (no auth).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use stockledger::{limits, Line};
+
+use crate::errors::{ApiError, ApiResult};
+use crate::json::{parse, RawBody, Segments};
+use crate::metrics as m;
+use crate::model::*;
+use crate::state::{blocking, Shared};
+
+/// Reserve stock for an order (all lines or none).
+#[utoipa::path(post, path = "/v1/reservations", tag = "storefront",
+    request_body = ReserveRequest,
+    responses(
+        (status = 201, description = "Created", body = ReservationBody),
+        (status = 200, description = "Idempotent replay: the reservation as it is now", body = ReservationBody),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 409, description = "insufficient_stock or order_conflict", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 503, description = "ledger_unavailable", body = ErrorBody),
+    ))]
+pub async fn reserve(
+    State(s): State<Shared>,
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Json<ReservationBody>)> {
+    let req: ReserveRequest = parse(&body).inspect_err(|_| m::reservation("invalid_request"))?;
+    let lines: Vec<Line> = req
+        .lines
+        .into_iter()
+        .map(|l| Line::new(l.sku, l.warehouse, l.qty))
+        .collect();
+    let ttl = req.ttl_seconds.unwrap_or(limits::DEFAULT_TTL_SECONDS);
+    match s.reserver.reserve(req.order_id, lines, ttl).await {
+        Ok((r, true)) => {
+            m::reservation("created");
+            Ok((StatusCode::CREATED, Json(ReservationBody::from(&r))))
+        }
+        Ok((r, false)) => {
+            m::reservation("replay");
+            Ok((StatusCode::OK, Json(ReservationBody::from(&r))))
+        }
+        Err(e) => {
+            m::reservation(e.code().as_str());
+            Err(e.into())
+        }
+    }
+}
+
+/// Read a reservation.
+#[utoipa::path(get, path = "/v1/reservations/{order_id}", tag = "storefront",
+    params(("order_id" = String, Path, description = "1..=128 bytes of printable ASCII")),
+    responses(
+        (status = 200, description = "The reservation", body = ReservationBody),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 404, description = "order_not_found", body = ErrorBody),
+    ))]
+pub async fn get_reservation(
+    State(s): State<Shared>,
+    path: Segments,
+) -> ApiResult<Json<ReservationBody>> {
+    let order_id = path.one()?;
+    match s.ledger.reservation(&order_id)? {
+        Some(r) => Ok(Json(ReservationBody::from(&r))),
+        None => Err(stockledger::Error::OrderNotFound { order_id }.into()),
+    }
+}
+
+/// Release a reservation (the buyer cancels).
+#[utoipa::path(delete, path = "/v1/reservations/{order_id}", tag = "storefront",
+    params(("order_id" = String, Path, description = "1..=128 bytes of printable ASCII")),
+    responses(
+        (status = 200, description = "Released, or already released or expired (unchanged)", body = ReservationBody),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 404, description = "order_not_found", body = ErrorBody),
+        (status = 409, description = "order_paid", body = ErrorBody),
+        (status = 503, description = "ledger_unavailable", body = ErrorBody),
+    ))]
+pub async fn release(State(s): State<Shared>, path: Segments) -> ApiResult<Json<ReservationBody>> {
+    let order_id = path.one()?;
+    let ledger = s.ledger.clone();
+    let r = blocking(move || ledger.release(&order_id)).await?;
+    Ok(Json(ReservationBody::from(&r)))
+}
+
+/// Stock of one sku over its warehouses.
+#[utoipa::path(get, path = "/v1/stock/{sku}", tag = "storefront",
+    params(("sku" = String, Path, description = "1..=64 bytes of [A-Za-z0-9._:-]")),
+    responses(
+        (status = 200, description = "The sku's stock", body = SkuStockBody),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 404, description = "sku_not_found", body = ErrorBody),
+    ))]
+pub async fn stock(State(s): State<Shared>, path: Segments) -> ApiResult<Json<SkuStockBody>> {
+    let sku = path.one()?;
+    match s.ledger.sku_stock(&sku)? {
+        Some(st) => Ok(Json(SkuStockBody::of(&st))),
+        None => Err(stockledger::Error::SkuNotFound { sku }.into()),
+    }
+}
+
+/// Stock of many skus at once, in request order (unknown skus read as zeros).
+#[utoipa::path(post, path = "/v1/stock/query", tag = "storefront",
+    request_body = StockQueryRequest,
+    responses(
+        (status = 200, description = "One item per requested sku", body = StockQueryBody),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+    ))]
+pub async fn query(
+    State(s): State<Shared>,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<StockQueryBody>> {
+    let req: StockQueryRequest = parse(&body)?;
+    if req.skus.is_empty() || req.skus.len() > 1000 {
+        return Err(ApiError::invalid("skus", "must hold 1 to 1000 entries"));
+    }
+    let mut items = Vec::with_capacity(req.skus.len());
+    for (i, sku) in req.skus.iter().enumerate() {
+        limits::check_name(&format!("skus[{i}]"), sku)?;
+        items.push(match s.ledger.sku_stock(sku)? {
+            Some(st) => SkuStockBody::of(&st),
+            None => SkuStockBody::empty(sku),
+        });
+    }
+    Ok(Json(StockQueryBody { items }))
+}

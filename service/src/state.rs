@@ -1,0 +1,219 @@
+//! Shared state of the handlers and the bridges from async handlers to the ledger, whose
+//! writes block until the log is durable.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use stockledger::{Command, Durability, Error, Ledger, Line, Outcome, Reservation};
+use tokio::sync::oneshot;
+
+use crate::auth::Auth;
+use crate::errors::{ApiError, ApiResult};
+use crate::metrics as m;
+
+/// Reports how many durable events Kafka has not yet acknowledged.
+pub type LagSource = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub struct AppState {
+    pub ledger: Arc<Ledger>,
+    pub auth: Auth,
+    pub reserver: Reserver,
+    pub metrics: PrometheusHandle,
+    /// None while Kafka is off: then nothing is delivered and the lag is the last seq.
+    pub lag: RwLock<Option<LagSource>>,
+    /// The served OpenAPI document.
+    pub openapi: serde_json::Value,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn outbox_lag(&self) -> u64 {
+        let src = self.lag.read().ok().and_then(|g| g.clone());
+        match src {
+            Some(f) => f(),
+            None => self.ledger.last_seq(),
+        }
+    }
+}
+
+/// Runs a ledger call on the blocking pool (it may wait for an fsync).
+pub async fn blocking<T, F>(f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::unavailable(format!("ledger call failed: {e}"))),
+    }
+}
+
+// ---- reservations: batched into group commits ---------------------------------------------
+
+struct Job {
+    order_id: String,
+    lines: Vec<Line>,
+    ttl_seconds: u64,
+    reply: oneshot::Sender<Result<(Reservation, bool), Error>>,
+}
+
+/// Most reservations in one `execute` call.
+const MAX_JOBS: usize = 512;
+
+/// Hands reservations to a few threads that each drain whatever is queued into one
+/// `Ledger::execute` call: one wait for the log per batch instead of one blocking-pool hop
+/// and one wake-up per request. Several threads keep one batch staging while another
+/// waits for its fsync.
+pub struct Reserver {
+    tx: crossbeam_channel::Sender<Job>,
+}
+
+impl Reserver {
+    pub fn start(ledger: Arc<Ledger>, threads: usize) -> std::io::Result<Reserver> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let ledger = ledger.clone();
+            std::thread::Builder::new()
+                .name(format!("reserve-{i}"))
+                .spawn(move || reserve_loop(&ledger, &rx))?;
+        }
+        Ok(Reserver { tx })
+    }
+
+    pub async fn reserve(
+        &self,
+        order_id: String,
+        lines: Vec<Line>,
+        ttl_seconds: u64,
+    ) -> Result<(Reservation, bool), Error> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            order_id,
+            lines,
+            ttl_seconds,
+            reply,
+        };
+        if self.tx.send(job).is_err() {
+            return Err(Error::LedgerUnavailable {
+                reason: "the service is shutting down".into(),
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::LedgerUnavailable {
+                reason: "the reservation worker stopped".into(),
+            })
+        })
+    }
+}
+
+fn reserve_loop(ledger: &Ledger, rx: &crossbeam_channel::Receiver<Job>) {
+    let durable = ledger.durability() != Durability::None;
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_JOBS);
+    let mut cmds: Vec<Command> = Vec::with_capacity(MAX_JOBS);
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_JOBS {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        for j in jobs.iter_mut() {
+            cmds.push(Command::Reserve {
+                order_id: std::mem::take(&mut j.order_id),
+                lines: std::mem::take(&mut j.lines),
+                ttl_seconds: j.ttl_seconds,
+            });
+        }
+        let started = Instant::now();
+        let results = ledger.execute(&cmds);
+        if durable {
+            m::wal_batch(cmds.len(), started.elapsed());
+        }
+        match results {
+            Ok(results) => {
+                for ((job, cmd), r) in jobs.drain(..).zip(cmds.drain(..)).zip(results) {
+                    let Command::Reserve { order_id, .. } = cmd else {
+                        continue;
+                    };
+                    let answer = r.and_then(|o| finish(ledger, &order_id, o));
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(e) => {
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                cmds.clear();
+            }
+        }
+    }
+}
+
+fn finish(ledger: &Ledger, order_id: &str, o: Outcome) -> Result<(Reservation, bool), Error> {
+    let Outcome::Reserved { created, .. } = o else {
+        return Err(Error::LedgerUnavailable {
+            reason: "unexpected outcome of a reservation".into(),
+        });
+    };
+    match ledger.reservation(order_id)? {
+        Some(r) => Ok((r, created)),
+        // Only a reservation finished and pruned within the same instant could vanish.
+        None => Err(Error::OrderNotFound {
+            order_id: order_id.into(),
+        }),
+    }
+}
+
+// ---- expiry -------------------------------------------------------------------------------
+
+/// Expires due reservations every `period` (well inside the contract's one second).
+pub struct Expirer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Expirer {
+    pub fn start(ledger: Arc<Ledger>, period: Duration) -> std::io::Result<Expirer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("expiry".into())
+            .spawn(move || {
+                let mut warned = false;
+                while !flag.load(Ordering::Acquire) {
+                    match ledger.expire_due() {
+                        Ok(ids) => {
+                            warned = false;
+                            if !ids.is_empty() {
+                                tracing::debug!(count = ids.len(), "reservations expired");
+                            }
+                        }
+                        Err(e) if !warned => {
+                            warned = true;
+                            tracing::error!(error = %e, "expiry failed");
+                        }
+                        Err(_) => {}
+                    }
+                    std::thread::park_timeout(period);
+                }
+            })?;
+        Ok(Expirer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
