@@ -182,7 +182,7 @@ impl Default for Options {
             durability: Durability::Sync,
             clock: Arc::new(SystemClock),
             retention_ms: 24 * 3600 * 1000,
-            segment_bytes: 64 << 20,
+            segment_bytes: 32 << 20,
             checkpoint_every_bytes: 256 << 20,
             truncate_corrupt_tail: false,
             storage: None,

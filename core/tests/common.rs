@@ -23,6 +23,8 @@ pub fn on_disk(dir: &std::path::Path, durability: Durability) -> (Ledger, Arc<Ma
         Options {
             durability,
             clock: clock.clone(),
+            // Small segments: cheap to create in tests, and they roll.
+            segment_bytes: 1 << 20,
             ..Options::default()
         },
     )

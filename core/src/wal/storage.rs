@@ -11,9 +11,10 @@ use std::sync::Arc;
 /// Where the log writer puts segment files. Every write and sync of the log goes through
 /// it, so tests can inject the faults the real world has.
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
-    /// Creates `path` with `len` zero bytes written (so later syncs need no size or extent
-    /// metadata), synced.
-    fn create(&self, path: &Path, len: u64) -> io::Result<Box<dyn StorageFile>>;
+    /// Creates `path` of `len` bytes, synced. With `zero_fill` every byte is written (so
+    /// later syncs need no size or extent metadata: the background spare segment); without,
+    /// the file is only sized (cheap: the first segment of a ledger).
+    fn create(&self, path: &Path, len: u64, zero_fill: bool) -> io::Result<Box<dyn StorageFile>>;
     /// Opens an existing segment for writing.
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -41,16 +42,17 @@ impl StorageFile for FsFile {
 }
 
 impl Storage for FsStorage {
-    fn create(&self, path: &Path, len: u64) -> io::Result<Box<dyn StorageFile>> {
+    fn create(&self, path: &Path, len: u64, zero_fill: bool) -> io::Result<Box<dyn StorageFile>> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(path)?;
-        let zeros = vec![0u8; 1 << 20];
+        file.set_len(len)?;
+        let zeros = vec![0u8; if zero_fill { 1 << 20 } else { 0 }];
         let mut at = 0;
-        while at < len {
+        while zero_fill && at < len {
             let n = (len - at).min(zeros.len() as u64) as usize;
             file.write_all_at(&zeros[..n], at)?;
             at += n as u64;
@@ -162,9 +164,9 @@ impl StorageFile for FaultyFile {
 }
 
 impl Storage for FaultyStorage {
-    fn create(&self, path: &Path, len: u64) -> io::Result<Box<dyn StorageFile>> {
+    fn create(&self, path: &Path, len: u64, zero_fill: bool) -> io::Result<Box<dyn StorageFile>> {
         Ok(Box::new(FaultyFile {
-            inner: FsStorage.create(path, len)?,
+            inner: FsStorage.create(path, len, zero_fill)?,
             fault: self.fault,
             countdown: self.countdown.clone(),
         }))

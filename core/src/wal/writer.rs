@@ -120,9 +120,6 @@ impl Writer {
             let (lsn, s) = (w.next_lsn, w.next_seq);
             w.roll(lsn, s)?;
         }
-        if let Some(d) = &w.disk {
-            d.prepare_spare();
-        }
         Ok(w)
     }
 
@@ -282,6 +279,16 @@ impl Writer {
             start = end;
             fi = last;
         }
+        if let Some(disk) = self.disk.as_ref() {
+            // Half way through a segment, get the next one zero-filled in the background.
+            if disk
+                .active
+                .as_ref()
+                .is_some_and(|a| a.offset > a.capacity / 2)
+            {
+                disk.prepare_spare();
+            }
+        }
         self.sync()?;
         let written = self.out.len() as u64;
         let total = self
@@ -336,7 +343,7 @@ impl Writer {
             disk.storage.open(&path).map_err(|e| io("cannot open", e))?
         } else {
             disk.storage
-                .create(&path, disk.segment_bytes)
+                .create(&path, disk.segment_bytes, false)
                 .map_err(|e| io("cannot create", e))?
         };
         let header = SegmentHeader {
@@ -366,7 +373,6 @@ impl Writer {
             path,
             index: Vec::new(),
         });
-        disk.prepare_spare();
         Ok(())
     }
 
@@ -400,7 +406,7 @@ impl Disk {
         let spawned = std::thread::Builder::new()
             .name("stockledger-spare".into())
             .spawn(move || {
-                if storage.create(&path, len).is_ok() {
+                if storage.create(&path, len, true).is_ok() {
                     ready.store(true, Ordering::SeqCst);
                 }
                 busy.store(false, Ordering::SeqCst);
