@@ -177,6 +177,16 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
             build(py, "InvalidInput", message, &[("field", s(py, &field))])
         }
         Error::InsufficientStock { shortfalls } => {
+            let detail: Vec<String> = shortfalls
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} in {}: requested {}, available {}",
+                        s.sku, s.warehouse, s.requested, s.available
+                    )
+                })
+                .collect();
+            let message = format!("{message}: {}", detail.join("; "));
             let list = PyList::empty(py);
             for sf in shortfalls {
                 let obj = match Bound::new(py, Shortfall::from(sf)) {

@@ -15,6 +15,26 @@ use crate::errors::to_py;
 /// Events decoded per trip into the log (with the interpreter released).
 const BATCH: usize = 512;
 
+const KEY_ORDER: [&str; 17] = [
+    "seq",
+    "event_id",
+    "type",
+    "at",
+    "order_id",
+    "sku",
+    "warehouse",
+    "qty",
+    "lines",
+    "expires_at",
+    "payment_id",
+    "amount_minor",
+    "currency",
+    "on_hand",
+    "delta",
+    "reason",
+    "adjustment_id",
+];
+
 /// Python value of a JSON value (events hold only strings, integers, lists and objects).
 fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
@@ -38,8 +58,17 @@ fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
             list.into_any()
         }
         Value::Object(m) => {
+            // serde_json sorts keys; the contract's order reads better (and makes tidier
+            // pandas columns): known keys first in that order, any others after.
+            let mut keys: Vec<(&String, &Value)> = m.iter().collect();
+            keys.sort_by_key(|(k, _)| {
+                KEY_ORDER
+                    .iter()
+                    .position(|o| *o == k.as_str())
+                    .unwrap_or(KEY_ORDER.len())
+            });
             let d = PyDict::new(py);
-            for (k, x) in m {
+            for (k, x) in keys {
                 d.set_item(k, json_to_py(py, x)?)?;
             }
             d.into_any()

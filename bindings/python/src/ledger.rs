@@ -309,8 +309,8 @@ impl Ledger {
 
     fn __repr__(&self) -> String {
         format!(
-            "Ledger({:?}, durability={:?}{})",
-            self.path.display().to_string(),
+            "Ledger({}, durability='{}'{})",
+            crate::types::py_repr(&self.path.display().to_string()),
             durability_name(self.durability),
             if self.closed.load(Ordering::Acquire) {
                 ", closed"

@@ -69,10 +69,22 @@ impl Shortfall {
         }
     }
 
+    fn __getnewargs__(&self) -> (String, String, u64, u64) {
+        (
+            self.sku.clone(),
+            self.warehouse.clone(),
+            self.requested,
+            self.available,
+        )
+    }
+
     fn __repr__(&self) -> String {
         format!(
-            "Shortfall(sku={:?}, warehouse={:?}, requested={}, available={})",
-            self.sku, self.warehouse, self.requested, self.available
+            "Shortfall(sku={}, warehouse={}, requested={}, available={})",
+            py_repr(&self.sku),
+            py_repr(&self.warehouse),
+            self.requested,
+            self.available
         )
     }
 }
@@ -159,17 +171,51 @@ impl Reservation {
             .inner
             .lines
             .iter()
-            .map(|l| format!("({:?}, {:?}, {})", l.sku, l.warehouse, l.qty))
+            .map(|l| {
+                format!(
+                    "({}, {}, {})",
+                    py_repr(&l.sku),
+                    py_repr(&l.warehouse),
+                    l.qty
+                )
+            })
             .collect();
         format!(
-            "Reservation(order_id={:?}, status={:?}, lines=[{}], created_at={}, expires_at={})",
-            self.inner.order_id,
+            "Reservation(order_id={}, status='{}', lines=[{}], created_at={}, expires_at={})",
+            py_repr(&self.inner.order_id),
             self.inner.status.as_str(),
             lines.join(", "),
             format_rfc3339(self.inner.created_at),
             format_rfc3339(self.inner.expires_at),
         )
     }
+}
+
+/// A string as Python's `repr` writes it (single quotes unless the text holds one).
+pub fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
