@@ -60,3 +60,23 @@ def test_value_classes_are_frozen(ledger: sl.Ledger) -> None:
     assert lvl != ledger.stock("A1", "kol")  # reserved moved on
     assert hash(sl.Shortfall("A1", "kol", 1, 0)) == hash(sl.Shortfall("A1", "kol", 1, 0))
     assert {lvl, ledger.set_stock("A1", "kol", 3)} == {lvl, ledger.stock("A1", "kol")}
+
+
+def test_stubs_catch_misuse(tmp_path) -> None:
+    # The typed usage file passing mypy only means something if mypy reads the stubs.
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad_usage.py"
+    bad.write_text(
+        "import stockledger as sl\n"
+        "led = sl.Ledger('x', durability='fast')\n"
+        "led.reserve('o-1', [('A1', 'kol', '2')])\n"
+        "n: str = led.stock('A1', 'kol').on_hand\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir=/dev/null", str(bad)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.count("error:") == 3, out.stdout

@@ -1,6 +1,8 @@
 """One Ledger shared by many Python threads: no oversell, no lost updates."""
 
+import bisect
 import threading
+import time
 from typing import List
 
 import pytest
@@ -89,23 +91,32 @@ def test_mixed_writers_conserve_stock(tmp_path) -> None:
 
 
 def test_the_interpreter_is_released_while_waiting(tmp_path) -> None:
-    # A pure-Python thread keeps counting while another thread makes sync writes: if the
-    # writes held the interpreter through their fsync waits the counter would barely move.
+    # Another Python thread ticks every 0.2 ms. Python code can run only while this thread
+    # has released the interpreter, so a tick that falls inside a call proves the call let
+    # go of it while waiting for its fsync. Holding it through the call leaves (almost) no
+    # call with a tick inside; releasing it leaves (almost) none without.
     with sl.Ledger(tmp_path / "l", durability="sync") as led:
         led.set_stock("A1", "kol", 10**6)
         done = threading.Event()
-        count = [0]
+        ticks: List[float] = []
 
-        def spin() -> None:
+        def ticker() -> None:
             while not done.is_set():
-                count[0] += 1
+                ticks.append(time.perf_counter())
+                time.sleep(0.0002)
 
-        spinner = threading.Thread(target=spin)
-        spinner.start()
+        th = threading.Thread(target=ticker)
+        th.start()
+        calls = []
         try:
             for i in range(200):
+                t0 = time.perf_counter()
                 led.reserve(f"o-{i}", [("A1", "kol", 1)])
+                calls.append((t0, time.perf_counter()))
         finally:
             done.set()
-            spinner.join()
-        assert count[0] > 1000
+            th.join()
+        inside = sum(
+            1 for a, b in calls if bisect.bisect_right(ticks, a) < bisect.bisect_left(ticks, b)
+        )
+        assert inside >= len(calls) // 2, f"only {inside} of {len(calls)} calls let others run"
