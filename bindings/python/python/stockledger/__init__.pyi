@@ -2,6 +2,7 @@
 
 import datetime
 import os
+import pathlib
 from types import TracebackType
 from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Type, Union
 
@@ -119,7 +120,7 @@ class Ledger:
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
     @property
-    def path(self) -> str:
+    def path(self) -> pathlib.Path:
         """The folder this ledger was opened on."""
     @property
     def durability(self) -> Durability:
