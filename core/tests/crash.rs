@@ -28,7 +28,9 @@ fn options() -> Options {
 /// The child: runs until killed. Not a test on its own (returns at once without the env).
 #[test]
 fn crash_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let (dir, cycle) = spec.split_once('|').unwrap();
     let ledger = Arc::new(Ledger::open(dir, options()).unwrap());
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
@@ -89,7 +91,9 @@ fn kill_dash_nine_loses_nothing_acknowledged() {
     {
         let ledger = Ledger::open(dir.path(), options()).unwrap();
         for s in 0..SKUS {
-            ledger.set_stock(&format!("s{s}"), "w", STOCK, Source::Warehouse).unwrap();
+            ledger
+                .set_stock(&format!("s{s}"), "w", STOCK, Source::Warehouse)
+                .unwrap();
         }
         ledger.close().unwrap();
     }
@@ -117,7 +121,9 @@ fn kill_dash_nine_loses_nothing_acknowledged() {
         // Wait for the child to be up, then let it run a random while before SIGKILL.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let line = rx.recv_timeout(deadline - Instant::now()).expect("child never got ready");
+            let line = rx
+                .recv_timeout(deadline - Instant::now())
+                .expect("child never got ready");
             if line.ends_with("STOCKLEDGER-READY") {
                 break;
             }
@@ -153,7 +159,9 @@ fn kill_dash_nine_loses_nothing_acknowledged() {
 }
 
 fn record(acks: &mut Acks, line: String) {
-    let Some((kind, id)) = line.split_once(' ') else { return };
+    let Some((kind, id)) = line.split_once(' ') else {
+        return;
+    };
     match kind {
         "R" => acks.reserved.push(id.to_string()),
         "C" => acks.paid.push(id.to_string()),
@@ -163,16 +171,30 @@ fn record(acks: &mut Acks, line: String) {
 }
 
 fn verify(dir: &std::path::Path, acks: &Acks, cycle: u32) {
-    let ledger = Ledger::open(dir, options()).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
-    ledger.check_invariants().unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+    let ledger = Ledger::open(dir, options())
+        .unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
+    ledger
+        .check_invariants()
+        .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
     for id in &acks.reserved {
-        assert!(ledger.reservation(id).unwrap().is_some(), "cycle {cycle}: acknowledged reservation {id} lost");
+        assert!(
+            ledger.reservation(id).unwrap().is_some(),
+            "cycle {cycle}: acknowledged reservation {id} lost"
+        );
     }
     for id in &acks.paid {
-        assert_eq!(ledger.reservation(id).unwrap().unwrap().status, Status::Paid, "cycle {cycle}: {id}");
+        assert_eq!(
+            ledger.reservation(id).unwrap().unwrap().status,
+            Status::Paid,
+            "cycle {cycle}: {id}"
+        );
     }
     for id in &acks.released {
-        assert_eq!(ledger.reservation(id).unwrap().unwrap().status, Status::Released, "cycle {cycle}: {id}");
+        assert_eq!(
+            ledger.reservation(id).unwrap().unwrap().status,
+            Status::Released,
+            "cycle {cycle}: {id}"
+        );
     }
     // The event stream from seq 1, replayed by a simple model, gives the same cells and
     // the same reservation states: no event without its change, no change without its event.
@@ -185,13 +207,20 @@ fn verify(dir: &std::path::Path, acks: &Acks, cycle: u32) {
         expect_seq += 1;
         match &ev.entry {
             Entry::Stock { sku, delta, .. } => cells.entry(sku.clone()).or_default().0 += delta,
-            Entry::Created { order_id, lines, .. } => {
-                assert!(orders.insert(order_id.clone(), "reserved").is_none(), "created twice: {order_id}");
+            Entry::Created {
+                order_id, lines, ..
+            } => {
+                assert!(
+                    orders.insert(order_id.clone(), "reserved").is_none(),
+                    "created twice: {order_id}"
+                );
                 for (s, _, q) in lines {
                     cells.entry(s.clone()).or_default().1 += *q as i64;
                 }
             }
-            Entry::Finished { order_id, lines, .. } => {
+            Entry::Finished {
+                order_id, lines, ..
+            } => {
                 let state = orders.get_mut(order_id).expect("finished before created");
                 assert_eq!(*state, "reserved", "finished twice: {order_id}");
                 *state = match ev.kind() {
@@ -210,13 +239,25 @@ fn verify(dir: &std::path::Path, acks: &Acks, cycle: u32) {
             _ => {}
         }
     }
-    assert_eq!(expect_seq - 1, ledger.last_seq(), "cycle {cycle}: stream and ledger disagree on the last seq");
+    assert_eq!(
+        expect_seq - 1,
+        ledger.last_seq(),
+        "cycle {cycle}: stream and ledger disagree on the last seq"
+    );
     for (sku, (on_hand, reserved)) in &cells {
         let l = ledger.stock(sku, "w").unwrap();
-        assert_eq!((l.on_hand as i64, l.reserved as i64), (*on_hand, *reserved), "cycle {cycle}: cell {sku}");
+        assert_eq!(
+            (l.on_hand as i64, l.reserved as i64),
+            (*on_hand, *reserved),
+            "cycle {cycle}: cell {sku}"
+        );
     }
     for (id, state) in &orders {
-        assert_eq!(ledger.reservation(id).unwrap().unwrap().status.as_str(), *state, "cycle {cycle}: {id}");
+        assert_eq!(
+            ledger.reservation(id).unwrap().unwrap().status.as_str(),
+            *state,
+            "cycle {cycle}: {id}"
+        );
     }
     ledger.close().unwrap();
 }

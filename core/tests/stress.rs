@@ -21,11 +21,17 @@ fn hot_skus_sell_exactly_their_stock_and_invariants_hold() {
     let (ledger, clock) = memory();
     let ledger = Arc::new(ledger);
     for h in 0..HOT {
-        ledger.set_stock(&format!("hot{h}"), "w", HOT_STOCK, Source::Warehouse).unwrap();
+        ledger
+            .set_stock(&format!("hot{h}"), "w", HOT_STOCK, Source::Warehouse)
+            .unwrap();
     }
     for c in 0..COLD {
-        ledger.set_stock(&format!("cold{c}"), "w", 50, Source::Warehouse).unwrap();
-        ledger.set_stock(&format!("cold{c}"), "w2", 50, Source::Warehouse).unwrap();
+        ledger
+            .set_stock(&format!("cold{c}"), "w", 50, Source::Warehouse)
+            .unwrap();
+        ledger
+            .set_stock(&format!("cold{c}"), "w2", 50, Source::Warehouse)
+            .unwrap();
     }
     let hot_sold: Arc<Vec<AtomicU64>> = Arc::new((0..HOT).map(|_| AtomicU64::new(0)).collect());
     let hot_paid: Arc<Vec<AtomicU64>> = Arc::new((0..HOT).map(|_| AtomicU64::new(0)).collect());
@@ -39,7 +45,10 @@ fn hot_skus_sell_exactly_their_stock_and_invariants_hold() {
             while !stop.load(Ordering::Relaxed) {
                 for h in 0..HOT {
                     let l = ledger.stock(&format!("hot{h}"), "w").unwrap();
-                    assert!(l.reserved <= l.on_hand && l.available == l.on_hand - l.reserved, "{l:?}");
+                    assert!(
+                        l.reserved <= l.on_hand && l.available == l.on_hand - l.reserved,
+                        "{l:?}"
+                    );
                     assert!(l.on_hand <= HOT_STOCK);
                     reads += 1;
                 }
@@ -96,7 +105,10 @@ fn hot_skus_sell_exactly_their_stock_and_invariants_hold() {
                                 let c = rng.random_range(0..COLD);
                                 let w = if rng.random_bool(0.5) { "w" } else { "w2" };
                                 let l = Line::new(format!("cold{c}"), w, rng.random_range(1..4));
-                                if !lines.iter().any(|x: &Line| x.sku == l.sku && x.warehouse == l.warehouse) {
+                                if !lines
+                                    .iter()
+                                    .any(|x: &Line| x.sku == l.sku && x.warehouse == l.warehouse)
+                                {
                                     lines.push(l);
                                 }
                             }
@@ -109,7 +121,11 @@ fn hot_skus_sell_exactly_their_stock_and_invariants_hold() {
                         // Finish one of mine: commit, release; it may have expired.
                         8 => {
                             if let Some(id) = mine.pop() {
-                                let r = if rng.random_bool(0.5) { ledger.commit(&id) } else { ledger.release(&id) };
+                                let r = if rng.random_bool(0.5) {
+                                    ledger.commit(&id)
+                                } else {
+                                    ledger.release(&id)
+                                };
                                 match r {
                                     Ok(_) | Err(Error::OrderNotActive { .. }) => {}
                                     Err(e) => panic!("{e}"),

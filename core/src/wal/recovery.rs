@@ -48,7 +48,8 @@ pub(crate) fn recover(
     storage: &dyn Storage,
     new_id: fn() -> u64,
 ) -> Result<Recovered> {
-    let segments = list_segments(dir).map_err(|e| io_err(dir, e))?;
+    let mut segments = list_segments(dir).map_err(|e| io_err(dir, e))?;
+    drop_headerless_tail(&mut segments)?;
     let (state, next_lsn, next_seq) = match snapshot::load_newest(dir)? {
         Some(s) => s,
         None => {
@@ -128,14 +129,8 @@ pub(crate) fn replay(
         Mode::ReadOnly { upto } => upto,
         Mode::Repair { .. } => u64::MAX,
     };
-    // A segment whose header never made it to disk (a crash while rolling) holds nothing.
-    if let (Mode::Repair { .. }, Some((_, last))) = (&mode, segments.last()) {
-        let bytes = std::fs::read(last).map_err(|e| io_err(last, e))?;
-        if bytes.len() >= HEADER_LEN && bytes[..HEADER_LEN].iter().all(|b| *b == 0) {
-            tracing::warn!(file = %last.display(), "removing a log segment without a header (crash while rolling)");
-            std::fs::remove_file(last).map_err(|e| io_err(last, e))?;
-            segments.pop();
-        }
+    if let Mode::Repair { .. } = mode {
+        drop_headerless_tail(&mut segments)?;
     }
     let mut metas = Vec::new();
     let mut tail = None;
@@ -174,7 +169,15 @@ pub(crate) fn replay(
         let mut bad_at = None;
         loop {
             match read_frame(&bytes, at) {
-                Slot::End => break,
+                Slot::End => {
+                    // Zeros followed by valid frames: a zeroed range, not the end.
+                    if matches!(mode, Mode::Repair { .. })
+                        && valid_frame_after(&bytes, at, next_lsn).is_some()
+                    {
+                        bad_at = Some(at);
+                    }
+                    break;
+                }
                 Slot::Bad => {
                     bad_at = Some(at);
                     break;
@@ -277,6 +280,24 @@ pub(crate) fn replay(
         segments: metas,
         tail,
     })
+}
+
+/// A last segment whose header never fully made it to disk (a crash or a write error while
+/// rolling) holds nothing: remove it.
+fn drop_headerless_tail(segments: &mut Vec<(u64, PathBuf)>) -> Result<()> {
+    if let Some((_, last)) = segments.last() {
+        let bytes = std::fs::read(last).map_err(|e| io_err(last, e))?;
+        let head = &bytes[..bytes.len().min(HEADER_LEN)];
+        // A torn header (never synced, so never acknowledged) with nothing after it.
+        let torn_header =
+            SegmentHeader::decode(head).is_err() && bytes[head.len()..].iter().all(|b| *b == 0);
+        if torn_header {
+            tracing::warn!(file = %last.display(), "removing a log segment without a header (crash while rolling)");
+            std::fs::remove_file(last).map_err(|e| io_err(last, e))?;
+            segments.pop();
+        }
+    }
+    Ok(())
 }
 
 fn zero_from(storage: &dyn Storage, path: &Path, from: u64, len: u64) -> Result<()> {

@@ -1,0 +1,288 @@
+//! Fault injection through the storage seam (write errors, short writes, ENOSPC, fsync
+//! errors) and corruption of the log and the snapshot.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use stockledger::wal::{Fault, FaultyStorage};
+use stockledger::{Durability, ErrorCode, Ledger, Options, Source, Status};
+
+fn faulty(dir: &std::path::Path, fault: Fault, after: u64) -> stockledger::Result<Ledger> {
+    Ledger::open(
+        dir,
+        Options {
+            storage: Some(Arc::new(FaultyStorage::new(fault, after))),
+            segment_bytes: 1 << 20,
+            ..Options::default()
+        },
+    )
+}
+
+#[test]
+fn every_fault_poisons_cleanly_and_loses_nothing_acknowledged() {
+    for fault in [
+        Fault::WriteError,
+        Fault::ShortWrite,
+        Fault::NoSpace,
+        Fault::SyncError,
+    ] {
+        for after in [0u64, 1, 2, 5, 17] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut acked = Vec::new();
+            // The fault may hit while the first segment is created: open then fails.
+            if let Ok(l) = faulty(dir.path(), fault, after) {
+                let mut failed = false;
+                for i in 0..200 {
+                    let id = format!("o{i}");
+                    let r = l
+                        .set_stock("A", "w", 1_000 + i, Source::Warehouse)
+                        .and_then(|_| l.reserve(&id, &[line("A", "w", 1)], 900).map(|_| ()));
+                    match r {
+                        Ok(()) => acked.push(id),
+                        Err(e) => {
+                            assert_eq!(
+                                e.code(),
+                                ErrorCode::LedgerUnavailable,
+                                "{fault:?}/{after}: {e}"
+                            );
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                assert!(failed, "{fault:?}/{after}: the fault never fired");
+                // Poisoned: every write refused, nothing retried; reads keep working.
+                assert!(l.unavailable_reason().is_some());
+                let e = l.reserve("late", &[line("A", "w", 1)], 900).unwrap_err();
+                assert_eq!(e.code(), ErrorCode::LedgerUnavailable);
+                assert_eq!(
+                    l.set_stock("A", "w", 5, Source::Warehouse)
+                        .unwrap_err()
+                        .code(),
+                    ErrorCode::LedgerUnavailable
+                );
+                assert!(l.stock("A", "w").is_ok());
+                assert!(l.reservation("o0").is_ok());
+                assert!(l.close().is_err(), "close reports the poisoned log");
+            }
+            let (l, _) = on_disk(dir.path(), Durability::Sync);
+            l.check_invariants().unwrap();
+            for id in &acked {
+                assert_eq!(
+                    l.reservation(id).unwrap().map(|r| r.status),
+                    Some(Status::Reserved),
+                    "{fault:?}/{after}: acknowledged {id} lost"
+                );
+            }
+            assert!(l.reservation("late").unwrap().is_none());
+            // Events stay gap-free after the repair.
+            let evs: Vec<_> = stockledger::read_events(dir.path(), 0)
+                .unwrap()
+                .map(|e| e.unwrap().seq)
+                .collect();
+            assert_eq!(evs, (1..=evs.len() as u64).collect::<Vec<_>>());
+        }
+    }
+}
+
+/// A closed ledger of `n` reservations in one segment; returns the segment's path.
+fn ledger_with(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let (l, _) = on_disk(dir, Durability::Sync);
+    l.set_stock("A", "w", 1_000, Source::Warehouse).unwrap();
+    for i in 0..n {
+        l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
+            .unwrap();
+    }
+    l.close().unwrap();
+    segments(dir).pop().unwrap()
+}
+
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Offsets of the frames of a segment (walking the length fields).
+fn frames(path: &std::path::Path) -> Vec<(usize, usize)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut at = 64;
+    loop {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            return out;
+        }
+        out.push((at, 28 + len));
+        at += 28 + len;
+    }
+}
+
+fn open(dir: &std::path::Path, truncate: bool) -> stockledger::Result<Ledger> {
+    Ledger::open(
+        dir,
+        Options {
+            truncate_corrupt_tail: truncate,
+            segment_bytes: 1 << 20,
+            ..Options::default()
+        },
+    )
+}
+
+fn edit(path: &std::path::Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    f(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_bit_in_the_middle_is_corruption_named_by_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = ledger_with(dir.path(), 10);
+    let f = frames(&seg);
+    let (at, len) = f[5];
+    edit(&seg, |b| b[at + len / 2] ^= 0x10);
+    let err = open(dir.path(), false).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LedgerUnavailable);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&seg.display().to_string()) && msg.contains(&format!("offset {at}")),
+        "{msg}"
+    );
+    // Asked explicitly: truncate there, keeping the records before it.
+    let l = open(dir.path(), true).unwrap();
+    assert!(l.reservation("o3").unwrap().is_some());
+    assert!(
+        l.reservation("o4").unwrap().is_none(),
+        "frame 5 is o4's reservation"
+    );
+    assert!(l.reservation("o9").unwrap().is_none());
+    l.check_invariants().unwrap();
+    assert_eq!(l.stock("A", "w").unwrap().reserved, 4);
+}
+
+#[test]
+fn a_zeroed_range_in_the_middle_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = ledger_with(dir.path(), 10);
+    let (at, len) = frames(&seg)[3];
+    edit(&seg, |b| b[at..at + len].fill(0));
+    let err = open(dir.path(), false).unwrap_err();
+    assert!(err.to_string().contains(&format!("offset {at}")), "{err}");
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_recovery_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = ledger_with(dir.path(), 10);
+    let (at, len) = *frames(&seg).last().unwrap();
+    // Half of the last frame made it to disk.
+    edit(&seg, |b| b[at + len / 2..at + len].fill(0));
+    let l = open(dir.path(), false).unwrap();
+    assert!(l.reservation("o8").unwrap().is_some());
+    assert!(l.reservation("o9").unwrap().is_none());
+    // The ledger writes on over the cut tail, and reopens cleanly.
+    l.reserve("after", &[line("A", "w", 1)], 900).unwrap();
+    drop(l);
+    let l = open(dir.path(), false).unwrap();
+    assert!(l.reservation("after").unwrap().is_some());
+    assert_eq!(l.stock("A", "w").unwrap().reserved, 10);
+}
+
+#[test]
+fn garbage_appended_after_the_last_record_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = ledger_with(dir.path(), 5);
+    let (at, len) = *frames(&seg).last().unwrap();
+    edit(&seg, |b| {
+        for (i, x) in b[at + len..at + len + 100].iter_mut().enumerate() {
+            *x = (i * 37 + 11) as u8;
+        }
+    });
+    let l = open(dir.path(), false).unwrap();
+    assert!(l.reservation("o4").unwrap().is_some());
+}
+
+#[test]
+fn a_truncated_segment_file_keeps_what_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = ledger_with(dir.path(), 5);
+    let (at, len) = *frames(&seg).last().unwrap();
+    edit(&seg, |b| b.truncate(at + len - 3));
+    let l = open(dir.path(), false).unwrap();
+    assert!(l.reservation("o3").unwrap().is_some());
+    assert!(l.reservation("o4").unwrap().is_none());
+}
+
+#[test]
+fn a_damaged_snapshot_is_detected_and_the_log_is_used_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 100, Source::Warehouse).unwrap();
+        l.reserve("o1", &[line("A", "w", 3)], 900).unwrap();
+        assert_eq!(l.checkpoint().unwrap(), 2);
+        l.reserve("o2", &[line("A", "w", 4)], 900).unwrap();
+    }
+    let snap = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rkyv"))
+        .unwrap();
+    for damage in 0..3 {
+        let original = std::fs::read(&snap).unwrap();
+        match damage {
+            0 => edit(&snap, |b| {
+                let n = b.len();
+                b[n - 9] ^= 0x40
+            }),
+            1 => edit(&snap, |b| b.truncate(b.len() / 2)),
+            _ => edit(&snap, |b| b[40..60].fill(0)),
+        }
+        // The whole log is still there (one segment), so nothing is lost.
+        let l = open(dir.path(), false).unwrap();
+        assert_eq!(l.stock("A", "w").unwrap().reserved, 7, "damage {damage}");
+        drop(l);
+        std::fs::write(&snap, original).unwrap();
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_whose_log_is_gone_fails_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
+        // Enough records to roll several 1 MiB segments, through the batch entry point.
+        for b in 0..30 {
+            let batch: Vec<stockledger::Command> = (0..1000)
+                .map(|i| stockledger::Command::Reserve {
+                    order_id: format!("order-{b:03}-{i:05}"),
+                    lines: vec![line("A", "w", 1)],
+                    ttl_seconds: 900,
+                })
+                .collect();
+            assert!(l.execute(&batch).unwrap().iter().all(|r| r.is_ok()));
+        }
+        l.checkpoint().unwrap();
+        l.reserve("last", &[line("A", "w", 1)], 900).unwrap();
+    }
+    assert!(
+        segments(dir.path()).len() < 3,
+        "covered segments were removed"
+    );
+    let snap = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rkyv"))
+        .unwrap();
+    edit(&snap, |b| b[100] ^= 1);
+    let err = open(dir.path(), false).unwrap_err();
+    assert!(err.to_string().contains("log gap"), "{err}");
+}
