@@ -23,6 +23,19 @@ pub struct StockLevel {
 
 #[pymethods]
 impl StockLevel {
+    #[new]
+    fn new(on_hand: u64, reserved: u64, available: u64) -> StockLevel {
+        StockLevel {
+            on_hand,
+            reserved,
+            available,
+        }
+    }
+
+    fn __getnewargs__(&self) -> (u64, u64, u64) {
+        (self.on_hand, self.reserved, self.available)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "StockLevel(on_hand={}, reserved={}, available={})",

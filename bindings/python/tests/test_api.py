@@ -1,6 +1,7 @@
 """The package's surface: names, docstrings, stubs shipped in the wheel."""
 
 import inspect
+import sys
 from pathlib import Path
 
 import stockledger as sl
@@ -42,7 +43,8 @@ def test_stubs_and_marker_are_installed() -> None:
 
 
 def test_signatures_read_well() -> None:
-    assert str(inspect.signature(sl.Ledger)) == "(path, durability='sync')"
+    if sys.version_info >= (3, 10):  # abi3 classes carry no text signature on 3.9
+        assert str(inspect.signature(sl.Ledger)) == "(path, durability='sync')"
     assert "ttl_seconds=900" in str(inspect.signature(sl.Ledger.reserve))
     assert str(inspect.signature(sl.read_events)) == "(folder, after=0)"
 

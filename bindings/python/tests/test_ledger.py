@@ -16,6 +16,8 @@ def test_set_and_read_stock(ledger: sl.Ledger) -> None:
     assert (lvl.on_hand, lvl.reserved, lvl.available) == (100, 0, 100)
     assert ledger.stock("A1", "kol") == lvl
     assert repr(lvl) == "StockLevel(on_hand=100, reserved=0, available=100)"
+    assert lvl == sl.StockLevel(on_hand=100, reserved=0, available=100)
+    assert lvl != sl.StockLevel(100, 1, 99)
     # Setting again replaces, it does not add.
     assert ledger.set_stock("A1", "kol", 7).on_hand == 7
 

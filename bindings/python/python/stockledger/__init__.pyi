@@ -19,6 +19,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 class StockLevel:
     """The figures of one stock cell from one moment: ``available == on_hand - reserved``."""
 
+    def __init__(self, on_hand: int, reserved: int, available: int) -> None: ...
+
     @property
     def on_hand(self) -> int:
         """Units in the warehouse."""
