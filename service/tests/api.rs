@@ -47,7 +47,11 @@ fn reservation_lifecycle_and_stock() {
 
     // Insufficient: every short line listed, nothing reserved.
     let e = s
-        .reserve("o-2", &[("A1", "kol", 9), ("B2", "kol", 5), ("A1", "msk", 1)], None)
+        .reserve(
+            "o-2",
+            &[("A1", "kol", 9), ("B2", "kol", 5), ("A1", "msk", 1)],
+            None,
+        )
         .err(409, "insufficient_stock");
     let mut short = e["shortfalls"].as_array().unwrap().clone();
     short.sort_by_key(|v| v["sku"].as_str().unwrap().to_string());
@@ -66,7 +70,10 @@ fn reservation_lifecycle_and_stock() {
     assert_eq!(g.json()["status"], "reserved");
 
     // Query: same order as asked, duplicates allowed, unknown skus zero.
-    let q = s.post("/v1/stock/query", &json!({"skus": ["B2", "ZZ", "A1", "B2"]}));
+    let q = s.post(
+        "/v1/stock/query",
+        &json!({"skus": ["B2", "ZZ", "A1", "B2"]}),
+    );
     assert_eq!(q.status, 200);
     let items = q.json()["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 4);
@@ -87,7 +94,8 @@ fn reservation_lifecycle_and_stock() {
     assert_eq!(d.status, 200);
     assert_eq!(d.json()["status"], "released");
     assert_eq!(s.get("/v1/stock/A1").json()["reserved"], 0);
-    s.delete("/v1/reservations/none").err(404, "order_not_found");
+    s.delete("/v1/reservations/none")
+        .err(404, "order_not_found");
 
     assert_eq!(s.reserve("o-3", &[("A1", "kol", 1)], None).status, 201);
     assert_eq!(s.pay("p-3", "o-3", "succeeded").json()["status"], "paid");
@@ -109,11 +117,21 @@ fn partner_gateway() {
     };
     let adjust = |tok: &str, path: &str, body: Value| {
         let a = format!("Bearer {tok}");
-        s.req("POST", path, &[("authorization", &a)], body.to_string().as_bytes())
+        s.req(
+            "POST",
+            path,
+            &[("authorization", &a)],
+            body.to_string().as_bytes(),
+        )
     };
     // 401 before anything else, even before a bad path or body.
     put(None, "/v1/partner/stock/A1/kol", r#"{"on_hand":1}"#).err(401, "unauthorized");
-    put(Some("wrong"), "/v1/partner/stock/A1/kol", r#"{"on_hand":1}"#).err(401, "unauthorized");
+    put(
+        Some("wrong"),
+        "/v1/partner/stock/A1/kol",
+        r#"{"on_hand":1}"#,
+    )
+    .err(401, "unauthorized");
     put(Some("wrong"), "/v1/partner/stock/bad%20sku/kol", "nope").err(401, "unauthorized");
     let r = s.req(
         "PUT",
@@ -131,34 +149,63 @@ fn partner_gateway() {
     );
     // 400 comes before 403: s2 with a bad body on s1's sku.
     put(Some(TOK2), "/v1/partner/stock/A1/kol", r#"{"on_hand":-1}"#).err(400, "invalid_request");
-    put(Some(TOK2), "/v1/partner/stock/A1/kol", r#"{"on_hand":9007199254740992}"#)
-        .err(400, "invalid_request");
+    put(
+        Some(TOK2),
+        "/v1/partner/stock/A1/kol",
+        r#"{"on_hand":9007199254740992}"#,
+    )
+    .err(400, "invalid_request");
     put(Some(TOK2), "/v1/partner/stock/A1/k%20l", r#"{"on_hand":1}"#).err(400, "invalid_request");
     put(Some(TOK2), "/v1/partner/stock/A1/kol", r#"{"on_hand":5}"#).err(403, "forbidden");
     // Ownership covers every warehouse of the sku.
     put(Some(TOK2), "/v1/partner/stock/A1/msk", r#"{"on_hand":5}"#).err(403, "forbidden");
-    adjust(TOK2, "/v1/partner/stock/A1/kol/adjust", json!({"delta": 1, "adjustment_id": "x"}))
-        .err(403, "forbidden");
-    assert_eq!(put(Some(TOK2), "/v1/partner/stock/B2/kol", r#"{"on_hand":5}"#).status, 200);
+    adjust(
+        TOK2,
+        "/v1/partner/stock/A1/kol/adjust",
+        json!({"delta": 1, "adjustment_id": "x"}),
+    )
+    .err(403, "forbidden");
+    assert_eq!(
+        put(Some(TOK2), "/v1/partner/stock/B2/kol", r#"{"on_hand":5}"#).status,
+        200
+    );
 
     // below_reserved with its extra fields.
     assert_eq!(s.reserve("o-1", &[("A1", "kol", 4)], None).status, 201);
-    let e = put(Some(TOK1), "/v1/partner/stock/A1/kol", r#"{"on_hand":3}"#).err(409, "below_reserved");
-    assert_eq!((e["on_hand"].as_u64(), e["reserved"].as_u64()), (Some(10), Some(4)));
+    let e =
+        put(Some(TOK1), "/v1/partner/stock/A1/kol", r#"{"on_hand":3}"#).err(409, "below_reserved");
+    assert_eq!(
+        (e["on_hand"].as_u64(), e["reserved"].as_u64()),
+        (Some(10), Some(4))
+    );
     assert_eq!(e["requested_on_hand"], 3);
 
     // Adjust: idempotent by adjustment_id.
     let path = "/v1/partner/stock/A1/kol/adjust";
-    let r = adjust(TOK1, path, json!({"delta": -3, "adjustment_id": "adj-1", "reason": "damaged"}));
+    let r = adjust(
+        TOK1,
+        path,
+        json!({"delta": -3, "adjustment_id": "adj-1", "reason": "damaged"}),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["on_hand"], 7);
-    let r = adjust(TOK1, path, json!({"delta": -3, "adjustment_id": "adj-1", "reason": "damaged"}));
+    let r = adjust(
+        TOK1,
+        path,
+        json!({"delta": -3, "adjustment_id": "adj-1", "reason": "damaged"}),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["on_hand"], 7);
-    adjust(TOK1, path, json!({"delta": -2, "adjustment_id": "adj-1"})).err(409, "adjustment_conflict");
-    adjust(TOK1, "/v1/partner/stock/A1/msk/adjust", json!({"delta": -3, "adjustment_id": "adj-1"}))
+    adjust(TOK1, path, json!({"delta": -2, "adjustment_id": "adj-1"}))
         .err(409, "adjustment_conflict");
-    let e = adjust(TOK1, path, json!({"delta": -4, "adjustment_id": "adj-2"})).err(409, "below_reserved");
+    adjust(
+        TOK1,
+        "/v1/partner/stock/A1/msk/adjust",
+        json!({"delta": -3, "adjustment_id": "adj-1"}),
+    )
+    .err(409, "adjustment_conflict");
+    let e = adjust(TOK1, path, json!({"delta": -4, "adjustment_id": "adj-2"}))
+        .err(409, "below_reserved");
     assert_eq!(e["requested_on_hand"], 3);
     for bad in [
         json!({"delta": 0, "adjustment_id": "a"}),
@@ -175,7 +222,15 @@ fn partner_gateway() {
     // A no-op adjust replays without a new event; stock events carry source and reason.
     let ev = s.events(0);
     let kinds: Vec<&str> = ev.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["stock.set", "stock.set", "reservation.created", "stock.adjusted"]);
+    assert_eq!(
+        kinds,
+        [
+            "stock.set",
+            "stock.set",
+            "reservation.created",
+            "stock.adjusted"
+        ]
+    );
     assert_eq!(ev[0]["source"], "s1");
     assert_eq!(ev[1]["source"], "s2");
     assert_eq!(ev[3]["reason"], "damaged");
@@ -197,28 +252,76 @@ fn bad_input_is_400_and_changes_nothing() {
     field(b"[1,2]", "body");
     field(b"\"str\"", "body");
     field(b"", "body");
-    field(br#"{"lines":[{"sku":"A1","warehouse":"kol","qty":1}]}"#, "order_id");
-    field(br#"{"order_id":5,"lines":[{"sku":"A1","warehouse":"kol","qty":1}]}"#, "order_id");
-    field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":"2"}]}"#, "lines[0].qty");
-    field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":2.5}]}"#, "lines[0].qty");
+    field(
+        br#"{"lines":[{"sku":"A1","warehouse":"kol","qty":1}]}"#,
+        "order_id",
+    );
+    field(
+        br#"{"order_id":5,"lines":[{"sku":"A1","warehouse":"kol","qty":1}]}"#,
+        "order_id",
+    );
+    field(
+        br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":"2"}]}"#,
+        "lines[0].qty",
+    );
+    field(
+        br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":2.5}]}"#,
+        "lines[0].qty",
+    );
     field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1},{"sku":"A1","warehouse":"kol","qty":-1}]}"#, "lines[1].qty");
-    field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":0}]}"#, "lines[0].qty");
-    field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1000001}]}"#, "lines[0].qty");
-    field(br#"{"order_id":"o","lines":[{"sku":"A 1","warehouse":"kol","qty":1}]}"#, "lines[0].sku");
-    field(br#"{"order_id":"o","lines":[{"sku":"A1","qty":1}]}"#, "lines[0]");
+    field(
+        br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":0}]}"#,
+        "lines[0].qty",
+    );
+    field(
+        br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1000001}]}"#,
+        "lines[0].qty",
+    );
+    field(
+        br#"{"order_id":"o","lines":[{"sku":"A 1","warehouse":"kol","qty":1}]}"#,
+        "lines[0].sku",
+    );
+    field(
+        br#"{"order_id":"o","lines":[{"sku":"A1","qty":1}]}"#,
+        "lines[0]",
+    );
     field(br#"{"order_id":"o","lines":[]}"#, "lines");
     field(br#"{"order_id":"o","lines":{}}"#, "lines");
     field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1},{"sku":"A1","warehouse":"kol","qty":2}]}"#, "lines[1]");
-    field(br#"{"order_id":"","lines":[{"sku":"A1","warehouse":"kol","qty":1}]}"#, "order_id");
-    field(format!(r#"{{"order_id":"{}","lines":[{{"sku":"A1","warehouse":"kol","qty":1}}]}}"#, "o".repeat(129)).as_bytes(), "order_id");
-    field(br#"{"order_id":"o p","lines":[{"sku":"A1","warehouse":"kol","qty":1}]}"#, "order_id");
-    field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1}],"ttl_seconds":0}"#, "ttl_seconds");
+    field(
+        br#"{"order_id":"","lines":[{"sku":"A1","warehouse":"kol","qty":1}]}"#,
+        "order_id",
+    );
+    field(
+        format!(
+            r#"{{"order_id":"{}","lines":[{{"sku":"A1","warehouse":"kol","qty":1}}]}}"#,
+            "o".repeat(129)
+        )
+        .as_bytes(),
+        "order_id",
+    );
+    field(
+        br#"{"order_id":"o p","lines":[{"sku":"A1","warehouse":"kol","qty":1}]}"#,
+        "order_id",
+    );
+    field(
+        br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1}],"ttl_seconds":0}"#,
+        "ttl_seconds",
+    );
     field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1}],"ttl_seconds":604801}"#, "ttl_seconds");
-    field(br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1}],"ttl_seconds":"9"}"#, "ttl_seconds");
+    field(
+        br#"{"order_id":"o","lines":[{"sku":"A1","warehouse":"kol","qty":1}],"ttl_seconds":"9"}"#,
+        "ttl_seconds",
+    );
     let many: Vec<Value> = (0..101)
         .map(|i| json!({"sku": format!("S{i}"), "warehouse": "kol", "qty": 1}))
         .collect();
-    field(json!({"order_id": "o", "lines": many}).to_string().as_bytes(), "lines");
+    field(
+        json!({"order_id": "o", "lines": many})
+            .to_string()
+            .as_bytes(),
+        "lines",
+    );
     // Unknown fields are ignored.
     let r = post(br#"{"order_id":"o-x","lines":[{"sku":"A1","warehouse":"kol","qty":1,"color":"red"}],"note":1}"#);
     assert_eq!(r.status, 201);
@@ -227,25 +330,36 @@ fn bad_input_is_400_and_changes_nothing() {
     let big = format!(r#"{{"order_id":"o","pad":"{}"}}"#, "x".repeat(1 << 20));
     post(big.as_bytes()).err(413, "payload_too_large");
     // Just under the limit still parses (and is refused for its content only).
-    let under = format!(r#"{{"order_id":"o","pad":"{}"}}"#, "x".repeat((1 << 20) - 40));
+    let under = format!(
+        r#"{{"order_id":"o","pad":"{}"}}"#,
+        "x".repeat((1 << 20) - 40)
+    );
     post(under.as_bytes()).err(400, "invalid_request");
 
     // Stock query limits.
-    s.post("/v1/stock/query", &json!({"skus": []})).err(400, "invalid_request");
+    s.post("/v1/stock/query", &json!({"skus": []}))
+        .err(400, "invalid_request");
     let skus: Vec<String> = (0..1001).map(|i| format!("S{i}")).collect();
-    s.post("/v1/stock/query", &json!({ "skus": skus })).err(400, "invalid_request");
-    let e = s.post("/v1/stock/query", &json!({"skus": ["A1", "b d"]})).err(400, "invalid_request");
+    s.post("/v1/stock/query", &json!({ "skus": skus }))
+        .err(400, "invalid_request");
+    let e = s
+        .post("/v1/stock/query", &json!({"skus": ["A1", "b d"]}))
+        .err(400, "invalid_request");
     assert!(e["message"].as_str().unwrap().starts_with("skus[1]"), "{e}");
-    s.post("/v1/stock/query", &json!({"skus": "A1"})).err(400, "invalid_request");
+    s.post("/v1/stock/query", &json!({"skus": "A1"}))
+        .err(400, "invalid_request");
 
     // Path segments are percent-decoded and checked.
     s.get("/v1/stock/%FF").err(400, "invalid_request");
     s.get("/v1/stock/a%20b").err(400, "invalid_request");
     s.get("/v1/stock/a%2Fb").err(400, "invalid_request");
-    s.get(&format!("/v1/stock/{}", "a".repeat(65))).err(400, "invalid_request");
-    s.get(&format!("/v1/reservations/{}", "o".repeat(129))).err(400, "invalid_request");
+    s.get(&format!("/v1/stock/{}", "a".repeat(65)))
+        .err(400, "invalid_request");
+    s.get(&format!("/v1/reservations/{}", "o".repeat(129)))
+        .err(400, "invalid_request");
     s.get("/v1/reservations/o%00x").err(400, "invalid_request");
-    s.delete("/v1/reservations/%C3%A9").err(400, "invalid_request");
+    s.delete("/v1/reservations/%C3%A9")
+        .err(400, "invalid_request");
     // Decoding works for valid ids too.
     assert_eq!(s.get("/v1/stock/A%31").status, 200);
     assert_eq!(s.get("/v1/reservations/o%2Dx").json()["order_id"], "o-x");
@@ -253,9 +367,12 @@ fn bad_input_is_400_and_changes_nothing() {
     // Routes and methods.
     s.get("/v1/nothing").err(404, "not_found");
     s.get("/").err(404, "not_found");
-    s.req("PATCH", "/v1/reservations", &[], b"{}").err(405, "method_not_allowed");
-    s.req("POST", "/healthz", &[], b"").err(405, "method_not_allowed");
-    s.req("GET", "/v1/payments/callback", &[], b"").err(405, "method_not_allowed");
+    s.req("PATCH", "/v1/reservations", &[], b"{}")
+        .err(405, "method_not_allowed");
+    s.req("POST", "/healthz", &[], b"")
+        .err(405, "method_not_allowed");
+    s.req("GET", "/v1/payments/callback", &[], b"")
+        .err(405, "method_not_allowed");
 
     // Nothing of the above changed anything.
     let st = s.get("/v1/stock/A1").json();
@@ -270,7 +387,11 @@ fn events_feed() {
     let s = Server::start();
     seed(&s, "A1", "kol", 10);
     for i in 0..5 {
-        assert_eq!(s.reserve(&format!("o-{i}"), &[("A1", "kol", 1)], None).status, 201);
+        assert_eq!(
+            s.reserve(&format!("o-{i}"), &[("A1", "kol", 1)], None)
+                .status,
+            201
+        );
     }
     let r = s.get("/v1/events");
     assert_eq!(r.status, 200);
@@ -284,12 +405,20 @@ fn events_feed() {
     }
     assert_eq!(ev[1]["type"], "reservation.created");
     assert_eq!(ev[1]["order_id"], "o-0");
-    assert_eq!(ev[1]["lines"], json!([{"sku": "A1", "warehouse": "kol", "qty": 1}]));
+    assert_eq!(
+        ev[1]["lines"],
+        json!([{"sku": "A1", "warehouse": "kol", "qty": 1}])
+    );
     assert!(ev[1]["expires_at"].is_string());
     assert_eq!(v["next"], 6);
 
     let page = s.get("/v1/events?after=2&limit=2").json();
-    let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, [3, 4]);
     assert_eq!(page["next"], 4);
     let page = s.get("/v1/events?after=6").json();
@@ -297,8 +426,17 @@ fn events_feed() {
     assert_eq!(page["next"], 6);
     let page = s.get("/v1/events?after=100").json();
     assert_eq!(page["next"], 100);
-    for q in ["limit=0", "limit=1001", "limit=x", "after=-1", "after=1.5", "limit=2.0", "after=99999999999999999999999"] {
-        s.get(&format!("/v1/events?{q}")).err(400, "invalid_request");
+    for q in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "after=-1",
+        "after=1.5",
+        "limit=2.0",
+        "after=99999999999999999999999",
+    ] {
+        s.get(&format!("/v1/events?{q}"))
+            .err(400, "invalid_request");
     }
     assert_eq!(s.get("/v1/events?limit=1000").status, 200);
     // Same event ids on every read.
@@ -314,7 +452,8 @@ fn ops_endpoints() {
     assert_eq!(r.json()["outbox_lag"], 0);
     seed(&s, "A1", "kol", 10);
     assert_eq!(s.reserve("o-1", &[("A1", "kol", 1)], None).status, 201);
-    s.reserve("o-2", &[("A1", "kol", 100)], None).err(409, "insufficient_stock");
+    s.reserve("o-2", &[("A1", "kol", 100)], None)
+        .err(409, "insufficient_stock");
     // Kafka is off: nothing is delivered, so every durable event is lag.
     assert_eq!(s.get("/readyz").json()["outbox_lag"], 2);
 
@@ -336,10 +475,21 @@ fn ops_endpoints() {
     }
 
     // Admin checkpoint.
-    s.req("POST", "/v1/admin/checkpoint", &[], b"").err(401, "unauthorized");
-    s.req("POST", "/v1/admin/checkpoint", &[("authorization", &format!("Bearer {TOK1}"))], b"")
+    s.req("POST", "/v1/admin/checkpoint", &[], b"")
         .err(401, "unauthorized");
-    let c = s.req("POST", "/v1/admin/checkpoint", &[("authorization", &format!("Bearer {ADMIN}"))], b"");
+    s.req(
+        "POST",
+        "/v1/admin/checkpoint",
+        &[("authorization", &format!("Bearer {TOK1}"))],
+        b"",
+    )
+    .err(401, "unauthorized");
+    let c = s.req(
+        "POST",
+        "/v1/admin/checkpoint",
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+        b"",
+    );
     assert_eq!(c.status, 200);
     assert_eq!(c.json()["seq"], 2);
 
@@ -363,7 +513,10 @@ fn ops_endpoints() {
         ("/openapi.json", "get"),
         ("/v1/admin/checkpoint", "post"),
     ] {
-        assert!(paths.get(p).and_then(|x| x.get(method)).is_some(), "{method} {p} undocumented");
+        assert!(
+            paths.get(p).and_then(|x| x.get(method)).is_some(),
+            "{method} {p} undocumented"
+        );
     }
 }
 
@@ -383,14 +536,36 @@ fn unconfigured_credentials_refuse_with_401() {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let r = raw_request(port, "PUT", "/v1/partner/stock/A1/kol", &[("authorization", "Bearer x")], br#"{"on_hand":1}"#).unwrap();
+    let r = raw_request(
+        port,
+        "PUT",
+        "/v1/partner/stock/A1/kol",
+        &[("authorization", "Bearer x")],
+        br#"{"on_hand":1}"#,
+    )
+    .unwrap();
     r.err(401, "unauthorized");
-    let body = br#"{"payment_id":"p","order_id":"o","status":"failed","amount_minor":1,"currency":"RUB"}"#;
+    let body =
+        br#"{"payment_id":"p","order_id":"o","status":"failed","amount_minor":1,"currency":"RUB"}"#;
     let ts = now_secs().to_string();
     let sig = sign("", &ts, body);
-    let r = raw_request(port, "POST", "/v1/payments/callback", &[("x-timestamp", &ts), ("x-signature", &sig)], body).unwrap();
+    let r = raw_request(
+        port,
+        "POST",
+        "/v1/payments/callback",
+        &[("x-timestamp", &ts), ("x-signature", &sig)],
+        body,
+    )
+    .unwrap();
     r.err(401, "unauthorized");
-    let r = raw_request(port, "POST", "/v1/admin/checkpoint", &[("authorization", "Bearer ")], b"").unwrap();
+    let r = raw_request(
+        port,
+        "POST",
+        "/v1/admin/checkpoint",
+        &[("authorization", "Bearer ")],
+        b"",
+    )
+    .unwrap();
     r.err(401, "unauthorized");
     let _ = child.kill();
     let _ = child.wait();

@@ -52,13 +52,23 @@ fn expiry_within_one_second() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let seen = now_ms();
-    assert!(seen - expires_at <= 1000, "expired {} ms after expires_at", seen - expires_at);
+    assert!(
+        seen - expires_at <= 1000,
+        "expired {} ms after expires_at",
+        seen - expires_at
+    );
     assert_eq!(s.get("/v1/stock/A1").json()["available"], 5);
     let ev = s.events(0);
-    let e = ev.iter().find(|e| e["type"] == "reservation.expired").unwrap();
+    let e = ev
+        .iter()
+        .find(|e| e["type"] == "reservation.expired")
+        .unwrap();
     assert_eq!(e["order_id"], "o-1");
     let at = parse_ms(e["at"].as_str().unwrap());
-    assert!(at >= expires_at && at - expires_at <= 1000, "event at {at}, due {expires_at}");
+    assert!(
+        at >= expires_at && at - expires_at <= 1000,
+        "event at {at}, due {expires_at}"
+    );
 }
 
 #[test]
@@ -72,7 +82,16 @@ fn restart_keeps_state_and_ownership() {
     assert_eq!(s.pay("p-2", "o-2", "succeeded").json()["status"], "paid");
     let a = format!("Bearer {TOK1}");
     let adj = json!({"delta": 1, "adjustment_id": "adj-1"}).to_string();
-    assert_eq!(s.req("POST", "/v1/partner/stock/A1/kol/adjust", &[("authorization", &a)], adj.as_bytes()).status, 200);
+    assert_eq!(
+        s.req(
+            "POST",
+            "/v1/partner/stock/A1/kol/adjust",
+            &[("authorization", &a)],
+            adj.as_bytes()
+        )
+        .status,
+        200
+    );
     let before_stock = s.get("/v1/stock/A1").json();
     let before_events = s.events(0);
     assert!(s.terminate().success());
@@ -87,7 +106,12 @@ fn restart_keeps_state_and_ownership() {
     // Idempotency keys survive too.
     assert_eq!(s.pay("p-2", "o-2", "succeeded").json()["status"], "paid");
     s.pay("p-2", "o-2", "failed").err(409, "payment_conflict");
-    let r = s.req("POST", "/v1/partner/stock/A1/kol/adjust", &[("authorization", &a)], adj.as_bytes());
+    let r = s.req(
+        "POST",
+        "/v1/partner/stock/A1/kol/adjust",
+        &[("authorization", &a)],
+        adj.as_bytes(),
+    );
     assert_eq!(r.json()["on_hand"], before_stock["on_hand"]);
     assert_eq!(s.reserve("o-1", &[("A1", "kol", 2)], None).status, 200);
     assert_eq!(s.events(0).len(), before_events.len());
@@ -113,7 +137,12 @@ fn second_instance_exits_naming_the_lock() {
         let port = free_port();
         let start = Instant::now();
         let out = Command::new(bin())
-            .args(["--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(["--durability", mode])
             .stdout(Stdio::null())
             .output()
@@ -133,15 +162,48 @@ fn invalid_configuration_names_the_setting() {
     std::fs::write(&toml, "durability = \"fast\"\n").unwrap();
     let unknown = tmp.path().join("unknown.toml");
     std::fs::write(&unknown, "colour = \"blue\"\n").unwrap();
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
-        (vec!["--listen".into(), "not-an-address".into()], vec![], "listen"),
-        (vec!["--durability".into(), "fast".into()], vec![], "durability"),
-        (vec![], vec![("STOCKLEDGER_DURABILITY", "fast")], "durability"),
-        (vec!["--partner-token".into(), "no-colon".into()], vec![], "partner-token"),
-        (vec!["--partner-token".into(), "warehouse:tok".into()], vec![], "warehouse"),
-        (vec!["--config".into(), toml.to_str().unwrap().into()], vec![], "durability"),
-        (vec!["--config".into(), unknown.to_str().unwrap().into()], vec![], "colour"),
-        (vec!["--config".into(), "/nonexistent/x.toml".into()], vec![], "config"),
+    type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--listen".into(), "not-an-address".into()],
+            vec![],
+            "listen",
+        ),
+        (
+            vec!["--durability".into(), "fast".into()],
+            vec![],
+            "durability",
+        ),
+        (
+            vec![],
+            vec![("STOCKLEDGER_DURABILITY", "fast")],
+            "durability",
+        ),
+        (
+            vec!["--partner-token".into(), "no-colon".into()],
+            vec![],
+            "partner-token",
+        ),
+        (
+            vec!["--partner-token".into(), "warehouse:tok".into()],
+            vec![],
+            "warehouse",
+        ),
+        (
+            vec!["--config".into(), toml.to_str().unwrap().into()],
+            vec![],
+            "durability",
+        ),
+        (
+            vec!["--config".into(), unknown.to_str().unwrap().into()],
+            vec![],
+            "colour",
+        ),
+        (
+            vec!["--config".into(), "/nonexistent/x.toml".into()],
+            vec![],
+            "config",
+        ),
         (vec!["--no-such-flag".into()], vec![], "no-such-flag"),
     ];
     for (args, env, needle) in cases {
@@ -173,7 +235,12 @@ fn environment_and_toml_configure_and_flags_win() {
     .unwrap();
     // listen from the environment beats the file; the admin flag beats the file.
     let mut child = Command::new(bin())
-        .args(["--config", toml.to_str().unwrap(), "--admin-token", "flag-admin"])
+        .args([
+            "--config",
+            toml.to_str().unwrap(),
+            "--admin-token",
+            "flag-admin",
+        ])
         .env("STOCKLEDGER_LISTEN", format!("127.0.0.1:{port}"))
         .env("STOCKLEDGER_PAYMENT_SECRET", "env-secret")
         .stdout(Stdio::null())
@@ -185,9 +252,26 @@ fn environment_and_toml_configure_and_flags_win() {
         assert!(Instant::now() < deadline, "did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let r = raw_request(port, "PUT", "/v1/partner/stock/A1/kol", &[("authorization", "Bearer file-tok")], br#"{"on_hand":1}"#).unwrap();
+    let r = raw_request(
+        port,
+        "PUT",
+        "/v1/partner/stock/A1/kol",
+        &[("authorization", "Bearer file-tok")],
+        br#"{"on_hand":1}"#,
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
-    let adm = |t: &str| raw_request(port, "POST", "/v1/admin/checkpoint", &[("authorization", &format!("Bearer {t}"))], b"").unwrap().status;
+    let adm = |t: &str| {
+        raw_request(
+            port,
+            "POST",
+            "/v1/admin/checkpoint",
+            &[("authorization", &format!("Bearer {t}"))],
+            b"",
+        )
+        .unwrap()
+        .status
+    };
     assert_eq!(adm("flag-admin"), 200);
     assert_eq!(adm("file-admin"), 401);
     assert!(tmp.path().join("d").join("LOCK").exists());
@@ -209,8 +293,7 @@ fn four_hundred_buyers_on_one_hundred_units() {
                     "lines": [{"sku": "HOT", "warehouse": "kol", "qty": 1}]})
                 .to_string();
                 b.wait();
-                raw_request(port, "POST", "/v1/reservations", &[], body.as_bytes())
-                    .unwrap()
+                raw_request(port, "POST", "/v1/reservations", &[], body.as_bytes()).unwrap()
             })
         })
         .collect();
@@ -225,7 +308,10 @@ fn four_hundred_buyers_on_one_hundred_units() {
     assert_eq!(by_status.get(&201), Some(&100), "{by_status:?}");
     assert_eq!(by_status.get(&409), Some(&300), "{by_status:?}");
     let st = s.get("/v1/stock/HOT").json();
-    assert_eq!((st["reserved"].as_u64(), st["available"].as_u64()), (Some(100), Some(0)));
+    assert_eq!(
+        (st["reserved"].as_u64(), st["available"].as_u64()),
+        (Some(100), Some(0))
+    );
 }
 
 const SKUS: usize = 16;
@@ -234,7 +320,7 @@ const START: u64 = 1_000_000;
 fn lines_of(t: usize, i: usize) -> Vec<(String, u64)> {
     let a = (t * 7 + i) % SKUS;
     let mut v = vec![(format!("S{a}"), (i % 3 + 1) as u64)];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         v.push((format!("S{}", (a + 5) % SKUS), 1));
     }
     v
@@ -246,13 +332,17 @@ fn kill_9_under_load_keeps_every_acknowledged_change() {
     let data = tmp.path().join("data");
     let mut s = Server::start_in(&data, &[]);
     for k in 0..SKUS {
-        assert_eq!(s.set_stock(TOK1, &format!("S{k}"), "kol", START).status, 200);
+        assert_eq!(
+            s.set_stock(TOK1, &format!("S{k}"), "kol", START).status,
+            200
+        );
     }
     let port = s.port;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicUsize::new(0));
     // (order id, was the reservation acknowledged, was its payment acknowledged)
-    let log: Arc<Mutex<Vec<(String, usize, usize, bool, bool)>>> = Arc::default();
+    type Attempt = (String, usize, usize, bool, bool);
+    let log: Arc<Mutex<Vec<Attempt>>> = Arc::default();
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let (stop, acked, log) = (stop.clone(), acked.clone(), log.clone());
@@ -274,9 +364,15 @@ fn kill_9_under_load_keeps_every_acknowledged_change() {
                         .to_string();
                         let ts = now_secs().to_string();
                         let sig = sign(SECRET, &ts, b.as_bytes());
-                        let r = raw_request(port, "POST", "/v1/payments/callback",
-                            &[("x-timestamp", &ts), ("x-signature", &sig)], b.as_bytes());
-                        paid = matches!(&r, Ok(r) if r.status == 200 && r.json()["status"] == "paid");
+                        let r = raw_request(
+                            port,
+                            "POST",
+                            "/v1/payments/callback",
+                            &[("x-timestamp", &ts), ("x-signature", &sig)],
+                            b.as_bytes(),
+                        );
+                        paid =
+                            matches!(&r, Ok(r) if r.status == 200 && r.json()["status"] == "paid");
                     }
                     log.lock().unwrap().push((id, t, i, ok, paid));
                     if ok {
@@ -303,8 +399,8 @@ fn kill_9_under_load_keeps_every_acknowledged_change() {
 
     let s = Server::start_in(&data, &[]);
     let log = log.lock().unwrap().clone();
-    let mut reserved = vec![0u64; SKUS];
-    let mut taken = vec![0u64; SKUS];
+    let mut reserved = [0u64; SKUS];
+    let mut taken = [0u64; SKUS];
     let mut acked_n = 0;
     for (id, t, i, ok, paid) in &log {
         let r = s.get(&format!("/v1/reservations/{id}"));
@@ -337,7 +433,9 @@ fn kill_9_under_load_keeps_every_acknowledged_change() {
     // The event stream has no gaps.
     let mut after = 0;
     loop {
-        let page = s.get(&format!("/v1/events?after={after}&limit=1000")).json();
+        let page = s
+            .get(&format!("/v1/events?after={after}&limit=1000"))
+            .json();
         let ev = page["events"].as_array().unwrap();
         if ev.is_empty() {
             break;

@@ -21,12 +21,17 @@ fn body(payment_id: &str, order_id: &str, status: &str) -> Vec<u8> {
 }
 
 fn kinds(ev: &[Value]) -> Vec<String> {
-    ev.iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+    ev.iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn stock(s: &Server) -> (u64, u64) {
     let v = s.get("/v1/stock/A1").json();
-    (v["on_hand"].as_u64().unwrap(), v["reserved"].as_u64().unwrap())
+    (
+        v["on_hand"].as_u64().unwrap(),
+        v["reserved"].as_u64().unwrap(),
+    )
 }
 
 fn wait_status(s: &Server, order: &str, want: &str) {
@@ -36,7 +41,10 @@ fn wait_status(s: &Server, order: &str, want: &str) {
         if st == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{order} stayed {st}, wanted {want}");
+        assert!(
+            Instant::now() < deadline,
+            "{order} stayed {st}, wanted {want}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -53,8 +61,13 @@ fn signature_is_checked_first() {
     // Signature over another body.
     let ts = now.to_string();
     let sig = sign(SECRET, &ts, &body("p-1", "o-1", "failed"));
-    s.req("POST", "/v1/payments/callback", &[("x-timestamp", &ts), ("x-signature", &sig)], &b)
-        .err(401, "unauthorized");
+    s.req(
+        "POST",
+        "/v1/payments/callback",
+        &[("x-timestamp", &ts), ("x-signature", &sig)],
+        &b,
+    )
+    .err(401, "unauthorized");
     let good = sign(SECRET, &ts, &b);
     let bare = good.trim_start_matches("sha256=");
     for headers in [
@@ -64,7 +77,8 @@ fn signature_is_checked_first() {
         vec![("x-timestamp", ts.as_str()), ("x-signature", bare)],
         vec![("x-timestamp", ts.as_str()), ("x-signature", "sha256=zz")],
     ] {
-        s.req("POST", "/v1/payments/callback", &headers, &b).err(401, "unauthorized");
+        s.req("POST", "/v1/payments/callback", &headers, &b)
+            .err(401, "unauthorized");
     }
     // A malformed body with a wrong signature is still 401; nothing changed so far.
     s.pay_raw(b"{oops", now, "wrong").err(401, "unauthorized");
@@ -92,8 +106,12 @@ fn signature_is_checked_first() {
     // Within the window (either side) is accepted.
     let r = s.pay_raw(&b, now_secs() - 290, SECRET);
     assert_eq!(r.status, 200);
-    assert_eq!(r.json(), json!({"order_id": "o-1", "payment_id": "p-1", "status": "paid"}));
-    s.pay("p-x", "nope", "succeeded").err(404, "order_not_found");
+    assert_eq!(
+        r.json(),
+        json!({"order_id": "o-1", "payment_id": "p-1", "status": "paid"})
+    );
+    s.pay("p-x", "nope", "succeeded")
+        .err(404, "order_not_found");
 }
 
 #[test]
@@ -119,7 +137,8 @@ fn success_replay_conflict_and_double_charge() {
     assert_eq!(stock(&s), (8, 1));
     // Same payment_id with another status or order: conflict, nothing changes.
     s.pay("p-1", "o-1", "failed").err(409, "payment_conflict");
-    s.pay("p-1", "o-2", "succeeded").err(409, "payment_conflict");
+    s.pay("p-1", "o-2", "succeeded")
+        .err(409, "payment_conflict");
     assert_eq!(s.get("/v1/reservations/o-2").json()["status"], "reserved");
 
     // A second charge for a paid order.
@@ -135,7 +154,10 @@ fn success_replay_conflict_and_double_charge() {
     assert_eq!(last["currency"], "RUB");
     assert_eq!(stock(&s), (8, 1));
     // Its replay is answered the same.
-    assert_eq!(s.pay("p-2", "o-1", "succeeded").json()["status"], "refund_required");
+    assert_eq!(
+        s.pay("p-2", "o-1", "succeeded").json()["status"],
+        "refund_required"
+    );
     assert_eq!(s.events(0).len(), n + 1);
     // failed for a paid order: status as it is, nothing changes.
     assert_eq!(s.pay("p-3", "o-1", "failed").json()["status"], "paid");
@@ -165,11 +187,17 @@ fn failed_and_cancelled() {
 
     // The buyer cancels, then the bank says succeeded.
     assert_eq!(s.reserve("o-2", &[("A1", "kol", 1)], None).status, 201);
-    assert_eq!(s.delete("/v1/reservations/o-2").json()["status"], "released");
+    assert_eq!(
+        s.delete("/v1/reservations/o-2").json()["status"],
+        "released"
+    );
     let r = s.pay("p-4", "o-2", "succeeded");
     assert_eq!(r.json()["status"], "refund_required");
     let last = s.events(0).last().unwrap().clone();
-    assert_eq!((last["type"].as_str(), last["reason"].as_str()), (Some("payment.refund_required"), Some("cancelled")));
+    assert_eq!(
+        (last["type"].as_str(), last["reason"].as_str()),
+        (Some("payment.refund_required"), Some("cancelled"))
+    );
     assert_eq!(stock(&s), (10, 0));
 }
 
@@ -188,7 +216,13 @@ fn late_payment_after_expiry_with_stock() {
     let k = kinds(&s.events(0));
     assert_eq!(
         k,
-        ["stock.set", "reservation.created", "reservation.expired", "reservation.created", "order.paid"]
+        [
+            "stock.set",
+            "reservation.created",
+            "reservation.expired",
+            "reservation.created",
+            "order.paid"
+        ]
     );
     assert_eq!(s.pay("p-1", "o-1", "succeeded").json()["status"], "paid");
     assert_eq!(s.events(0).len(), 5);

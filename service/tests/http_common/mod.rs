@@ -203,7 +203,9 @@ impl Server {
             "PUT",
             &format!("/v1/partner/stock/{sku}/{wh}"),
             &[("authorization", &auth)],
-            serde_json::json!({ "on_hand": on_hand }).to_string().as_bytes(),
+            serde_json::json!({ "on_hand": on_hand })
+                .to_string()
+                .as_bytes(),
         )
     }
 
@@ -314,9 +316,8 @@ pub fn raw_request(
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     s.set_nodelay(true)?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
-    );
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     let mut has_ct = false;
     for (k, v) in headers {
         has_ct |= k.eq_ignore_ascii_case("content-type");
@@ -374,10 +375,7 @@ fn parse_response(buf: &[u8]) -> std::io::Result<Resp> {
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = raw.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(nl) = raw.windows(2).position(|w| w == b"\r\n") {
         let size = std::str::from_utf8(&raw[..nl])
             .ok()
             .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
