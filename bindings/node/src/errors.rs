@@ -21,6 +21,12 @@ pub fn closed() -> Error {
     }
 }
 
+pub fn unavailable(reason: impl Into<String>) -> Error {
+    Error::LedgerUnavailable {
+        reason: reason.into(),
+    }
+}
+
 /// `lines[0].ttl_seconds` -> `lines[0].ttlSeconds`.
 pub fn camel_case(field: &str) -> String {
     let mut out = String::with_capacity(field.len());
@@ -57,6 +63,20 @@ pub fn to_napi(env: &Env, e: &Error) -> napi::Error {
         // Building the object failed (the VM is shutting down): fall back to a plain error
         // that still carries the code.
         Err(_) => napi::Error::new(Status::GenericFailure, message(e)),
+    }
+}
+
+/// The JavaScript error for `e`, for rejecting a Promise by hand.
+pub fn to_js_value(env: &Env, e: &Error) -> napi::sys::napi_value {
+    match build(env, e) {
+        Ok(obj) => obj.raw(),
+        Err(_) => {
+            let err = napi::Error::new(Status::GenericFailure, message(e));
+            match env.create_error(err) {
+                Ok(obj) => obj.raw(),
+                Err(_) => std::ptr::null_mut(),
+            }
+        }
     }
 }
 

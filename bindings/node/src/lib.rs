@@ -1,28 +1,35 @@
 //! Node.js binding of the stockledger library (node-api.md). Calls that may wait on the log
-//! run as napi `AsyncTask`s on the libuv pool and return Promises; pure reads are
-//! synchronous. Inputs are checked in `convert`, errors are built in `errors`.
+//! return Promises and run on the libuv pool (`batch`: napi `AsyncTask`s, one per batch of
+//! queued calls); pure reads are synchronous. Inputs are checked in `convert`, errors are
+//! built in `errors`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod batch;
 pub mod convert;
 pub mod errors;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use napi::bindgen_prelude::{AsyncTask, Unknown};
+use napi::bindgen_prelude::{AsyncTask, Function, JsObjectValue, Unknown};
 use napi::{Env, ScopedTask};
 use napi_derive::napi;
-use stockledger::{Durability, Error, Options, Source};
+use stockledger::{Command, Durability, Error, Options};
+
+use crate::batch::{Op, PromiseValue};
 
 use crate::convert::{Reservation, SkuStock, StockLevel};
 
 type Res<T> = std::result::Result<T, Error>;
 
-struct Inner {
+pub struct Inner {
     ledger: stockledger::Ledger,
     /// Core keeps answering reads after close; the binding refuses every call instead.
     closed: AtomicBool,
+    /// Calls waiting for the pool, and the batch running there.
+    queue: Mutex<batch::Queue>,
+    scheduler: batch::Scheduler,
 }
 
 impl Inner {
@@ -40,125 +47,6 @@ impl Inner {
 #[napi]
 pub struct Ledger {
     inner: Arc<Inner>,
-}
-
-/// A call that may wait on the log, decided on the libuv pool.
-pub enum Op {
-    Reserve {
-        order_id: String,
-        lines: Vec<stockledger::Line>,
-        ttl_seconds: u64,
-    },
-    Commit(String),
-    Release(String),
-    SetStock {
-        sku: String,
-        warehouse: String,
-        on_hand: u64,
-    },
-    AdjustStock {
-        sku: String,
-        warehouse: String,
-        delta: i64,
-        adjustment_id: String,
-        reason: Option<String>,
-    },
-    ExpireDue,
-    Checkpoint,
-    Close,
-}
-
-/// What a finished `Op` hands back to JavaScript.
-pub enum Done {
-    Reservation(stockledger::Reservation, Option<bool>),
-    Stock(stockledger::StockLevel),
-    Ids(Vec<String>),
-    Seq(u64),
-    Unit,
-}
-
-impl Op {
-    fn run(self, inner: &Inner) -> Res<Done> {
-        let l = &inner.ledger;
-        if !matches!(self, Op::Close) {
-            inner.check_open()?;
-        }
-        Ok(match self {
-            Op::Reserve {
-                order_id,
-                lines,
-                ttl_seconds,
-            } => {
-                let r = l.reserve(&order_id, &lines, ttl_seconds)?;
-                Done::Reservation(r.reservation, Some(r.created))
-            }
-            Op::Commit(id) => Done::Reservation(l.commit(&id)?, None),
-            Op::Release(id) => Done::Reservation(l.release(&id)?, None),
-            Op::SetStock {
-                sku,
-                warehouse,
-                on_hand,
-            } => Done::Stock(l.set_stock(&sku, &warehouse, on_hand, Source::Warehouse)?),
-            Op::AdjustStock {
-                sku,
-                warehouse,
-                delta,
-                adjustment_id,
-                reason,
-            } => Done::Stock(l.adjust_stock(
-                &sku,
-                &warehouse,
-                delta,
-                &adjustment_id,
-                reason.as_deref(),
-                Source::Warehouse,
-            )?),
-            Op::ExpireDue => Done::Ids(l.expire_due()?),
-            Op::Checkpoint => Done::Seq(l.checkpoint()?),
-            Op::Close => {
-                l.close()?;
-                Done::Unit
-            }
-        })
-    }
-}
-
-impl Done {
-    fn to_js<'e>(self, env: &'e Env) -> napi::Result<Unknown<'e>> {
-        match self {
-            Done::Reservation(r, created) => convert::to_js(env, Reservation::new(r, created)),
-            Done::Stock(s) => convert::to_js(env, StockLevel::from(s)),
-            Done::Ids(ids) => convert::to_js(env, ids),
-            Done::Seq(n) => convert::to_js(env, n as f64),
-            Done::Unit => convert::to_js(env, ()),
-        }
-    }
-}
-
-/// One call on the libuv pool. Bad input travels as the `Err` of `op` so that it rejects
-/// the Promise instead of throwing synchronously.
-pub struct OpTask {
-    inner: Arc<Inner>,
-    op: Option<Res<Op>>,
-}
-
-impl<'t> ScopedTask<'t> for OpTask {
-    type Output = Res<Done>;
-    type JsValue = Unknown<'t>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(match self.op.take() {
-            Some(op) => op.and_then(|op| op.run(&self.inner)),
-            None => Err(errors::invalid("call", "already run")),
-        })
-    }
-
-    fn resolve(&mut self, env: &'t Env, out: Self::Output) -> napi::Result<Unknown<'t>> {
-        match out {
-            Ok(done) => done.to_js(env),
-            Err(e) => Err(errors::to_napi(env, &e)),
-        }
-    }
 }
 
 /// `Ledger.open` on the libuv pool: recovery reads the snapshot and the log.
@@ -186,15 +74,24 @@ impl<'t> ScopedTask<'t> for OpenTask {
     }
 
     fn resolve(&mut self, env: &'t Env, out: Self::Output) -> napi::Result<Ledger> {
-        match out {
-            Ok(ledger) => Ok(Ledger {
-                inner: Arc::new(Inner {
-                    ledger,
-                    closed: AtomicBool::new(false),
-                }),
-            }),
-            Err(e) => Err(errors::to_napi(env, &e)),
-        }
+        let ledger = out.map_err(|e| errors::to_napi(env, &e))?;
+        let queue_microtask = env
+            .get_global()?
+            .get_named_property::<Function<Unknown<'static>, Unknown<'static>>>("queueMicrotask")?
+            .create_ref()?;
+        let target = Arc::new(OnceLock::new());
+        let flush = batch::flush_function(env, target.clone())?.create_ref()?;
+        let inner = Arc::new(Inner {
+            ledger,
+            closed: AtomicBool::new(false),
+            queue: Mutex::default(),
+            scheduler: batch::Scheduler {
+                queue_microtask,
+                flush,
+            },
+        });
+        let _ = target.set(Arc::downgrade(&inner));
+        Ok(Ledger { inner })
     }
 }
 
@@ -205,10 +102,13 @@ fn open_args(path: &Unknown, options: &Unknown) -> Res<(String, Durability)> {
     }
     let durability = match convert::opt_object(options, "options")? {
         None => Durability::Sync,
-        Some(o) => match convert::opt_string(&convert::get(&o, "durability", "durability")?, "durability")? {
-            None => Durability::Sync,
-            Some(d) => d.parse::<Durability>()?,
-        },
+        Some(o) => {
+            match convert::opt_string(&convert::get(&o, "durability", "durability")?, "durability")?
+            {
+                None => Durability::Sync,
+                Some(d) => d.parse::<Durability>()?,
+            }
+        }
     };
     Ok((path, durability))
 }
@@ -228,12 +128,10 @@ impl Ledger {
         })
     }
 
-    fn task(&self, op: impl FnOnce() -> Res<Op>) -> AsyncTask<OpTask> {
+    /// Queues a call that may wait on the log; bad input or a closed ledger rejects.
+    fn submit(&self, env: &Env, op: impl FnOnce() -> Res<Op>) -> napi::Result<PromiseValue> {
         let op = self.inner.check_open().and_then(|()| op());
-        AsyncTask::new(OpTask {
-            inner: self.inner.clone(),
-            op: Some(op),
-        })
+        batch::submit(env, &self.inner, op)
     }
 
     /// Sets a cell's on-hand stock; BELOW_RESERVED if that is less than what is reserved.
@@ -241,13 +139,19 @@ impl Ledger {
         ts_args_type = "sku: string, warehouse: string, onHand: number",
         ts_return_type = "Promise<StockLevel>"
     )]
-    pub fn set_stock(&self, sku: Unknown, warehouse: Unknown, on_hand: Unknown) -> AsyncTask<OpTask> {
-        self.task(|| {
-            Ok(Op::SetStock {
+    pub fn set_stock(
+        &self,
+        env: Env,
+        sku: Unknown,
+        warehouse: Unknown,
+        on_hand: Unknown,
+    ) -> napi::Result<PromiseValue> {
+        self.submit(&env, || {
+            Ok(Op::Cmd(Command::SetStock {
                 sku: convert::string(&sku, "sku")?,
                 warehouse: convert::string(&warehouse, "warehouse")?,
                 on_hand: convert::uint(&on_hand, "onHand")?,
-            })
+            }))
         })
     }
 
@@ -258,17 +162,18 @@ impl Ledger {
     )]
     pub fn adjust_stock(
         &self,
+        env: Env,
         sku: Unknown,
         warehouse: Unknown,
         delta: Unknown,
         options: Unknown,
-    ) -> AsyncTask<OpTask> {
-        self.task(|| {
+    ) -> napi::Result<PromiseValue> {
+        self.submit(&env, || {
             let sku = convert::string(&sku, "sku")?;
             let warehouse = convert::string(&warehouse, "warehouse")?;
             let delta = convert::int(&delta, "delta")?;
             let o = convert::object(&options, "options")?;
-            Ok(Op::AdjustStock {
+            Ok(Op::Cmd(Command::AdjustStock {
                 sku,
                 warehouse,
                 delta,
@@ -277,7 +182,7 @@ impl Ledger {
                     "adjustmentId",
                 )?,
                 reason: convert::opt_string(&convert::get(&o, "reason", "reason")?, "reason")?,
-            })
+            }))
         })
     }
 
@@ -310,36 +215,55 @@ impl Ledger {
         ts_args_type = "orderId: string, lines: Array<Line>, options?: ReserveOptions",
         ts_return_type = "Promise<Reservation>"
     )]
-    pub fn reserve(&self, order_id: Unknown, lines: Unknown, options: Unknown) -> AsyncTask<OpTask> {
-        self.task(|| {
+    pub fn reserve(
+        &self,
+        env: Env,
+        order_id: Unknown,
+        lines: Unknown,
+        options: Unknown,
+    ) -> napi::Result<PromiseValue> {
+        self.submit(&env, || {
             let order_id = convert::string(&order_id, "orderId")?;
             let lines = convert::lines(&lines)?;
             let ttl_seconds = match convert::opt_object(&options, "options")? {
                 None => None,
-                Some(o) => convert::opt_uint(
-                    &convert::get(&o, "ttlSeconds", "ttlSeconds")?,
-                    "ttlSeconds",
-                )?,
+                Some(o) => {
+                    convert::opt_uint(&convert::get(&o, "ttlSeconds", "ttlSeconds")?, "ttlSeconds")?
+                }
             }
             .unwrap_or(stockledger::limits::DEFAULT_TTL_SECONDS);
-            Ok(Op::Reserve {
+            Ok(Op::Cmd(Command::Reserve {
                 order_id,
                 lines,
                 ttl_seconds,
-            })
+            }))
         })
     }
 
     /// `reserved` -> `paid` (payment succeeded); a no-op for a paid one.
-    #[napi(ts_args_type = "orderId: string", ts_return_type = "Promise<Reservation>")]
-    pub fn commit(&self, order_id: Unknown) -> AsyncTask<OpTask> {
-        self.task(|| Ok(Op::Commit(convert::string(&order_id, "orderId")?)))
+    #[napi(
+        ts_args_type = "orderId: string",
+        ts_return_type = "Promise<Reservation>"
+    )]
+    pub fn commit(&self, env: Env, order_id: Unknown) -> napi::Result<PromiseValue> {
+        self.submit(&env, || {
+            Ok(Op::Cmd(Command::Commit {
+                order_id: convert::string(&order_id, "orderId")?,
+            }))
+        })
     }
 
     /// `reserved` -> `released`; a no-op for a released or expired one.
-    #[napi(ts_args_type = "orderId: string", ts_return_type = "Promise<Reservation>")]
-    pub fn release(&self, order_id: Unknown) -> AsyncTask<OpTask> {
-        self.task(|| Ok(Op::Release(convert::string(&order_id, "orderId")?)))
+    #[napi(
+        ts_args_type = "orderId: string",
+        ts_return_type = "Promise<Reservation>"
+    )]
+    pub fn release(&self, env: Env, order_id: Unknown) -> napi::Result<PromiseValue> {
+        self.submit(&env, || {
+            Ok(Op::Cmd(Command::Release {
+                order_id: convert::string(&order_id, "orderId")?,
+            }))
+        })
     }
 
     /// The reservation of an order, or null. Synchronous.
@@ -359,25 +283,23 @@ impl Ledger {
 
     /// Expires every reservation past its `expiresAt`; resolves to their order ids.
     #[napi(ts_return_type = "Promise<Array<string>>")]
-    pub fn expire_due(&self) -> AsyncTask<OpTask> {
-        self.task(|| Ok(Op::ExpireDue))
+    pub fn expire_due(&self, env: Env) -> napi::Result<PromiseValue> {
+        self.submit(&env, || Ok(Op::ExpireDue))
     }
 
     /// Writes a snapshot now; resolves to the last event seq it holds.
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn checkpoint(&self) -> AsyncTask<OpTask> {
-        self.task(|| Ok(Op::Checkpoint))
+    pub fn checkpoint(&self, env: Env) -> napi::Result<PromiseValue> {
+        self.submit(&env, || Ok(Op::Checkpoint))
     }
 
     /// Flushes the log and releases the folder. Every later call fails with
     /// LEDGER_UNAVAILABLE; closing again is a no-op.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn close(&self) -> AsyncTask<OpTask> {
+    pub fn close(&self, env: Env) -> napi::Result<PromiseValue> {
+        // Calls made before close() still run (the queue is FIFO); calls after it are refused.
         self.inner.closed.store(true, Ordering::Release);
-        AsyncTask::new(OpTask {
-            inner: self.inner.clone(),
-            op: Some(Ok(Op::Close)),
-        })
+        batch::submit(&env, &self.inner, Ok(Op::Close))
     }
 
     /// 'sync', 'async' or 'none'.

@@ -1,0 +1,63 @@
+// Reservations per second from Node with a fixed number of Promises in flight.
+// Usage: node bench/reserve.mjs [--durability none|async|sync] [--inflight 64] [--seconds 5]
+//        [--skus 10000] [--lines 1] [--batch]   (--batch: reserveMany with one array per tick)
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+const { Ledger } = require('../index.js');
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const durability = opt('durability', 'none');
+const inflight = Number(opt('inflight', '64'));
+const seconds = Number(opt('seconds', '5'));
+const skus = Number(opt('skus', '10000'));
+const linesPerOrder = Number(opt('lines', '1'));
+
+const dir = mkdtempSync(join(tmpdir(), 'sl-bench-'));
+const ledger = await Ledger.open(dir, { durability });
+for (let i = 0; i < skus; i++) await ledger.setStock(`S${i}`, 'kol', 1e12);
+
+let seq = 0;
+let done = 0;
+let failed = 0;
+let end = 0;
+const orderLines = () => {
+  const lines = [];
+  const first = (Math.random() * skus) | 0;
+  for (let k = 0; k < linesPerOrder; k++) lines.push({ sku: `S${(first + k) % skus}`, warehouse: 'kol', qty: 1 });
+  return lines;
+};
+
+// The loop checks the clock itself: in 'none' mode calls settle at once, so a timer would
+// never get a turn while the workers run.
+async function worker() {
+  while (performance.now() < end) {
+    try {
+      await ledger.reserve(`o-${seq++}`, orderLines(), { ttlSeconds: 600 });
+      done++;
+    } catch (e) {
+      failed++;
+      if (failed < 3) console.error(e);
+    }
+  }
+}
+
+// Warm up, then measure.
+end = performance.now() + 500;
+await Promise.all(Array.from({ length: inflight }, worker));
+done = 0;
+failed = 0;
+const t0 = process.hrtime.bigint();
+end = performance.now() + seconds * 1000;
+await Promise.all(Array.from({ length: inflight }, worker));
+const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+console.log(JSON.stringify({ durability, pool: process.env.STOCKLEDGER_NODE_POOL === '1', inflight, lines: linesPerOrder, seconds: +secs.toFixed(2), reservations: done, failed, perSecond: Math.round(done / secs) }));
+await ledger.close();
+rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,314 @@
+//! Calls that may wait on the log, queued per ledger and run in batches on the libuv pool.
+//!
+//! One napi `AsyncTask` per call costs more than the ledger operation itself (a pool hop, a
+//! completion callback, and only 4 pool threads to wait on fsync). So every such call gets
+//! its own Promise at once and joins a FIFO queue; while one batch runs on the pool, new
+//! calls gather, and when it finishes the next batch starts with everything that gathered.
+//! Consecutive stock and reservation calls of a batch go through core's `execute`: one wait
+//! for the log (one group commit) per batch. Calls run in the order JavaScript made them.
+//!
+//! A batch starts from a microtask (`queueMicrotask`), not from the call itself: the calls
+//! that one JavaScript turn makes (say 64 awaiting workers resumed by the last batch) then
+//! share one batch instead of the first of them going alone.
+
+use std::sync::{Arc, MutexGuard, OnceLock, Weak};
+
+use napi::bindgen_prelude::{Function, FunctionRef, ToNapiValue, TypeName, Unknown};
+use napi::{sys, Env, JsValue, ScopedTask, ValueType};
+use stockledger::{Command, Error, Outcome};
+
+use crate::convert::{self, Reservation, StockLevel};
+use crate::errors;
+use crate::Inner;
+
+type Res<T> = std::result::Result<T, Error>;
+
+/// Most calls in one batch (core's `execute` takes at most 10,000).
+const MAX_BATCH: usize = 4096;
+
+/// A call that may wait on the log.
+pub enum Op {
+    /// Reserve, commit, release, set or adjust stock: batched through `execute`.
+    Cmd(Command),
+    ExpireDue,
+    Checkpoint,
+    Close,
+}
+
+/// What a finished `Op` hands back to JavaScript.
+pub enum Done {
+    Reservation(stockledger::Reservation, Option<bool>),
+    Stock(stockledger::StockLevel),
+    Ids(Vec<String>),
+    Seq(u64),
+    Unit,
+}
+
+impl Done {
+    fn to_js<'e>(self, env: &'e Env) -> napi::Result<Unknown<'e>> {
+        match self {
+            Done::Reservation(r, created) => convert::to_js(env, Reservation::new(r, created)),
+            Done::Stock(s) => convert::to_js(env, StockLevel::from(s)),
+            Done::Ids(ids) => convert::to_js(env, ids),
+            Done::Seq(n) => convert::to_js(env, n as f64),
+            Done::Unit => convert::to_js(env, ()),
+        }
+    }
+}
+
+/// A Promise's resolver. Created, settled and dropped on the JavaScript thread only; it
+/// sits in the ledger's queue, which the pool thread never touches.
+struct Deferred(sys::napi_deferred);
+
+// SAFETY: see above; the pointer is only moved between owners, never dereferenced off the
+// JavaScript thread.
+unsafe impl Send for Deferred {}
+
+#[derive(Default)]
+pub struct Queue {
+    waiting: Vec<(Op, Deferred)>,
+    /// The resolvers of the batch on the pool, in order; `Some` while one runs.
+    running: Option<Vec<Deferred>>,
+    /// A flush is queued as a microtask.
+    scheduled: bool,
+}
+
+/// The Promise a queued call returns.
+pub struct PromiseValue(sys::napi_value);
+
+impl TypeName for PromiseValue {
+    fn type_name() -> &'static str {
+        "Promise<unknown>"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ToNapiValue for PromiseValue {
+    unsafe fn to_napi_value(_env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        Ok(val.0)
+    }
+}
+
+fn lock(inner: &Inner) -> MutexGuard<'_, Queue> {
+    // The queue holds no invariant a panic could break half way; keep going.
+    inner.queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Queues `op` (or rejects at once with its input error) and returns its Promise.
+pub fn submit(env: &Env, inner: &Arc<Inner>, op: Res<Op>) -> napi::Result<PromiseValue> {
+    let mut deferred = std::ptr::null_mut();
+    let mut promise = std::ptr::null_mut();
+    napi::check_status!(unsafe {
+        sys::napi_create_promise(env.raw(), &mut deferred, &mut promise)
+    })?;
+    let deferred = Deferred(deferred);
+    match op {
+        Err(e) => settle(env, deferred, Err(e)),
+        Ok(op) => {
+            let start = {
+                let mut q = lock(inner);
+                q.waiting.push((op, deferred));
+                q.running.is_none() && !std::mem::replace(&mut q.scheduled, true)
+            };
+            if start {
+                schedule(env, inner);
+            }
+        }
+    }
+    Ok(PromiseValue(promise))
+}
+
+/// Runs `dispatch` once the current JavaScript turn's microtasks are through.
+fn schedule(env: &Env, inner: &Arc<Inner>) {
+    let queued = inner.scheduler.queue_microtask.borrow_back(env).and_then(|qm| {
+        let flush = inner.scheduler.flush.borrow_back(env)?;
+        qm.call(unsafe { Unknown::from_raw_unchecked(env.raw(), flush.raw()) })
+    });
+    if queued.is_err() {
+        // No microtask queue (the VM is going away): start at once instead.
+        lock(inner).scheduled = false;
+        dispatch(env, inner);
+    }
+}
+
+/// The JavaScript function that `schedule` queues; it holds the ledger weakly so that a
+/// ledger nobody references can still be collected.
+pub fn flush_function<'e>(
+    env: &'e Env,
+    inner: Arc<OnceLock<Weak<Inner>>>,
+) -> napi::Result<Function<'e, (), ()>> {
+    env.create_function_from_closure("stockledgerFlush", move |ctx| {
+        if let Some(inner) = inner.get().and_then(Weak::upgrade) {
+            lock(&inner).scheduled = false;
+            dispatch(ctx.env, &inner);
+        }
+        Ok(())
+    })
+}
+
+/// `queueMicrotask` and the flush function, kept as references.
+pub struct Scheduler {
+    pub queue_microtask: FunctionRef<Unknown<'static>, Unknown<'static>>,
+    pub flush: FunctionRef<(), ()>,
+}
+
+/// Starts the next batch unless one is running.
+fn dispatch(env: &Env, inner: &Arc<Inner>) {
+    let ops = {
+        let mut q = lock(inner);
+        if q.running.is_some() || q.waiting.is_empty() {
+            return;
+        }
+        let n = q.waiting.len().min(MAX_BATCH);
+        let (ops, deferreds): (Vec<Op>, Vec<Deferred>) = q.waiting.drain(..n).unzip();
+        q.running = Some(deferreds);
+        ops
+    };
+    let task = BatchTask {
+        inner: inner.clone(),
+        ops,
+    };
+    if let Err(e) = env.spawn(task) {
+        // The VM refuses new work (it is shutting down): fail the batch rather than hang it.
+        let deferreds = lock(inner).running.take().unwrap_or_default();
+        let err = errors::unavailable(format!("could not start work: {}", e.reason));
+        for d in deferreds {
+            settle(env, d, Err(err.clone()));
+        }
+    }
+}
+
+fn settle(env: &Env, d: Deferred, result: Res<Done>) {
+    let value = match result {
+        Ok(done) => done
+            .to_js(env)
+            .map(|v| v.raw())
+            .map_err(|e| errors::unavailable(format!("could not build the answer: {}", e.reason))),
+        Err(e) => Err(e),
+    };
+    match value {
+        Ok(v) => unsafe { sys::napi_resolve_deferred(env.raw(), d.0, v) },
+        Err(e) => {
+            let v = errors::to_js_value(env, &e);
+            unsafe { sys::napi_reject_deferred(env.raw(), d.0, v) }
+        }
+    };
+}
+
+pub struct BatchTask {
+    inner: Arc<Inner>,
+    ops: Vec<Op>,
+}
+
+impl<'t> ScopedTask<'t> for BatchTask {
+    type Output = Vec<Res<Done>>;
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(run(&self.inner.ledger, std::mem::take(&mut self.ops)))
+    }
+
+    fn resolve(&mut self, env: &'t Env, out: Self::Output) -> napi::Result<()> {
+        let deferreds = lock(&self.inner).running.take().unwrap_or_default();
+        for (d, r) in deferreds.into_iter().zip(out) {
+            settle(env, d, r);
+        }
+        self.next(env);
+        Ok(())
+    }
+
+    fn reject(&mut self, env: &'t Env, err: napi::Error) -> napi::Result<()> {
+        let deferreds = lock(&self.inner).running.take().unwrap_or_default();
+        let e = errors::unavailable(err.reason);
+        for d in deferreds {
+            settle(env, d, Err(e.clone()));
+        }
+        self.next(env);
+        Ok(())
+    }
+}
+
+impl BatchTask {
+    /// Calls that gathered while this batch ran go next, together with those the settled
+    /// Promises' continuations are about to make.
+    fn next(&self, env: &Env) {
+        let start = {
+            let mut q = lock(&self.inner);
+            !q.waiting.is_empty() && !std::mem::replace(&mut q.scheduled, true)
+        };
+        if start {
+            schedule(env, &self.inner);
+        }
+    }
+}
+
+/// Runs a batch in order: each run of consecutive commands is one `execute` call.
+fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
+    let mut out = Vec::with_capacity(ops.len());
+    let mut cmds: Vec<Command> = Vec::new();
+    for op in ops {
+        let single = match op {
+            Op::Cmd(c) => {
+                cmds.push(c);
+                continue;
+            }
+            Op::ExpireDue => Single::ExpireDue,
+            Op::Checkpoint => Single::Checkpoint,
+            Op::Close => Single::Close,
+        };
+        flush(ledger, &mut cmds, &mut out);
+        out.push(match single {
+            Single::ExpireDue => ledger.expire_due().map(Done::Ids),
+            Single::Checkpoint => ledger.checkpoint().map(Done::Seq),
+            Single::Close => ledger.close().map(|()| Done::Unit),
+        });
+    }
+    flush(ledger, &mut cmds, &mut out);
+    out
+}
+
+enum Single {
+    ExpireDue,
+    Checkpoint,
+    Close,
+}
+
+fn flush(ledger: &stockledger::Ledger, cmds: &mut Vec<Command>, out: &mut Vec<Res<Done>>) {
+    if cmds.is_empty() {
+        return;
+    }
+    match ledger.execute(cmds) {
+        Ok(results) => {
+            for (c, r) in cmds.iter().zip(results) {
+                out.push(r.and_then(|o| finish(ledger, c, o)));
+            }
+        }
+        Err(e) => out.extend(cmds.iter().map(|_| Err(e.clone()))),
+    }
+    cmds.clear();
+}
+
+/// Turns `execute`'s compact outcome into the full answer of the single call.
+fn finish(ledger: &stockledger::Ledger, c: &Command, o: Outcome) -> Res<Done> {
+    let view = |order_id: &str, created: Option<bool>| -> Res<Done> {
+        match ledger.reservation(order_id)? {
+            Some(r) => Ok(Done::Reservation(r, created)),
+            None => Err(Error::OrderNotFound {
+                order_id: order_id.to_string(),
+            }),
+        }
+    };
+    match (c, o) {
+        (Command::Reserve { order_id, .. }, Outcome::Reserved { created, .. }) => {
+            view(order_id, Some(created))
+        }
+        (Command::Commit { order_id }, _) | (Command::Release { order_id }, _) => {
+            view(order_id, None)
+        }
+        (_, Outcome::Stock(level)) => Ok(Done::Stock(level)),
+        (Command::Reserve { order_id, .. }, _) => view(order_id, None),
+        _ => Err(errors::invalid("call", "internal: unexpected outcome")),
+    }
+}
