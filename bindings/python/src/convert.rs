@@ -138,6 +138,9 @@ pub fn path(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<PathBuf> {
     if p.as_os_str().is_empty() {
         return Err(invalid(py, field, "must not be empty"));
     }
+    if p.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(invalid(py, field, "must not contain a NUL character"));
+    }
     Ok(p)
 }
 

@@ -130,7 +130,7 @@ def test_bad_durability(folder: Any, bad: Any) -> None:
     check(lambda: sl.Ledger(folder, durability=bad), "durability")
 
 
-@pytest.mark.parametrize("bad", [None, 1, 1.5, True, [], ""])
+@pytest.mark.parametrize("bad", [None, 1, 1.5, True, [], "", "a\0b"])
 def test_bad_path(bad: Any) -> None:
     check(lambda: sl.Ledger(bad), "path")
     check(lambda: sl.read_events(bad), "folder")
