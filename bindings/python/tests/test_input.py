@@ -1,7 +1,8 @@
 """Bad input of every kind raises InvalidInput naming the field and changes nothing."""
 
 import os
-from typing import Any, Callable
+import random
+from typing import Any, Callable, List, Tuple
 
 import pytest
 
@@ -151,3 +152,53 @@ def test_bad_after(folder: Any, bad: Any) -> None:
 
 def test_read_events_of_a_missing_folder(tmp_path: Any) -> None:
     check(lambda: sl.read_events(tmp_path / "missing"), "folder")
+
+
+class Weird:
+    """Objects that fight back: their conversions raise."""
+
+    def __index__(self) -> int:
+        raise RuntimeError("no index")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __fspath__(self) -> str:
+        raise RuntimeError("no path")
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("no iter")
+
+    def __len__(self) -> int:
+        raise RuntimeError("no len")
+
+
+POOL: List[Any] = [
+    None, 0, 1, -1, 2**63, 2**64 + 1, -(2**70), 1.5, float("nan"), True, "", "A1", "kol",
+    "o-1", "x" * 300, "\ud800", b"A1", bytearray(b"kol"), [], [("A1", "kol", 1)], (), {},
+    {"sku": "A1"}, object(), Weird(), [Weird()], [("A1", "kol", Weird())], [(Weird(), "kol", 1)],
+    [["A1", "kol", 1.0]], [[None, None, None]], range(3),
+]
+
+
+def test_random_garbage_never_escapes_the_error_tree(stocked: sl.Ledger) -> None:
+    rng = random.Random(20261125)
+    methods: List[Tuple[str, int]] = [
+        ("set_stock", 3), ("adjust_stock", 5), ("stock", 2), ("sku_stock", 1), ("reserve", 3),
+        ("commit", 1), ("release", 1), ("reservation", 1),
+    ]
+    for _ in range(3000):
+        name, arity = rng.choice(methods)
+        args = [rng.choice(POOL) for _ in range(arity)]
+        try:
+            getattr(stocked, name)(*args)
+        except sl.StockLedgerError:
+            pass
+    for _ in range(200):
+        for call in (lambda a: sl.read_events(a), lambda a: sl.Ledger(a, durability=rng.choice(POOL))):
+            try:
+                call(rng.choice(POOL))
+            except sl.StockLedgerError:
+                pass
+    lvl = stocked.stock("A1", "kol")
+    assert lvl.available == lvl.on_hand - lvl.reserved
