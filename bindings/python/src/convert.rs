@@ -1,6 +1,7 @@
 //! Arguments from Python, checked by hand so that every wrong type (None, float, bool,
 //! bytes, a huge or negative int...) becomes `InvalidInput` naming the field, never a
-//! `TypeError`, an `OverflowError` or a crash. Value limits are left to the core.
+//! `TypeError`, an `OverflowError` or a crash. Integer ranges are checked here (a Python
+//! int has no fixed width); the rules for names, ids and lines stay in the core.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
