@@ -11,6 +11,7 @@
 //! that one JavaScript turn makes (say 64 awaiting workers resumed by the last batch) then
 //! share one batch instead of the first of them going alone.
 
+use std::collections::HashSet;
 use std::sync::{Arc, MutexGuard, OnceLock, Weak};
 
 use napi::bindgen_prelude::{Function, FunctionRef, ToNapiValue, TypeName, Unknown};
@@ -248,9 +249,19 @@ impl BatchTask {
 fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
     let mut out = Vec::with_capacity(ops.len());
     let mut cmds: Vec<Command> = Vec::new();
+    // Order ids in `cmds`: a second call on the same order starts a new `execute`, so that
+    // each call's answer shows the reservation as that call left it.
+    let mut orders: HashSet<String> = HashSet::new();
     for op in ops {
         let single = match op {
             Op::Cmd(c) => {
+                if let Some(id) = order_of(&c) {
+                    if !orders.insert(id.to_string()) {
+                        flush(ledger, &mut cmds, &mut out);
+                        orders.clear();
+                        orders.insert(id.to_string());
+                    }
+                }
                 cmds.push(c);
                 continue;
             }
@@ -259,6 +270,7 @@ fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
             Op::Close => Single::Close,
         };
         flush(ledger, &mut cmds, &mut out);
+        orders.clear();
         out.push(match single {
             Single::ExpireDue => ledger.expire_due().map(Done::Ids),
             Single::Checkpoint => ledger.checkpoint().map(Done::Seq),
@@ -267,6 +279,15 @@ fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
     }
     flush(ledger, &mut cmds, &mut out);
     out
+}
+
+fn order_of(c: &Command) -> Option<&str> {
+    match c {
+        Command::Reserve { order_id, .. }
+        | Command::Commit { order_id }
+        | Command::Release { order_id } => Some(order_id),
+        _ => None,
+    }
 }
 
 enum Single {
