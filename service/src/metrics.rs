@@ -14,6 +14,11 @@ pub const RESERVATIONS: &str = "stockledger_reservations_total";
 pub const WAL_FSYNC: &str = "stockledger_wal_fsync_seconds";
 pub const WAL_BATCH: &str = "stockledger_wal_batch_records";
 pub const OUTBOX_LAG: &str = "stockledger_outbox_lag_events";
+/// Service-side view of group commit: reservations per `execute` call and how long the call
+/// took (staging plus the wait for the log). The WAL's own fsync and batch figures are
+/// recorded by the core under the two `stockledger_wal_*` names.
+pub const RESERVE_BATCH: &str = "stockledger_reserve_batch_requests";
+pub const RESERVE_BATCH_WAIT: &str = "stockledger_reserve_batch_seconds";
 
 const SECONDS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -27,6 +32,10 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), SECONDS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WAL_FSYNC.into()), SECONDS))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WAL_BATCH.into()), RECORDS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RESERVE_BATCH.into()), RECORDS))
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(RESERVE_BATCH_WAIT.into()), SECONDS)
+        })
         .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
@@ -77,9 +86,9 @@ pub fn reservation(result: &'static str) {
     counter!(RESERVATIONS, "result" => result).increment(1);
 }
 
-pub fn wal_batch(records: usize, waited: Duration) {
-    histogram!(WAL_BATCH).record(records as f64);
-    histogram!(WAL_FSYNC).record(waited.as_secs_f64());
+pub fn reserve_batch(requests: usize, took: Duration) {
+    histogram!(RESERVE_BATCH).record(requests as f64);
+    histogram!(RESERVE_BATCH_WAIT).record(took.as_secs_f64());
 }
 
 pub fn outbox_lag(lag: u64) {

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use stockledger::{Command, Durability, Error, Ledger, Line, Outcome, Reservation};
+use stockledger::{Command, Error, Ledger, Line, Outcome, Reservation};
 use tokio::sync::oneshot;
 
 use crate::auth::Auth;
@@ -112,7 +112,6 @@ impl Reserver {
 }
 
 fn reserve_loop(ledger: &Ledger, rx: &crossbeam_channel::Receiver<Job>) {
-    let durable = ledger.durability() != Durability::None;
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_JOBS);
     let mut cmds: Vec<Command> = Vec::with_capacity(MAX_JOBS);
     while let Ok(first) = rx.recv() {
@@ -132,9 +131,7 @@ fn reserve_loop(ledger: &Ledger, rx: &crossbeam_channel::Receiver<Job>) {
         }
         let started = Instant::now();
         let results = ledger.execute(&cmds);
-        if durable {
-            m::wal_batch(cmds.len(), started.elapsed());
-        }
+        m::reserve_batch(cmds.len(), started.elapsed());
         match results {
             Ok(results) => {
                 for ((job, cmd), r) in jobs.drain(..).zip(cmds.drain(..)).zip(results) {
