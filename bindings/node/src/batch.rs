@@ -46,7 +46,7 @@ pub enum Done {
 }
 
 impl Done {
-    fn to_js<'e>(self, env: &'e Env) -> napi::Result<Unknown<'e>> {
+    fn into_js<'e>(self, env: &'e Env) -> napi::Result<Unknown<'e>> {
         match self {
             Done::Reservation(r, created) => convert::to_js(env, Reservation::new(r, created)),
             Done::Stock(s) => convert::to_js(env, StockLevel::from(s)),
@@ -123,10 +123,14 @@ pub fn submit(env: &Env, inner: &Arc<Inner>, op: Res<Op>) -> napi::Result<Promis
 
 /// Runs `dispatch` once the current JavaScript turn's microtasks are through.
 fn schedule(env: &Env, inner: &Arc<Inner>) {
-    let queued = inner.scheduler.queue_microtask.borrow_back(env).and_then(|qm| {
-        let flush = inner.scheduler.flush.borrow_back(env)?;
-        qm.call(unsafe { Unknown::from_raw_unchecked(env.raw(), flush.raw()) })
-    });
+    let queued = inner
+        .scheduler
+        .queue_microtask
+        .borrow_back(env)
+        .and_then(|qm| {
+            let flush = inner.scheduler.flush.borrow_back(env)?;
+            qm.call(unsafe { Unknown::from_raw_unchecked(env.raw(), flush.raw()) })
+        });
     if queued.is_err() {
         // No microtask queue (the VM is going away): start at once instead.
         lock(inner).scheduled = false;
@@ -184,7 +188,7 @@ fn dispatch(env: &Env, inner: &Arc<Inner>) {
 fn settle(env: &Env, d: Deferred, result: Res<Done>) {
     let value = match result {
         Ok(done) => done
-            .to_js(env)
+            .into_js(env)
             .map(|v| v.raw())
             .map_err(|e| errors::unavailable(format!("could not build the answer: {}", e.reason))),
         Err(e) => Err(e),
