@@ -308,7 +308,11 @@ fn events_arrive_in_order_per_key_with_stable_event_ids() {
     assert_eq!(handle.delivered(), last);
     let got = read_topic(&brokers, &events, last, last);
     check_delivery(&ledger, &got, false);
-    assert_eq!(topic_size(&brokers, &events), last, "no event delivered twice");
+    assert_eq!(
+        topic_size(&brokers, &events),
+        last,
+        "no event delivered twice"
+    );
     rt.block_on(handle.shutdown());
     assert_eq!(
         cursor(dir.path()),
@@ -344,7 +348,11 @@ fn events_arrive_in_order_per_key_with_stable_event_ids() {
     );
     let got = read_topic(&brokers, &events, last + 1, last + 1);
     check_delivery(&ledger, &got, false);
-    assert_eq!(topic_size(&brokers, &events), last + 1, "nothing resent after a restart");
+    assert_eq!(
+        topic_size(&brokers, &events),
+        last + 1,
+        "nothing resent after a restart"
+    );
     rt.block_on(handle.shutdown());
 }
 
@@ -573,7 +581,9 @@ fn topic_size(brokers: &str, topic: &str) -> u64 {
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
-    let meta = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let meta = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     meta.topics()[0]
         .partitions()
         .iter()

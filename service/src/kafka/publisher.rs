@@ -312,8 +312,6 @@ impl Publisher {
     /// Records the cursor durably (then lets checkpoints drop what it covers).
     fn save(&mut self, now: bool) {
         let delivered = self.delivered();
-        let lag = self.ledger.last_seq().saturating_sub(delivered);
-        metrics::gauge!("stockledger_kafka_outbox_lag").set(lag as f64);
         if delivered == self.shared.saved.load(Ordering::SeqCst)
             || (!now && self.last_save.elapsed() < SAVE_EVERY)
         {
