@@ -36,8 +36,11 @@ pub(crate) struct CellSlot {
     pub(crate) warehouse: Box<str>,
 }
 
+/// One shard of the name -> sku id index.
+type IndexShard = CachePadded<RwLock<HashMap<Box<str>, SkuId, Hasher>>>;
+
 pub(crate) struct Catalog {
-    index: Box<[CachePadded<RwLock<HashMap<Box<str>, SkuId, Hasher>>>]>,
+    index: Box<[IndexShard]>,
     hasher: Hasher,
     skus: boxcar::Vec<SkuSlot>,
     cells: boxcar::Vec<CellSlot>,

@@ -201,6 +201,31 @@ impl Ledger {
         })
     }
 
+    /// Like [`Ledger::reserve`] without copying the reservation back: (created, status).
+    /// For callers that already hold the lines (the hot path of a service or a benchmark).
+    pub fn reserve_ack(
+        &self,
+        order_id: &str,
+        lines: &[Line],
+        ttl_seconds: u64,
+    ) -> Result<(bool, Status)> {
+        let (created, status, lsn) = self.reserve_nowait(order_id, lines, ttl_seconds)?;
+        self.ack(lsn)?;
+        Ok((created, status))
+    }
+
+    /// Like [`Ledger::commit`] without copying the reservation back.
+    pub fn commit_ack(&self, order_id: &str) -> Result<()> {
+        let lsn = self.commit_nowait(order_id, None)?;
+        self.ack(lsn)
+    }
+
+    /// Like [`Ledger::release`] without copying the reservation back.
+    pub fn release_ack(&self, order_id: &str) -> Result<()> {
+        let lsn = self.release_nowait(order_id)?;
+        self.ack(lsn)
+    }
+
     /// The reserve decision without waiting for durability: (created, status, lsn to ack).
     pub(crate) fn reserve_nowait(
         &self,
@@ -261,7 +286,7 @@ impl Ledger {
         shard.insert(
             order_id,
             Order {
-                lines: held.into_iter().collect(),
+                lines: Box::from(held.as_slice()),
                 status: Status::Reserved,
                 created_at: now,
                 expires_at,
@@ -820,6 +845,7 @@ impl Ledger {
             self.state.catalog.cell_count(),
             self.state.catalog.sku_count(),
             self.state.orders.len(),
+            self.log.counters(),
         )
     }
 

@@ -52,6 +52,7 @@ impl OrderShard {
     pub(crate) fn insert(&mut self, order_id: &str, order: Order) {
         let key: Arc<str> = Arc::from(order_id);
         if order.status == Status::Reserved {
+            self.compact_due();
             self.due.push(Reverse((order.expires_at, key.clone())));
         } else {
             self.finished.push_back((order.finished_at, key.clone()));
@@ -85,7 +86,12 @@ impl OrderShard {
                 }
             }
         }
-        // Stale heap entries of released or paid orders would otherwise wait out their ttl.
+        self.compact_due();
+    }
+
+    /// Drops heap entries of orders that finished before their expiry, once they outnumber
+    /// the live ones (amortised O(1) per insert); they would otherwise wait out their ttl.
+    fn compact_due(&mut self) {
         if self.due.len() > 64 && self.due.len() > 2 * self.live_count() {
             let map = &self.map;
             self.due.retain(|Reverse((at, id))| {

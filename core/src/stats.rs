@@ -61,10 +61,20 @@ pub struct StatsSnapshot {
     pub cells: usize,
     pub skus: usize,
     pub reservations: usize,
+    /// fdatasync calls of the log writer, and records it wrote (records / fsyncs is the
+    /// group-commit factor).
+    pub fsyncs: u64,
+    pub records_written: u64,
 }
 
 impl Stats {
-    pub(crate) fn snapshot(&self, cells: usize, skus: usize, reservations: usize) -> StatsSnapshot {
+    pub(crate) fn snapshot(
+        &self,
+        cells: usize,
+        skus: usize,
+        reservations: usize,
+        log: (u64, u64),
+    ) -> StatsSnapshot {
         StatsSnapshot {
             reserved: self.reserved.get(),
             refused: self.refusals.get(),
@@ -77,6 +87,8 @@ impl Stats {
             cells,
             skus,
             reservations,
+            fsyncs: log.0,
+            records_written: log.1,
         }
     }
 }

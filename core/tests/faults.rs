@@ -115,7 +115,7 @@ fn frames(path: &std::path::Path) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut at = 64;
     loop {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
         if len == 0 {
             return out;
         }

@@ -423,8 +423,8 @@ proptest! {
                     let bytes = std::fs::read(last).unwrap();
                     // The end of the last frame: walk the frames by their length fields.
                     let mut end = 64;
-                    while end + 4 <= bytes.len() {
-                        let len = u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap()) as usize;
+                    while end + 8 <= bytes.len() {
+                        let len = u32::from_le_bytes(bytes[end + 4..end + 8].try_into().unwrap()) as usize;
                         if len == 0 { break; }
                         end += 28 + len;
                     }

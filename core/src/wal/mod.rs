@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     /// Segments holding events above this seq are kept (the Kafka outbox); MAX: no pin.
     pub(crate) keep_after_seq: AtomicU64,
     pub(crate) checkpoint_kick: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) records_written: AtomicU64,
 }
 
 impl Shared {
@@ -168,6 +170,13 @@ impl Log {
             }
             s.wait_cv.wait(&mut g);
         }
+    }
+
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (
+            self.shared.fsyncs.load(Ordering::Relaxed),
+            self.shared.records_written.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn durable_seq(&self) -> u64 {
@@ -270,6 +279,8 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
         checkpoint_lock: Mutex::new(()),
         keep_after_seq: AtomicU64::new(u64::MAX),
         checkpoint_kick: Mutex::new(None),
+        fsyncs: AtomicU64::new(0),
+        records_written: AtomicU64::new(0),
     }
 }
 

@@ -52,12 +52,11 @@ fn scan(
                     let Some(entries) = decode_entries(f.payload, f.entries) else {
                         return Stop::Bad(at);
                     };
-                    let mut seq = f.first_seq;
-                    for e in entries.into_iter().filter(|e| e.is_event()) {
+                    let events = entries.into_iter().filter(|e| e.is_event());
+                    for (seq, e) in (f.first_seq..).zip(events) {
                         if seq > after {
                             out.push(Event::new(ledger_id, seq, e));
                         }
-                        seq += 1;
                     }
                 }
                 at += f.size;

@@ -3,8 +3,8 @@
 //! ```text
 //! segment header (64 bytes): magic "SLEDGLOG" | version u8 | 7 zero | ledger_id u64
 //!                            | first_lsn u64 | first_seq u64 | crc32c(bytes 0..40) u32 | zeros
-//! frame: len u32 | crc32c u32 | lsn u64 | first_seq u64 | events u16 | entries u16 | payload
-//!        crc covers len, then every byte from lsn to the end of the payload.
+//! frame: crc32c u32 | len u32 | lsn u64 | first_seq u64 | events u16 | entries u16 | payload
+//!        crc covers every byte after itself, from len to the end of the payload.
 //! ```
 //! Segments are preallocated with zeros; a zero `len` marks the end of the written part.
 
@@ -82,15 +82,15 @@ pub(crate) fn encode_frame(
 ) {
     assert!(payload.len() <= MAX_PAYLOAD);
     let start = out.len();
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&lsn.to_le_bytes());
     out.extend_from_slice(&first_seq.to_le_bytes());
     out.extend_from_slice(&events.to_le_bytes());
     out.extend_from_slice(&entries.to_le_bytes());
     out.extend_from_slice(payload);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[start..start + 4]), &out[start + 8..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32c::crc32c(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A frame read back from a segment.
@@ -124,7 +124,7 @@ pub(crate) fn read_frame(bytes: &[u8], at: usize) -> Slot<'_> {
         };
     }
     let h = &bytes[at..at + FRAME_HEADER_LEN];
-    let len = u32::from_le_bytes(le4(&h[0..4])) as usize;
+    let len = u32::from_le_bytes(le4(&h[4..8])) as usize;
     if len == 0 {
         // A zero length is the end only if the whole header is zero.
         return if h.iter().all(|b| *b == 0) {
@@ -136,9 +136,8 @@ pub(crate) fn read_frame(bytes: &[u8], at: usize) -> Slot<'_> {
     if len > MAX_PAYLOAD || at + FRAME_HEADER_LEN + len > bytes.len() {
         return Slot::Bad;
     }
-    let crc = u32::from_le_bytes(le4(&h[4..8]));
-    let body = &bytes[at + 8..at + FRAME_HEADER_LEN + len];
-    if crc != crc32c::crc32c_append(crc32c::crc32c(&h[0..4]), body) {
+    let crc = u32::from_le_bytes(le4(&h[0..4]));
+    if crc != crc32c::crc32c(&bytes[at + 4..at + FRAME_HEADER_LEN + len]) {
         return Slot::Bad;
     }
     Slot::Frame(Frame {
@@ -156,7 +155,7 @@ pub(crate) fn read_frame(bytes: &[u8], at: usize) -> Slot<'_> {
 pub(crate) fn valid_frame_after(bytes: &[u8], from: usize, min_lsn: u64) -> Option<usize> {
     let mut at = from + 1;
     while at + FRAME_HEADER_LEN <= bytes.len() {
-        let len = u32::from_le_bytes(le4(&bytes[at..at + 4])) as usize;
+        let len = u32::from_le_bytes(le4(&bytes[at + 4..at + 8])) as usize;
         if len != 0 && len <= MAX_PAYLOAD {
             let lsn = u64::from_le_bytes(le8(&bytes[at + 8..at + 16]));
             if lsn >= min_lsn && lsn < min_lsn.saturating_add(1 << 40) {
