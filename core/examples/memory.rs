@@ -1,0 +1,40 @@
+//! Measures the resident memory per cell and per live reservation:
+//! `cargo run --release -p stockledger --example memory`.
+use stockledger::{Command, Ledger, Line, Options};
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn main() {
+    let n = 1_000_000usize;
+    let ledger = Ledger::in_memory(Options::default());
+    let base = rss_bytes();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let cmds: Vec<Command> = chunk
+            .iter()
+            .map(|i| Command::SetStock { sku: format!("sku-{i:07}"), warehouse: "kol".into(), on_hand: 100 })
+            .collect();
+        assert!(ledger.execute(&cmds).unwrap().iter().all(|r| r.is_ok()));
+    }
+    let after_cells = rss_bytes();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let cmds: Vec<Command> = chunk
+            .iter()
+            .map(|i| Command::Reserve {
+                order_id: format!("order-{i:08}"),
+                lines: vec![Line::new(format!("sku-{i:07}"), "kol", 1)],
+                ttl_seconds: 900,
+            })
+            .collect();
+        assert!(ledger.execute(&cmds).unwrap().iter().all(|r| r.is_ok()));
+    }
+    let after_orders = rss_bytes();
+    println!(
+        "per cell (sku of 11 bytes, one warehouse): {} bytes; per live 1-line reservation (order id of 14 bytes): {} bytes",
+        (after_cells - base) / n as u64,
+        (after_orders - after_cells) / n as u64
+    );
+}
