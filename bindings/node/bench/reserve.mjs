@@ -55,9 +55,14 @@ await Promise.all(Array.from({ length: inflight }, worker));
 done = 0;
 failed = 0;
 const t0 = process.hrtime.bigint();
+const cpu0 = process.cpuUsage();
 end = performance.now() + seconds * 1000;
 await Promise.all(Array.from({ length: inflight }, worker));
 const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-console.log(JSON.stringify({ durability, pool: process.env.STOCKLEDGER_NODE_POOL === '1', inflight, lines: linesPerOrder, seconds: +secs.toFixed(2), reservations: done, failed, perSecond: Math.round(done / secs) }));
+const cpu = process.cpuUsage(cpu0);
+// CPU time of the whole process (JS thread, pool threads, log writer) per reservation: a
+// figure less at the mercy of a busy machine than the wall-clock rate.
+const cpuUsPerOp = +((cpu.user + cpu.system) / done).toFixed(2);
+console.log(JSON.stringify({ durability, inflight, lines: linesPerOrder, seconds: +secs.toFixed(2), reservations: done, failed, perSecond: Math.round(done / secs), cpuUsPerOp, cpuCores: +((cpu.user + cpu.system) / 1e6 / secs).toFixed(2) }));
 await ledger.close();
 rmSync(dir, { recursive: true, force: true });

@@ -18,7 +18,7 @@ use napi::bindgen_prelude::{Function, FunctionRef, ToNapiValue, TypeName, Unknow
 use napi::{sys, Env, JsValue, ScopedTask, ValueType};
 use stockledger::{Command, Error, Outcome};
 
-use crate::convert::{self, Reservation, StockLevel};
+use crate::convert;
 use crate::errors;
 use crate::Inner;
 
@@ -46,10 +46,10 @@ pub enum Done {
 }
 
 impl Done {
-    fn into_js<'e>(self, env: &'e Env) -> napi::Result<Unknown<'e>> {
+    fn into_js<'e>(self, env: &'e Env, inner: &Inner) -> napi::Result<Unknown<'e>> {
         match self {
-            Done::Reservation(r, created) => convert::to_js(env, Reservation::new(r, created)),
-            Done::Stock(s) => convert::to_js(env, StockLevel::from(s)),
+            Done::Reservation(r, created) => inner.shapes.reservation(env, &r, created),
+            Done::Stock(s) => inner.shapes.level(env, s),
             Done::Ids(ids) => convert::to_js(env, ids),
             Done::Seq(n) => convert::to_js(env, n as f64),
             Done::Unit => convert::to_js(env, ()),
@@ -106,7 +106,7 @@ pub fn submit(env: &Env, inner: &Arc<Inner>, op: Res<Op>) -> napi::Result<Promis
     })?;
     let deferred = Deferred(deferred);
     match op {
-        Err(e) => settle(env, deferred, Err(e)),
+        Err(e) => settle(env, inner, deferred, Err(e)),
         Ok(op) => {
             let start = {
                 let mut q = lock(inner);
@@ -180,15 +180,15 @@ fn dispatch(env: &Env, inner: &Arc<Inner>) {
         let deferreds = lock(inner).running.take().unwrap_or_default();
         let err = errors::unavailable(format!("could not start work: {}", e.reason));
         for d in deferreds {
-            settle(env, d, Err(err.clone()));
+            settle(env, inner, d, Err(err.clone()));
         }
     }
 }
 
-fn settle(env: &Env, d: Deferred, result: Res<Done>) {
+fn settle(env: &Env, inner: &Inner, d: Deferred, result: Res<Done>) {
     let value = match result {
         Ok(done) => done
-            .into_js(env)
+            .into_js(env, inner)
             .map(|v| v.raw())
             .map_err(|e| errors::unavailable(format!("could not build the answer: {}", e.reason))),
         Err(e) => Err(e),
@@ -218,7 +218,7 @@ impl<'t> ScopedTask<'t> for BatchTask {
     fn resolve(&mut self, env: &'t Env, out: Self::Output) -> napi::Result<()> {
         let deferreds = lock(&self.inner).running.take().unwrap_or_default();
         for (d, r) in deferreds.into_iter().zip(out) {
-            settle(env, d, r);
+            settle(env, &self.inner, d, r);
         }
         self.next(env);
         Ok(())
@@ -228,7 +228,7 @@ impl<'t> ScopedTask<'t> for BatchTask {
         let deferreds = lock(&self.inner).running.take().unwrap_or_default();
         let e = errors::unavailable(err.reason);
         for d in deferreds {
-            settle(env, d, Err(e.clone()));
+            settle(env, &self.inner, d, Err(e.clone()));
         }
         self.next(env);
         Ok(())

@@ -8,18 +8,20 @@
 pub mod batch;
 pub mod convert;
 pub mod errors;
+pub mod shapes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use napi::bindgen_prelude::{AsyncTask, Function, JsObjectValue, Unknown};
+use napi::bindgen_prelude::{AsyncTask, Function, JsObjectValue, Null, Unknown};
+use napi::JsValue;
 use napi::{Env, ScopedTask};
 use napi_derive::napi;
 use stockledger::{Command, Durability, Error, Options};
 
 use crate::batch::{Op, PromiseValue};
 
-use crate::convert::{Reservation, SkuStock, StockLevel};
+use crate::convert::SkuStock;
 
 type Res<T> = std::result::Result<T, Error>;
 
@@ -30,6 +32,7 @@ pub struct Inner {
     /// Calls waiting for the pool, and the batch running there.
     queue: Mutex<batch::Queue>,
     scheduler: batch::Scheduler,
+    shapes: shapes::Shapes,
 }
 
 impl Inner {
@@ -89,6 +92,7 @@ impl<'t> ScopedTask<'t> for OpenTask {
                 queue_microtask,
                 flush,
             },
+            shapes: shapes::Shapes::new(env)?,
         });
         let _ = target.set(Arc::downgrade(&inner));
         Ok(Ledger { inner })
@@ -187,15 +191,25 @@ impl Ledger {
     }
 
     /// A cell's figures from one moment (zeros for an unknown cell). Synchronous.
-    #[napi(ts_args_type = "sku: string, warehouse: string")]
-    pub fn stock(&self, env: Env, sku: Unknown, warehouse: Unknown) -> napi::Result<StockLevel> {
-        let read = || -> Res<StockLevel> {
+    #[napi(
+        ts_args_type = "sku: string, warehouse: string",
+        ts_return_type = "StockLevel"
+    )]
+    pub fn stock(&self, env: Env, sku: Unknown, warehouse: Unknown) -> napi::Result<Unknown<'_>> {
+        let read = || -> Res<stockledger::StockLevel> {
             self.inner.check_open()?;
             let sku = convert::string(&sku, "sku")?;
             let warehouse = convert::string(&warehouse, "warehouse")?;
-            Ok(self.inner.ledger.stock(&sku, &warehouse)?.into())
+            self.inner.ledger.stock(&sku, &warehouse)
         };
-        read().map_err(|e| errors::to_napi(&env, &e))
+        match read() {
+            Ok(level) => self
+                .inner
+                .shapes
+                .level(&env, level)
+                .map(|v| unsafe { Unknown::from_raw_unchecked(env.raw(), v.raw()) }),
+            Err(e) => Err(errors::to_napi(&env, &e)),
+        }
     }
 
     /// Every cell of a sku and their sums; null for a sku never stocked. Synchronous.
@@ -267,18 +281,26 @@ impl Ledger {
     }
 
     /// The reservation of an order, or null. Synchronous.
-    #[napi(ts_args_type = "orderId: string")]
-    pub fn reservation(&self, env: Env, order_id: Unknown) -> napi::Result<Option<Reservation>> {
-        let read = || -> Res<Option<Reservation>> {
+    #[napi(
+        ts_args_type = "orderId: string",
+        ts_return_type = "Reservation | null"
+    )]
+    pub fn reservation(&self, env: Env, order_id: Unknown) -> napi::Result<Unknown<'_>> {
+        let read = || -> Res<Option<stockledger::Reservation>> {
             self.inner.check_open()?;
             let id = convert::string(&order_id, "orderId")?;
-            Ok(self
-                .inner
-                .ledger
-                .reservation(&id)?
-                .map(|r| Reservation::new(r, None)))
+            self.inner.ledger.reservation(&id)
         };
-        read().map_err(|e| errors::to_napi(&env, &e))
+        match read() {
+            Ok(Some(r)) => self
+                .inner
+                .shapes
+                .reservation(&env, &r, None)
+                .map(|v| unsafe { Unknown::from_raw_unchecked(env.raw(), v.raw()) }),
+            Ok(None) => convert::to_js(&env, Null)
+                .map(|v| unsafe { Unknown::from_raw_unchecked(env.raw(), v.raw()) }),
+            Err(e) => Err(errors::to_napi(&env, &e)),
+        }
     }
 
     /// Expires every reservation past its `expiresAt`; resolves to their order ids.
