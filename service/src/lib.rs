@@ -24,7 +24,7 @@ use crate::state::{AppState, Expirer, Reserver};
 /// How often due reservations are expired (the contract allows one second).
 pub const EXPIRY_PERIOD: Duration = Duration::from_millis(200);
 /// Threads batching reservations into group commits.
-pub const RESERVE_THREADS: usize = 4;
+pub const RESERVE_THREADS: usize = 2;
 /// Longest wait for requests in flight after SIGTERM/SIGINT.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
