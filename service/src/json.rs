@@ -41,14 +41,21 @@ fn body_rejection(e: BytesRejection) -> ApiError {
 /// straight from the bytes (no intermediate `Value`): this is the hot path of every write.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Err(ApiError::invalid("body", "must be a JSON object, got nothing")),
+        None => {
+            return Err(ApiError::invalid(
+                "body",
+                "must be a JSON object, got nothing",
+            ))
+        }
         Some(b'{') => {}
         Some(_) => {
             // Tell malformed JSON from a well-formed non-object.
-            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => ApiError::invalid("body", "must be a JSON object"),
-                Err(e) => ApiError::invalid("body", format!("malformed JSON: {e}")),
-            });
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => ApiError::invalid("body", "must be a JSON object"),
+                    Err(e) => ApiError::invalid("body", format!("malformed JSON: {e}")),
+                },
+            );
         }
     }
     let mut de = serde_json::Deserializer::from_slice(body);

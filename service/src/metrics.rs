@@ -33,9 +33,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WAL_FSYNC.into()), SECONDS))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WAL_BATCH.into()), RECORDS))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RESERVE_BATCH.into()), RECORDS))
-        .and_then(|b| {
-            b.set_buckets_for_metric(Matcher::Full(RESERVE_BATCH_WAIT.into()), SECONDS)
-        })
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RESERVE_BATCH_WAIT.into()), SECONDS))
         .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
