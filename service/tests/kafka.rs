@@ -795,3 +795,95 @@ fn stock_message_is_not_committed_while_the_ledger_is_unavailable() {
     );
     rt.block_on(handle.shutdown());
 }
+
+// ---- benchmark (run by hand) -------------------------------------------------------------
+
+/// How fast the publisher drains a backlog into the broker, and the lag while writers
+/// reserve flat out (in process, durability sync). Run:
+/// `cargo test --release -p stockledger-service --test kafka -- --ignored --nocapture publisher_rates`
+#[test]
+#[ignore = "benchmark; run by hand against scripts/kafka start"]
+fn publisher_rates() {
+    let Some(brokers) = brokers("publisher_rates") else {
+        return;
+    };
+    let backlog: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let rt = runtime();
+    let (events, stock) = (unique("bench-events"), unique("bench-stock"));
+    create_topics(&rt, &brokers, &[(&events, 3), (&stock, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path(), Durability::Async);
+    stock_ledger(&ledger, 1000);
+    std::thread::scope(|s| {
+        for w in 0..2 {
+            let ledger = &ledger;
+            s.spawn(move || {
+                for i in 0..backlog / 2 {
+                    reserve(ledger, &format!("b{w}-{i}"), i * 7 + w, 1000);
+                }
+            });
+        }
+    });
+    ledger.close().unwrap();
+    drop(ledger);
+    let ledger = open(dir.path(), Durability::Sync);
+    let last = ledger.last_seq();
+    let t0 = Instant::now();
+    let handle = start(
+        &rt,
+        &ledger,
+        config(&brokers, &events, &stock, &unique("g")),
+        dir.path(),
+    );
+    wait_for("the backlog to drain", Duration::from_secs(600), || {
+        handle.lag() == 0
+    });
+    let drain = t0.elapsed();
+    println!(
+        "drain: {last} events in {:.2}s = {:.0} events/s",
+        drain.as_secs_f64(),
+        last as f64 / drain.as_secs_f64()
+    );
+
+    // Steady state: 8 writers in sync mode (group commit) for 15 s, lag sampled every 100 ms.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (ledger, stop, written) = (ledger.clone(), stop.clone(), written.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    reserve(&ledger, &format!("s{w}-{i}"), i * 13 + w, 1000);
+                    written.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let (d0, t0) = (handle.delivered(), Instant::now());
+    let mut lags = Vec::new();
+    while t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+        lags.push(handle.lag());
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let delivered = handle.delivered() - d0;
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    lags.sort_unstable();
+    println!(
+        "steady: {:.0} reservations/s written, {:.0} events/s delivered; lag p50 {} p99 {} max {} events",
+        written.load(Ordering::SeqCst) as f64 / secs,
+        delivered as f64 / secs,
+        lags[lags.len() / 2],
+        lags[lags.len() * 99 / 100],
+        lags[lags.len() - 1]
+    );
+    rt.block_on(handle.shutdown());
+}

@@ -189,6 +189,26 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_sasl_are_built_in() {
+        let native = ClientConfig::new().create_native_config().unwrap();
+        let features = native.get("builtin.features").unwrap();
+        for f in [
+            "ssl",
+            "sasl_plain",
+            "sasl_scram",
+            "sasl_oauthbearer",
+            "gzip",
+            "lz4",
+            "snappy",
+        ] {
+            assert!(
+                features.split(',').any(|x| x == f),
+                "{f} missing: {features}"
+            );
+        }
+    }
+
+    #[test]
     fn property_flags_parse() {
         assert_eq!(
             parse_property("sasl.password=a=b").unwrap(),
