@@ -28,7 +28,8 @@ fn scale(n: u64) -> u64 {
 }
 
 fn bench_dir(name: &str) -> std::path::PathBuf {
-    let base = std::env::var("STOCKLEDGER_BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into());
+    let base =
+        std::env::var("STOCKLEDGER_BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into());
     let dir = std::path::Path::new(&base).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -36,16 +37,31 @@ fn bench_dir(name: &str) -> std::path::PathBuf {
 }
 
 fn open(dir: &std::path::Path, durability: Durability) -> Ledger {
-    Ledger::open(dir, Options { durability, checkpoint_every_bytes: 0, ..Options::default() }).unwrap()
+    Ledger::open(
+        dir,
+        Options {
+            durability,
+            checkpoint_every_bytes: 0,
+            ..Options::default()
+        },
+    )
+    .unwrap()
 }
 
 /// fdatasync after a 4 KiB write into a preallocated (zero-filled) file.
 fn raw_fsync_rate() -> f64 {
     let dir = bench_dir("raw");
     let path = dir.join("f");
-    let f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let n = scale(2000);
-    f.write_all_at(&vec![0u8; (n as usize + 1) * 4096], 0).unwrap();
+    f.write_all_at(&vec![0u8; (n as usize + 1) * 4096], 0)
+        .unwrap();
     f.sync_all().unwrap();
     let buf = vec![7u8; 4096];
     let start = Instant::now();
@@ -61,7 +77,11 @@ const SKUS: usize = 10_000;
 fn stocked(dir: &std::path::Path, durability: Durability) -> Ledger {
     let l = open(dir, durability);
     let cmds: Vec<Command> = (0..SKUS)
-        .map(|i| Command::SetStock { sku: format!("s{i}"), warehouse: "w".into(), on_hand: 1_000_000_000 })
+        .map(|i| Command::SetStock {
+            sku: format!("s{i}"),
+            warehouse: "w".into(),
+            on_hand: 1_000_000_000,
+        })
         .collect();
     for chunk in cmds.chunks(1000) {
         assert!(l.execute(chunk).unwrap().iter().all(|r| r.is_ok()));
@@ -91,7 +111,11 @@ fn concurrent_callers(callers: usize) -> Row {
                 s.spawn(move || {
                     let mut h = Histogram::<u64>::new(3).unwrap();
                     for i in 0..per_caller {
-                        let lines = [Line::new(format!("s{}", (i as usize * 7 + c * 13) % SKUS), "w", 1)];
+                        let lines = [Line::new(
+                            format!("s{}", (i as usize * 7 + c * 13) % SKUS),
+                            "w",
+                            1,
+                        )];
                         let t = Instant::now();
                         l.reserve_ack(&format!("c{c}-{i}"), &lines, 900).unwrap();
                         h.record(t.elapsed().as_micros() as u64).unwrap();
@@ -116,7 +140,8 @@ fn concurrent_callers(callers: usize) -> Row {
         p50_us: all.value_at_quantile(0.5) as f64,
         p99_us: all.value_at_quantile(0.99) as f64,
         fsyncs_per_sec: fsyncs / elapsed,
-        records_per_fsync: (after.records_written - before.records_written) as f64 / fsyncs.max(1.0),
+        records_per_fsync: (after.records_written - before.records_written) as f64
+            / fsyncs.max(1.0),
     }
 }
 
@@ -131,7 +156,11 @@ fn batch_entry_point() -> Row {
         let cmds: Vec<Command> = (0..1000)
             .map(|i| Command::Reserve {
                 order_id: format!("b{b}-{i}"),
-                lines: vec![Line::new(format!("s{}", (b * 1000 + i) as usize % SKUS), "w", 1)],
+                lines: vec![Line::new(
+                    format!("s{}", (b * 1000 + i) as usize % SKUS),
+                    "w",
+                    1,
+                )],
                 ttl_seconds: 900,
             })
             .collect();
@@ -148,7 +177,8 @@ fn batch_entry_point() -> Row {
         p50_us: h.value_at_quantile(0.5) as f64,
         p99_us: h.value_at_quantile(0.99) as f64,
         fsyncs_per_sec: fsyncs / elapsed,
-        records_per_fsync: (after.records_written - before.records_written) as f64 / fsyncs.max(1.0),
+        records_per_fsync: (after.records_written - before.records_written) as f64
+            / fsyncs.max(1.0),
     }
 }
 
@@ -190,7 +220,11 @@ fn big_open() -> (usize, usize, Duration, u64) {
         for chunk in (0..cells).collect::<Vec<_>>().chunks(10_000) {
             let cmds: Vec<Command> = chunk
                 .iter()
-                .map(|i| Command::SetStock { sku: format!("sku-{i:07}"), warehouse: "w".into(), on_hand: 100 })
+                .map(|i| Command::SetStock {
+                    sku: format!("sku-{i:07}"),
+                    warehouse: "w".into(),
+                    on_hand: 100,
+                })
                 .collect();
             assert!(l.execute(&cmds).unwrap().iter().all(|r| r.is_ok()));
         }
@@ -217,7 +251,10 @@ fn big_open() -> (usize, usize, Duration, u64) {
     let took = start.elapsed();
     let s = l.stats();
     assert_eq!(s.reservations, reservations + tail);
-    let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let bytes: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     (s.cells, s.reservations, took, bytes)
 }
 
@@ -226,20 +263,38 @@ fn main() {
     let fsync = raw_fsync_rate();
     println!("\n| workload | reservations/s | p50 µs | p99 µs | fsyncs/s | records/fsync |");
     println!("|---|---:|---:|---:|---:|---:|");
-    println!("| raw disk: 4 KiB write + fdatasync, preallocated file | - | - | - | {fsync:.0} | - |");
-    for row in [concurrent_callers(1), concurrent_callers(8), concurrent_callers(64), batch_entry_point()] {
+    println!(
+        "| raw disk: 4 KiB write + fdatasync, preallocated file | - | - | - | {fsync:.0} | - |"
+    );
+    for row in [
+        concurrent_callers(1),
+        concurrent_callers(8),
+        concurrent_callers(64),
+        batch_entry_point(),
+    ] {
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
-            row.name, row.per_sec, row.p50_us, row.p99_us, row.fsyncs_per_sec, row.records_per_fsync
+            row.name,
+            row.per_sec,
+            row.p50_us,
+            row.p99_us,
+            row.fsyncs_per_sec,
+            row.records_per_fsync
         );
     }
     let (records, took) = replay_speed();
-    println!("\nreplay: {records} records in {:.2} s = {:.0} records/s", took.as_secs_f64(), records as f64 / took.as_secs_f64());
+    println!(
+        "\nreplay: {records} records in {:.2} s = {:.0} records/s",
+        took.as_secs_f64(),
+        records as f64 / took.as_secs_f64()
+    );
     let (cells, reservations, took, bytes) = big_open();
     println!(
         "open: {cells} cells + {reservations} live reservations (snapshot + 100k log records, {:.0} MiB on disk) in {:.2} s",
         bytes as f64 / (1 << 20) as f64,
         took.as_secs_f64()
     );
-    let _ = std::fs::remove_dir_all(std::env::var("STOCKLEDGER_BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into()));
+    let _ = std::fs::remove_dir_all(
+        std::env::var("STOCKLEDGER_BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into()),
+    );
 }

@@ -4,7 +4,11 @@ use stockledger::{Command, Ledger, Line, Options};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -15,7 +19,11 @@ fn main() {
     for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
         let cmds: Vec<Command> = chunk
             .iter()
-            .map(|i| Command::SetStock { sku: format!("sku-{i:07}"), warehouse: "kol".into(), on_hand: 100 })
+            .map(|i| Command::SetStock {
+                sku: format!("sku-{i:07}"),
+                warehouse: "kol".into(),
+                on_hand: 100,
+            })
             .collect();
         assert!(ledger.execute(&cmds).unwrap().iter().all(|r| r.is_ok()));
     }

@@ -14,7 +14,9 @@ fn readers_follow_a_live_ledger_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let (ledger, _) = on_disk(dir.path(), Durability::Sync);
     let ledger = Arc::new(ledger);
-    ledger.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
+    ledger
+        .set_stock("A", "w", 1_000_000, Source::Warehouse)
+        .unwrap();
     ledger.keep_events_after(Some(0)); // pin: a reader from 0 must find everything
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -51,9 +53,15 @@ fn readers_follow_a_live_ledger_without_gaps() {
     writer.join().unwrap();
     assert_eq!(after, 20_001);
     // And from the folder, from outside, in one pass.
-    let seqs: Vec<u64> = stockledger::read_events(dir.path(), 0).unwrap().map(|e| e.unwrap().seq).collect();
+    let seqs: Vec<u64> = stockledger::read_events(dir.path(), 0)
+        .unwrap()
+        .map(|e| e.unwrap().seq)
+        .collect();
     assert_eq!(seqs, (1..=20_001).collect::<Vec<_>>());
-    let tail: Vec<u64> = stockledger::read_events(dir.path(), 19_990).unwrap().map(|e| e.unwrap().seq).collect();
+    let tail: Vec<u64> = stockledger::read_events(dir.path(), 19_990)
+        .unwrap()
+        .map(|e| e.unwrap().seq)
+        .collect();
     assert_eq!(tail, (19_991..=20_001).collect::<Vec<_>>());
     // Unpinned, a checkpoint removes covered segments; the feed then starts later.
     let segs_before = std::fs::read_dir(dir.path()).unwrap().count();
