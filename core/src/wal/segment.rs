@@ -177,18 +177,25 @@ pub(crate) const SPARE_NAME: &str = "wal-spare.tmp";
 
 /// The segments of a folder, sorted by first lsn (from their names).
 pub(crate) fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    list_numbered(dir, "wal-", ".log")
+}
+
+/// Files named `<prefix><number><suffix>` in `dir`, sorted by their number.
+pub(crate) fn list_numbered(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(num) = name
-            .strip_prefix("wal-")
-            .and_then(|n| n.strip_suffix(".log"))
-        {
-            if let Ok(lsn) = num.parse::<u64>() {
-                out.push((lsn, entry.path()));
-            }
+        let number = name
+            .strip_prefix(prefix)
+            .and_then(|n| n.strip_suffix(suffix));
+        if let Some(Ok(n)) = number.map(str::parse::<u64>) {
+            out.push((n, entry.path()));
         }
     }
     out.sort();

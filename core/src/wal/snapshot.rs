@@ -83,22 +83,7 @@ fn snapshot_name(lsn: u64) -> String {
 }
 
 fn list_snapshots(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(n) = name
-            .strip_prefix("snapshot-")
-            .and_then(|n| n.strip_suffix(".rkyv"))
-        {
-            if let Ok(lsn) = n.parse::<u64>() {
-                out.push((lsn, entry.path()));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    super::segment::list_numbered(dir, "snapshot-", ".rkyv")
 }
 
 fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
