@@ -375,6 +375,7 @@ fn start(
             checkpointer: Mutex::new(checkpointer),
             lock_file: Mutex::new(lock),
         },
+        orders_per_shard: crate::orders::Orders::per_shard(options.max_orders),
         options,
         stats: Stats::default(),
     }

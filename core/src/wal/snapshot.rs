@@ -183,7 +183,7 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
         }
         lines.sort_unstable();
         let order = Order {
-            lines: lines.into_boxed_slice(),
+            lines: lines.into(),
             status: Status::from_u8(o.status)?,
             created_at: o.created_at.to_native(),
             expires_at: o.expires_at.to_native(),
