@@ -106,6 +106,10 @@ impl Ledger {
         };
         let slot = self.state.catalog.sku(id);
         let cells = slot.cells.read().clone();
+        if cells.is_empty() {
+            // Made by a write that was then refused (see `stock_change`).
+            return Ok(None);
+        }
         let mut out = SkuStock {
             sku: sku.to_string(),
             ..SkuStock::default()
@@ -771,23 +775,26 @@ impl Ledger {
         decide: impl Fn(u64, u64) -> Result<u64>,
     ) -> Result<(StockLevel, Lsn)> {
         let catalog = &self.state.catalog;
-        if let Some(id) = catalog.find_sku(sku) {
-            self.check_owner(id, source, sku)?;
-        }
-        if catalog.find_cell(sku, warehouse).is_none() {
-            // A refused write must not make an unknown sku known.
-            decide(0, 0)?;
-        }
-        let cell = catalog
-            .cell_or_insert(sku, warehouse)
-            .ok_or_else(|| Error::unavailable("catalog is full"))?;
-        let slot = catalog.cell(cell);
-        let mut owner = catalog.sku(slot.sku).owner.lock();
+        let full = || Error::CapacityExhausted {
+            limit: "catalog cells",
+            max: crate::catalog::MAX_CELLS as u64,
+        };
+        // Ownership is checked under the sku's owner lock *before* a cell is made, so a
+        // seller that loses the race to claim a new sku leaves no cell behind (a bare sku
+        // slot without cells is invisible to readers).
+        let sku_id = catalog.sku_or_insert(sku).ok_or_else(full)?;
+        let mut owner = catalog.sku(sku_id).owner.lock();
         if let Source::Seller(seller) = source {
             if matches!(owner.as_deref(), Some(o) if o != seller) {
                 return Err(Error::Forbidden { sku: sku.into() });
             }
         }
+        if catalog.find_cell(sku, warehouse).is_none() {
+            // A refused write must not make an unknown cell known.
+            decide(0, 0)?;
+        }
+        let cell = catalog.cell_or_insert(sku, warehouse).ok_or_else(full)?;
+        let slot = catalog.cell(cell);
         let now = self.now();
         let encode = |enc: &mut Encoder<'_>, moved: &(u64, u64)| {
             let (old, next) = *moved;
@@ -835,21 +842,6 @@ impl Ledger {
         }
         drop(owner);
         Ok((self.level(cell), lsn))
-    }
-
-    fn check_owner(
-        &self,
-        sku_id: crate::catalog::SkuId,
-        source: Source<'_>,
-        sku: &str,
-    ) -> Result<()> {
-        if let Source::Seller(seller) = source {
-            let owner = self.state.catalog.sku(sku_id).owner.lock();
-            if matches!(owner.as_deref(), Some(o) if o != seller) {
-                return Err(Error::Forbidden { sku: sku.into() });
-            }
-        }
-        Ok(())
     }
 
     // ---- the log -----------------------------------------------------------------------
