@@ -40,15 +40,62 @@ pub(crate) struct SkuSlot {
     pub(crate) owner: Mutex<Option<Box<str>>>,
 }
 
-/// A cell with its names, on a cache line of its own so hot cells do not share lines.
+/// A cell with its names, on one cache line of its own: a lookup by name and the hold that
+/// follows touch this line and nothing else (short names are inline).
 #[repr(align(64))]
 pub(crate) struct CellSlot {
     pub(crate) stock: Cell,
     pub(crate) sku: SkuId,
-    /// Interned: a ledger has few warehouses and many cells.
-    pub(crate) warehouse: Arc<str>,
     /// Both names as log records carry them (`encode_names`); lookups compare them.
-    pub(crate) names: Box<[u8]>,
+    names: Names,
+}
+
+const _: () = assert!(std::mem::size_of::<CellSlot>() == 64);
+
+/// Encoded names of up to this many bytes are stored inline.
+const INLINE_NAMES: usize = 38;
+
+enum Names {
+    Inline { len: u8, bytes: [u8; INLINE_NAMES] },
+    Heap(Box<[u8]>),
+}
+
+impl Names {
+    fn new(encoded: &[u8]) -> Names {
+        if encoded.len() <= INLINE_NAMES {
+            let mut bytes = [0u8; INLINE_NAMES];
+            bytes[..encoded.len()].copy_from_slice(encoded);
+            Names::Inline {
+                len: encoded.len() as u8,
+                bytes,
+            }
+        } else {
+            Names::Heap(encoded.into())
+        }
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Names::Inline { len, bytes } => &bytes[..*len as usize],
+            Names::Heap(b) => b,
+        }
+    }
+}
+
+impl CellSlot {
+    /// (u16 len, sku, u16 len, warehouse), exactly as log records carry a line's names.
+    #[inline]
+    pub(crate) fn names(&self) -> &[u8] {
+        self.names.bytes()
+    }
+
+    pub(crate) fn warehouse(&self) -> &str {
+        let names = self.names();
+        let sku_len = u16::from_le_bytes([names[0], names[1]]) as usize;
+        // Only whole `&str`s are encoded, so this never falls back.
+        std::str::from_utf8(&names[4 + sku_len..]).unwrap_or("")
+    }
 }
 
 /// One shard of the name -> sku id index (not on the reservation path).
@@ -168,7 +215,7 @@ impl Catalog {
             if word >> 32 == hash >> 32 {
                 let id = (word as u32) - 1;
                 let slot = self.cell(id);
-                if names_match(&slot.names, sku, warehouse) {
+                if names_match(slot.names(), sku, warehouse) {
                     return Some(id);
                 }
             }
@@ -223,8 +270,7 @@ impl Catalog {
         let id = self.cells.push(CellSlot {
             stock: Cell::default(),
             sku: sku_id,
-            warehouse: wh.clone(),
-            names: encode_names(sku, warehouse),
+            names: Names::new(&encode_names(sku, warehouse)),
         }) as CellId;
         self.grow_if_needed(*count + 1);
         *count += 1;
@@ -250,7 +296,7 @@ impl Catalog {
             if word != 0 {
                 let id = (word as u32) - 1;
                 let c = self.cell(id);
-                bigger.put(self.cell_hash(&self.sku(c.sku).name, &c.warehouse), id);
+                bigger.put(self.cell_hash(&self.sku(c.sku).name, c.warehouse()), id);
             }
         }
         let next = self.tables.push(bigger);
@@ -259,8 +305,13 @@ impl Catalog {
 
     #[inline]
     pub(crate) fn cell(&self, id: CellId) -> &CellSlot {
-        // Ids are handed out only after the push that created them.
-        &self.cells[id as usize]
+        let made = self.cells.count();
+        assert!((id as usize) < made, "cell {id} does not exist ({made} cells)");
+        // SAFETY: cells are pushed one at a time, under `writer`, so every index below
+        // `count()` (an Acquire load paired with boxcar's Release increment after the entry
+        // is written) is an initialised entry. Unchecked access skips boxcar's per-entry
+        // flag, which lives on the next cache line after a 64-byte cell.
+        unsafe { self.cells.get_unchecked(id as usize) }
     }
 
     #[inline]

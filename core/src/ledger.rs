@@ -153,7 +153,7 @@ impl Ledger {
                     let slot = self.state.catalog.cell(l.cell);
                     Line {
                         sku: self.state.catalog.sku(slot.sku).name.to_string(),
-                        warehouse: slot.warehouse.to_string(),
+                        warehouse: slot.warehouse().to_string(),
                         qty: l.qty as u64,
                     }
                 })
@@ -170,7 +170,7 @@ impl Ledger {
     ) -> impl ExactSizeIterator<Item = (&'a [u8], u64)> + 'a {
         lines
             .iter()
-            .map(|l| (&*self.state.catalog.cell(l.cell).names, l.qty as u64))
+            .map(|l| (self.state.catalog.cell(l.cell).names(), l.qty as u64))
     }
 
     // ---- reserve -----------------------------------------------------------------------

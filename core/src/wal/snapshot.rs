@@ -92,7 +92,7 @@ fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
         let (on_hand, reserved) = c.stock.load();
         cells.push(SnapCell {
             sku: state.catalog.sku(c.sku).name.to_string(),
-            warehouse: c.warehouse.to_string(),
+            warehouse: c.warehouse().to_string(),
             on_hand,
             reserved,
         });
