@@ -30,6 +30,11 @@ const FLASH_STOCK: u64 = 50_000;
 const BATCH: usize = 512;
 
 type FoldMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+/// A sku's cells: (warehouse, cell index).
+type SkuCells = SmallVec<[(Box<str>, u32); 1]>;
+/// An order: (still reserved, held (cell, qty) lines).
+type NaiveOrder = (bool, SmallVec<[(u32, u32); 4]>);
+type MakeStore<'a> = Box<dyn Fn() -> Arc<dyn Store> + 'a>;
 
 trait Store: Send + Sync {
     fn reserve(&self, id: &str, lines: &[Line]) -> bool;
@@ -65,9 +70,9 @@ struct Naive {
 
 #[derive(Default)]
 struct NaiveInner {
-    skus: FoldMap<Box<str>, SmallVec<[(Box<str>, u32); 1]>>,
+    skus: FoldMap<Box<str>, SkuCells>,
     cells: Vec<(u64, u64)>,
-    orders: FoldMap<Box<str>, (bool, SmallVec<[(u32, u32); 4]>)>,
+    orders: FoldMap<Box<str>, NaiveOrder>,
     finished: VecDeque<Box<str>>,
 }
 
@@ -202,7 +207,11 @@ impl Workload {
     }
 
     fn initial(&self) -> Vec<(String, u64)> {
-        self.skus.iter().cloned().zip(self.stock.iter().copied()).collect()
+        self.skus
+            .iter()
+            .cloned()
+            .zip(self.stock.iter().copied())
+            .collect()
     }
 }
 
@@ -415,7 +424,7 @@ fn run_batches(w: &Workload, clients: usize, secs: f64) -> f64 {
                         push_decimal(&mut id, n);
                         let lines = &templates[n as usize & (TEMPLATES - 1)];
                         reserves.push(Command::reserve(&id, lines, 900));
-                        finishes.push(if n % 2 == 0 {
+                        finishes.push(if n.is_multiple_of(2) {
                             Command::commit(&id)
                         } else {
                             Command::release(&id)
@@ -455,17 +464,28 @@ fn main() {
         "lifecycles/s (reserve, then commit or release), Zipf(1.01) over {sku_count} skus, 1-4 lines, {secs} s each; nproc {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    println!("| workload | store | threads | lifecycles/s | CPU ns/lifecycle | refused | load avg |");
+    println!(
+        "| workload | store | threads | lifecycles/s | CPU ns/lifecycle | refused | load avg |"
+    );
     println!("| --- | --- | ---: | ---: | ---: | ---: | --- |");
     let uniform = Arc::new(Workload::new(sku_count, 2, false));
     let flash = Arc::new(Workload::new(sku_count, 2, true));
     for (wname, w) in [("zipf", &uniform), ("flash", &flash)] {
         for threads in [1, 2] {
-            let stores: [(&str, Box<dyn Fn() -> Arc<dyn Store>>); 4] = [
+            let stores: [(&str, MakeStore); 4] = [
                 ("ledger", Box::new(|| ledger(w))),
-                ("ledger-retention-0", Box::new(|| ledger_without_retention(w))),
-                ("naive-lean", Box::new(|| Arc::new(Naive::new(false, &w.initial())))),
-                ("naive-retain", Box::new(|| Arc::new(Naive::new(true, &w.initial())))),
+                (
+                    "ledger-retention-0",
+                    Box::new(|| ledger_without_retention(w)),
+                ),
+                (
+                    "naive-lean",
+                    Box::new(|| Arc::new(Naive::new(false, &w.initial()))),
+                ),
+                (
+                    "naive-retain",
+                    Box::new(|| Arc::new(Naive::new(true, &w.initial()))),
+                ),
             ];
             for (sname, make) in stores.iter() {
                 if !want(&format!("{wname}/{sname}")) {

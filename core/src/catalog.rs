@@ -306,7 +306,10 @@ impl Catalog {
     #[inline]
     pub(crate) fn cell(&self, id: CellId) -> &CellSlot {
         let made = self.cells.count();
-        assert!((id as usize) < made, "cell {id} does not exist ({made} cells)");
+        assert!(
+            (id as usize) < made,
+            "cell {id} does not exist ({made} cells)"
+        );
         // SAFETY: cells are pushed one at a time, under `writer`, so every index below
         // `count()` (an Acquire load paired with boxcar's Release increment after the entry
         // is written) is an initialised entry. Unchecked access skips boxcar's per-entry

@@ -60,7 +60,10 @@ pub(crate) struct Order {
 /// An order id, inline when short.
 #[derive(Debug, Clone)]
 enum OrderId {
-    Inline { len: u8, bytes: [u8; INLINE_ID_BYTES] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_ID_BYTES],
+    },
     Heap(Box<str>),
 }
 
@@ -130,7 +133,7 @@ impl Slab {
     }
 
     fn push(&mut self, slot: Slot) {
-        if self.len % CHUNK_SLOTS == 0 {
+        if self.len.is_multiple_of(CHUNK_SLOTS) {
             self.chunks.push(Vec::with_capacity(CHUNK_SLOTS));
         }
         if let Some(chunk) = self.chunks.last_mut() {

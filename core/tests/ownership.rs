@@ -34,7 +34,11 @@ fn a_seller_losing_the_race_for_a_new_sku_leaves_no_cell() {
         assert_eq!(lost.1, Err(ErrorCode::Forbidden));
         let stock = ledger.sku_stock(&sku).expect("valid").expect("known sku");
         let warehouses: Vec<_> = stock.warehouses.iter().map(|(w, _)| w.clone()).collect();
-        assert_eq!(warehouses, vec![won[0].0.clone()], "only the winner's cell exists");
+        assert_eq!(
+            warehouses,
+            vec![won[0].0.clone()],
+            "only the winner's cell exists"
+        );
         assert_eq!(stock.total.on_hand, 5);
     }
     ledger.check_invariants().expect("invariants");
