@@ -31,10 +31,13 @@ const _: () = assert!(FIRST_TABLE_SLOTS.is_power_of_two());
 
 type Hasher = foldhash::fast::FixedState;
 
+/// A sku's cells by warehouse name; most skus sit in one warehouse, kept inline.
+pub(crate) type SkuCells = smallvec::SmallVec<[(Arc<str>, CellId); 1]>;
+
 pub(crate) struct SkuSlot {
     pub(crate) name: Arc<str>,
     /// The sku's cells sorted by warehouse name.
-    pub(crate) cells: RwLock<Vec<(Arc<str>, CellId)>>,
+    pub(crate) cells: RwLock<SkuCells>,
     /// The seller that first set or adjusted it. The lock also serialises stock writes to
     /// the sku, so that stock events of one cell appear in the order they happened.
     pub(crate) owner: Mutex<Option<Box<str>>>,
@@ -238,7 +241,7 @@ impl Catalog {
         let name: Arc<str> = sku.into();
         let id = self.skus.push(SkuSlot {
             name: name.clone(),
-            cells: RwLock::new(Vec::new()),
+            cells: RwLock::new(SkuCells::new()),
             owner: Mutex::new(None),
         }) as SkuId;
         shard.insert(name, id);
