@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use stockledger::{Command, Durability, Ledger, Options, Source};
+use stockledger::wal::{Fault, FaultyStorage};
+use stockledger::{Command, Durability, ErrorCode, Ledger, Options, Source};
 
 /// A batch that grows the log but not the state (so checkpoints stay cheap).
 fn stock_batch(b: u64, n: u64) -> Vec<Command> {
@@ -76,4 +77,60 @@ fn checkpoints_succeed_while_the_writer_rolls_segments() {
         done >= 10,
         "only {done} checkpoints in 20 s ({rolled} segments)"
     );
+}
+
+/// Runs `f` on its own thread; `None` if it has not answered within `secs`.
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).ok()
+}
+
+/// Defect 5: if the writer thread dies, writes fail (none hangs, none is acknowledged for
+/// nothing) and the ledger says why.
+#[test]
+fn a_dead_writer_thread_poisons_the_ledger() {
+    for durability in [Durability::Sync, Durability::Async] {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Arc::new(
+            Ledger::open(
+                dir.path(),
+                Options {
+                    durability,
+                    storage: Some(Arc::new(FaultyStorage::new(Fault::Panic, 3))),
+                    segment_bytes: 1 << 20,
+                    ..Options::default()
+                },
+            )
+            .unwrap(),
+        );
+        let l2 = l.clone();
+        let outcome = within(20, move || {
+            // `async` acknowledges before the writer runs: keep writing until refused.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                if let Err(e) = l2.set_stock("A", "w", i, Source::Warehouse) {
+                    return Some((i, e));
+                }
+                i += 1;
+            }
+            None
+        })
+        .unwrap_or_else(|| panic!("{durability:?}: a write hangs on a dead writer"));
+        let (i, e) = outcome.unwrap_or_else(|| {
+            panic!("{durability:?}: writes acknowledged for 5 s by a dead writer")
+        });
+        assert_eq!(
+            e.code(),
+            ErrorCode::LedgerUnavailable,
+            "{durability:?}/{i}: {e}"
+        );
+        let why = l.unavailable_reason().unwrap_or_default();
+        assert!(why.contains("panicked"), "{why}");
+        let l2 = l.clone();
+        assert_eq!(within(10, move || l2.close().is_err()), Some(true));
+    }
 }

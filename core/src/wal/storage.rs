@@ -86,6 +86,8 @@ pub enum Fault {
     NoSpace,
     /// fdatasync fails with EIO (the data may or may not be on disk).
     SyncError,
+    /// The write panics: stands in for a bug that kills the log writer thread.
+    Panic,
 }
 
 /// Wraps the real file system and injects one fault after a number of successful
@@ -140,7 +142,7 @@ impl StorageFile for FaultyFile {
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         let write_fault = matches!(
             self.fault,
-            Fault::WriteError | Fault::ShortWrite | Fault::NoSpace
+            Fault::WriteError | Fault::ShortWrite | Fault::NoSpace | Fault::Panic
         );
         if write_fault && self.trips() {
             return Err(match self.fault {
@@ -149,6 +151,7 @@ impl StorageFile for FaultyFile {
                     io::Error::new(io::ErrorKind::WriteZero, "injected short write")
                 }
                 Fault::NoSpace => io::Error::from_raw_os_error(28),
+                Fault::Panic => panic!("injected panic in a log write"),
                 _ => io::Error::other("injected write error"),
             });
         }

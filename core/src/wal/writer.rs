@@ -131,8 +131,11 @@ impl Writer {
             self.collect();
             self.seq.drained.store(self.next_lsn, Ordering::Release);
             if self.frames.is_empty() {
+                // Poisoned, the records still missing may never come (an lsn whose thread
+                // panicked): nothing more will be written anyway.
                 if self.shared.closing.load(Ordering::SeqCst)
-                    && self.seq.next_lsn() == self.next_lsn
+                    && (self.seq.next_lsn() == self.next_lsn
+                        || self.shared.poisoned.load(Ordering::Acquire))
                 {
                     break;
                 }
@@ -158,7 +161,10 @@ impl Writer {
                     self.shared.durable_lsn.store(lsn, Ordering::Release);
                     self.shared.notify();
                 }
-                Err(e) => self.shared.poison(e),
+                Err(e) => {
+                    self.seq.halt();
+                    self.shared.poison(e)
+                }
             }
             if self.shared.durability != crate::types::Durability::Sync {
                 // Nobody waits on each batch: let records pile up into bigger batches
@@ -180,7 +186,10 @@ impl Writer {
 
     fn idle(&mut self) {
         self.shared.writer_sleeping.store(true, Ordering::SeqCst);
-        if self.seq.next_lsn() == self.next_lsn && !self.shared.closing.load(Ordering::SeqCst) {
+        // Poisoned with a gap that will never fill, park rather than spin on it.
+        let nothing_to_take =
+            self.seq.next_lsn() == self.next_lsn || self.shared.poisoned.load(Ordering::Acquire);
+        if nothing_to_take && !self.shared.closing.load(Ordering::SeqCst) {
             std::thread::park_timeout(IDLE_PARK);
         }
         self.shared.writer_sleeping.store(false, Ordering::SeqCst);
