@@ -134,3 +134,45 @@ fn a_dead_writer_thread_poisons_the_ledger() {
         assert_eq!(within(10, move || l2.close().is_err()), Some(true));
     }
 }
+
+/// Defect 4: failing to start the next segment (create/open, rename of the spare, folder
+/// fsync) writes no record, so it must not poison the ledger: the roll is retried.
+#[test]
+fn a_failed_roll_is_retried_instead_of_poisoning() {
+    for fault in [Fault::OpenError, Fault::RenameError, Fault::SyncDirError] {
+        for after in [1u64, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = Arc::new(FaultyStorage::transient(fault, after, 3));
+            let l = Ledger::open(
+                dir.path(),
+                Options {
+                    storage: Some(storage.clone()),
+                    segment_bytes: 1 << 20,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            let mut b = 0;
+            while segment_count(dir.path()) < 4
+                || (!storage.fired() && segment_count(dir.path()) < 10)
+            {
+                let results = l
+                    .execute(&stock_batch(b, 2000))
+                    .unwrap_or_else(|e| panic!("{fault:?}/{after}: batch {b}: {e}"));
+                assert!(results.iter().all(|r| r.is_ok()), "{fault:?}/{after}");
+                b += 1;
+            }
+            assert!(storage.fired(), "{fault:?}/{after}: the fault never fired");
+            assert_eq!(l.unavailable_reason(), None, "{fault:?}/{after}");
+            let last = l.stock("S7", "w").unwrap().on_hand;
+            l.close().unwrap();
+            let (l, _) = on_disk(dir.path(), Durability::Sync);
+            assert_eq!(l.stock("S7", "w").unwrap().on_hand, last);
+            let seqs: Vec<u64> = stockledger::read_events(dir.path(), 0)
+                .unwrap()
+                .map(|e| e.unwrap().seq)
+                .collect();
+            assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+        }
+    }
+}
