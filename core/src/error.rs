@@ -27,6 +27,8 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     LedgerUnavailable,
+    /// The events asked for are no longer retained (the log was compacted past them).
+    EventsPruned,
 }
 
 impl ErrorCode {
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::LedgerUnavailable => "ledger_unavailable",
+            ErrorCode::EventsPruned => "events_pruned",
         }
     }
 }
@@ -93,6 +96,12 @@ pub enum Error {
     Forbidden { sku: String },
     #[error("ledger unavailable: {reason}")]
     LedgerUnavailable { reason: String },
+    /// Events after the seq asked for were removed from the log; `oldest_seq` is the first
+    /// one still readable. Never skipped silently.
+    #[error(
+        "the events asked for are no longer retained; the oldest readable seq is {oldest_seq}"
+    )]
+    EventsPruned { oldest_seq: u64 },
 }
 
 impl Error {
@@ -110,6 +119,7 @@ impl Error {
             Error::PaymentConflict { .. } => ErrorCode::PaymentConflict,
             Error::Forbidden { .. } => ErrorCode::Forbidden,
             Error::LedgerUnavailable { .. } => ErrorCode::LedgerUnavailable,
+            Error::EventsPruned { .. } => ErrorCode::EventsPruned,
         }
     }
 

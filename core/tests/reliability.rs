@@ -176,3 +176,129 @@ fn a_failed_roll_is_retried_instead_of_poisoning() {
         }
     }
 }
+
+fn log_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A ledger (sync) whose log spans at least `n` segments.
+fn rolled(dir: &std::path::Path, n: usize) -> Ledger {
+    let (l, _) = on_disk(dir, Durability::Sync);
+    let mut b = 0;
+    while segment_count(dir) < n {
+        l.execute(&stock_batch(b, 2000)).unwrap();
+        b += 1;
+    }
+    l
+}
+
+/// Makes `path` unreadable while keeping it present (a directory in its place, like an
+/// EMFILE or EIO that passes); returns the closure that puts it back.
+fn break_segment(path: &std::path::Path) -> impl FnOnce() {
+    let aside = path.with_extension("aside");
+    std::fs::rename(path, &aside).unwrap();
+    std::fs::create_dir(path).unwrap();
+    let path = path.to_path_buf();
+    move || {
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::rename(&aside, &path).unwrap();
+    }
+}
+
+/// Defect 2: a segment that exists but cannot be read fails the read (to be retried); its
+/// events are never skipped, by the live feed nor by `read_events`.
+#[test]
+fn an_unreadable_segment_fails_the_read_instead_of_being_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = rolled(dir.path(), 3);
+    let last = l.last_seq();
+    let middle = log_files(dir.path())[1].clone();
+
+    let mut repair = Some(break_segment(&middle));
+    let (mut after, mut seqs) = (0, Vec::new());
+    loop {
+        match l.events(after, 10_000) {
+            Ok(evs) if evs.is_empty() => break,
+            Ok(evs) => {
+                after = evs.last().unwrap().seq;
+                seqs.extend(evs.iter().map(|e| e.seq));
+            }
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::LedgerUnavailable, "{e}");
+                (repair.take().expect("a second failure after the repair"))();
+            }
+        }
+    }
+    assert!(repair.is_none(), "the broken segment was never noticed");
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+
+    let mut repair = Some(break_segment(&middle));
+    let mut reader = stockledger::read_events(dir.path(), 0).unwrap();
+    let mut seqs = Vec::new();
+    while let Some(e) = reader.next() {
+        match e {
+            Ok(e) => seqs.push(e.seq),
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::LedgerUnavailable, "{e}");
+                (repair.take().expect("a second failure after the repair"))();
+            }
+        }
+    }
+    assert!(
+        repair.is_none(),
+        "read_events never noticed the broken segment"
+    );
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+}
+
+fn first_event(l: &Ledger, after: u64) -> stockledger::Result<u64> {
+    Ok(l.events(after, 1)?.first().map_or(0, |e| e.seq))
+}
+
+/// Defect 3: events a checkpoint removed are answered with `EventsPruned` (and the oldest
+/// seq still readable), never skipped; with a retention they are kept, across a restart too.
+#[test]
+fn pruned_events_are_reported_and_retained_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = rolled(dir.path(), 3);
+    l.checkpoint().unwrap();
+    let e = first_event(&l, 0).unwrap_err();
+    let oldest = match e {
+        stockledger::Error::EventsPruned { oldest_seq } => oldest_seq,
+        other => panic!("expected EventsPruned, got {other}"),
+    };
+    assert!(oldest > 1);
+    assert_eq!(e.code().as_str(), "events_pruned");
+    assert_eq!(first_event(&l, oldest - 1).unwrap(), oldest);
+    drop(l);
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    assert!(matches!(
+        first_event(&l, 0),
+        Err(stockledger::Error::EventsPruned { oldest_seq }) if oldest_seq == oldest
+    ));
+    drop(l);
+
+    let dir = tempfile::tempdir().unwrap();
+    let l = rolled(dir.path(), 3);
+    l.retain_events_for(Duration::from_secs(3600));
+    l.checkpoint().unwrap();
+    assert_eq!(
+        segment_count(dir.path()),
+        3,
+        "retained segments were removed"
+    );
+    assert_eq!(first_event(&l, 0).unwrap(), 1);
+    drop(l);
+    // After a restart the retained (snapshot-covered) segments are still readable.
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    assert_eq!(first_event(&l, 0).unwrap(), 1);
+    l.retain_events_for(Duration::from_secs(3600));
+    l.checkpoint().unwrap();
+    assert_eq!(first_event(&l, 0).unwrap(), 1);
+}

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_lock: Mutex<()>,
     /// Segments holding events above this seq are kept (the Kafka outbox); MAX: no pin.
     pub(crate) keep_after_seq: AtomicU64,
+    /// Segments last written less than this long ago are kept for the events feed.
+    pub(crate) events_retention_ms: AtomicU64,
     pub(crate) checkpoint_kick: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
     pub(crate) fsyncs: AtomicU64,
     pub(crate) records_written: AtomicU64,
@@ -278,6 +280,7 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
         bytes_since_checkpoint: AtomicU64::new(0),
         checkpoint_lock: Mutex::new(()),
         keep_after_seq: AtomicU64::new(u64::MAX),
+        events_retention_ms: AtomicU64::new(0),
         checkpoint_kick: Mutex::new(None),
         fsyncs: AtomicU64::new(0),
         records_written: AtomicU64::new(0),
@@ -408,6 +411,18 @@ impl Ledger {
             .shared
             .keep_after_seq
             .store(seq.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Keeps log segments written less than `retention` ago even once a snapshot covers
+    /// them, so readers of the events feed find them (`--events-retention`). Zero (the
+    /// default) keeps only what the outbox pin asks for. Events read past what is kept
+    /// are answered with `EventsPruned`, never skipped.
+    pub fn retain_events_for(&self, retention: std::time::Duration) {
+        let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        self.log
+            .shared
+            .events_retention_ms
+            .store(ms, Ordering::SeqCst);
     }
 }
 

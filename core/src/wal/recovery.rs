@@ -145,8 +145,27 @@ pub(crate) fn replay(
         let (name_lsn, path) = &segments[i];
         let is_last = i + 1 == count;
         if !is_last && segments[i + 1].0 <= next_lsn {
+            // Wholly covered by the snapshot, but still there (kept for the events feed or
+            // the outbox): readers and the next checkpoint must know of it.
+            if let Mode::Repair { .. } = mode {
+                match map(path).map(|b| SegmentHeader::decode(&b)) {
+                    Ok(Ok(h)) if h.first_lsn == *name_lsn && h.ledger_id == state.ledger_id => {
+                        metas.push(SegmentMeta {
+                            first_lsn: h.first_lsn,
+                            first_seq: h.first_seq,
+                            path: path.clone(),
+                            index: Vec::new(),
+                        })
+                    }
+                    _ => {
+                        // Its events cannot be read; the ones after it still can.
+                        tracing::warn!(file = %path.display(), "ignoring an unreadable segment the snapshot covers");
+                        metas.clear();
+                    }
+                }
+            }
             i += 1;
-            continue; // wholly covered by the snapshot
+            continue;
         }
         let bytes = map(path)?;
         let header = SegmentHeader::decode(&bytes).map_err(|e| corrupt(path, 0, &e))?;
