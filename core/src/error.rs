@@ -28,6 +28,8 @@ pub enum ErrorCode {
     Forbidden,
     LedgerUnavailable,
     CapacityExhausted,
+    /// The events asked for are no longer retained (the log was compacted past them).
+    EventsPruned,
 }
 
 impl ErrorCode {
@@ -48,6 +50,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::LedgerUnavailable => "ledger_unavailable",
             ErrorCode::CapacityExhausted => "capacity_exhausted",
+            ErrorCode::EventsPruned => "events_pruned",
         }
     }
 }
@@ -98,6 +101,12 @@ pub enum Error {
     /// A configured capacity is full; nothing changed and other writes still work.
     #[error("capacity exhausted: {limit} (at most {max})")]
     CapacityExhausted { limit: &'static str, max: u64 },
+    /// Events after the seq asked for were removed from the log; `oldest_seq` is the first
+    /// one still readable. Never skipped silently.
+    #[error(
+        "the events asked for are no longer retained; the oldest readable seq is {oldest_seq}"
+    )]
+    EventsPruned { oldest_seq: u64 },
 }
 
 impl Error {
@@ -116,6 +125,7 @@ impl Error {
             Error::Forbidden { .. } => ErrorCode::Forbidden,
             Error::LedgerUnavailable { .. } => ErrorCode::LedgerUnavailable,
             Error::CapacityExhausted { .. } => ErrorCode::CapacityExhausted,
+            Error::EventsPruned { .. } => ErrorCode::EventsPruned,
         }
     }
 

@@ -5,7 +5,8 @@
 //! filled soon.
 
 use std::cell::Cell as StdCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
@@ -17,6 +18,14 @@ const LANES: usize = 16;
 pub(crate) const STAGED_HEADER: usize = 16;
 /// Records staged but not yet taken by the writer, at most; callers wait beyond it.
 pub(crate) const MAX_STAGED_RECORDS: u64 = 1 << 20;
+/// Bytes staged but not yet taken by the writer, at most (a record may be large, so the
+/// count alone does not bound memory); callers wait beyond it.
+pub(crate) const MAX_STAGED_BYTES: u64 = 64 << 20;
+/// The byte bound per lane: checked under the lane's own lock, so staging shares no
+/// counter between threads (a shared one would be a contended cache line per record).
+const MAX_LANE_BYTES: usize = (MAX_STAGED_BYTES / LANES as u64) as usize;
+
+type FailureHook = Box<dyn Fn(String) + Send + Sync>;
 
 pub(crate) type Lsn = u64;
 
@@ -26,6 +35,45 @@ pub(crate) struct Sequencer {
     /// Every lsn below this has been taken by the writer.
     pub(crate) drained: CachePadded<AtomicU64>,
     lanes: Box<[CachePadded<Mutex<Vec<u8>>>]>,
+    /// Set once nothing staged will ever be written (the log is poisoned or its writer
+    /// died): callers stop waiting for room and learn it from the log.
+    halted: AtomicBool,
+    /// Told when an lsn was taken but its record can never be staged (a panic in between):
+    /// the log then has a gap no record will fill, so the ledger must stop.
+    on_failure: OnceLock<FailureHook>,
+}
+
+/// Holds a lane from taking an lsn until its record is staged. A panic in between (in
+/// `effect` or `encode`) unwinds through it: it removes the half-staged bytes, so the writer
+/// never reads them, and fails the sequencer, since that lsn will never be filled.
+struct StageGuard<'a> {
+    seq: &'a Sequencer,
+    lane: parking_lot::MutexGuard<'a, Vec<u8>>,
+    lsn: Lsn,
+    start: usize,
+    armed: bool,
+}
+
+impl Drop for StageGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let start = self.start;
+            self.lane.truncate(start);
+            self.seq.fail(format!(
+                "a thread panicked between taking lsn {} and staging its record",
+                self.lsn
+            ));
+        }
+    }
+}
+
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
 }
 
 thread_local! {
@@ -53,6 +101,25 @@ impl Sequencer {
             lanes: (0..LANES)
                 .map(|_| CachePadded::new(Mutex::new(Vec::with_capacity(64 << 10))))
                 .collect(),
+            halted: AtomicBool::new(false),
+            on_failure: OnceLock::new(),
+        }
+    }
+
+    /// Sets what is called (once per failure) when a staged record can never be written.
+    pub(crate) fn on_failure(&self, hook: impl Fn(String) + Send + Sync + 'static) {
+        let _ = self.on_failure.set(Box::new(hook));
+    }
+
+    /// Nothing staged from now on will be written: stop making callers wait for room.
+    pub(crate) fn halt(&self) {
+        self.halted.store(true, Ordering::SeqCst);
+    }
+
+    fn fail(&self, why: String) {
+        self.halt();
+        if let Some(hook) = self.on_failure.get() {
+            hook(why);
         }
     }
 
@@ -69,20 +136,29 @@ impl Sequencer {
         encode: impl FnOnce(&mut Encoder<'_>, &R),
     ) -> (Lsn, R) {
         self.wait_for_room();
-        let mut lane = self.lanes[my_lane()].lock();
+        let lane = self.lane_with_room();
         let lsn = self.next.fetch_add(1, Ordering::AcqRel);
-        let r = effect();
         let start = lane.len();
-        lane.extend_from_slice(&[0u8; STAGED_HEADER]);
-        let mut enc = Encoder::new(&mut lane);
+        let mut g = StageGuard {
+            seq: self,
+            lane,
+            lsn,
+            start,
+            armed: true,
+        };
+        let r = effect();
+        g.lane.extend_from_slice(&[0u8; STAGED_HEADER]);
+        let mut enc = Encoder::new(&mut g.lane);
         encode(&mut enc, &r);
         let (events, entries) = (enc.events, enc.entries);
-        let len = (lane.len() - start - STAGED_HEADER) as u32;
-        let h = &mut lane[start..start + STAGED_HEADER];
+        let end = g.lane.len();
+        let len = (end - start - STAGED_HEADER) as u32;
+        let h = &mut g.lane[start..start + STAGED_HEADER];
         h[0..8].copy_from_slice(&lsn.to_le_bytes());
         h[8..12].copy_from_slice(&len.to_le_bytes());
         h[12..14].copy_from_slice(&events.to_le_bytes());
         h[14..16].copy_from_slice(&entries.to_le_bytes());
+        g.armed = false;
         (lsn, r)
     }
 
@@ -90,13 +166,23 @@ impl Sequencer {
         let mut spins = 0u32;
         while self.next.load(Ordering::Relaxed) - self.drained.load(Ordering::Acquire)
             > MAX_STAGED_RECORDS
+            && !self.halted.load(Ordering::Relaxed)
         {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
+            backoff(&mut spins);
+        }
+    }
+
+    /// This thread's lane, locked, once it holds at most `MAX_LANE_BYTES` (the writer
+    /// empties lanes as it takes them).
+    fn lane_with_room(&self) -> parking_lot::MutexGuard<'_, Vec<u8>> {
+        let mut spins = 0u32;
+        loop {
+            let lane = self.lanes[my_lane()].lock();
+            if lane.len() <= MAX_LANE_BYTES || self.halted.load(Ordering::Relaxed) {
+                return lane;
             }
+            drop(lane);
+            backoff(&mut spins);
         }
     }
 
@@ -148,4 +234,43 @@ pub(crate) fn staged_records(buf: &[u8]) -> impl Iterator<Item = Staged<'_>> {
             payload,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Defect 5: large records are bounded by their bytes, not only by their count.
+    #[test]
+    fn staging_waits_once_the_staged_bytes_reach_the_bound() {
+        let seq = Arc::new(Sequencer::new(1));
+        let record = 1usize << 20;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s2 = seq.clone();
+        // One thread, so one lane: fill it just past its bound (the record headers take it
+        // over), then stage once more.
+        std::thread::spawn(move || {
+            for _ in 0..(MAX_LANE_BYTES / record) {
+                s2.stage(|| (), |enc, _| enc.buf.resize(enc.buf.len() + record, 1));
+            }
+            let _ = tx.send(0);
+            let (lsn, ()) = s2.stage(|| (), |enc, _| enc.buf.push(1));
+            let _ = tx.send(lsn);
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).ok(), Some(0));
+        // A wait with nothing to poll: the stage must still be blocked after it.
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "staged past {MAX_LANE_BYTES} bytes in one lane"
+        );
+        let (mut spare, mut out) = (Vec::new(), Vec::new());
+        seq.take_lanes(&mut spare, &mut out);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).ok(),
+            Some((MAX_LANE_BYTES / record) as u64 + 1)
+        );
+        assert!(LANES as u64 * MAX_LANE_BYTES as u64 <= MAX_STAGED_BYTES);
+    }
 }

@@ -88,6 +88,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::CapacityExhausted => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::EventsPruned => StatusCode::GONE,
     }
 }
 

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_lock: Mutex<()>,
     /// Segments holding events above this seq are kept (the Kafka outbox); MAX: no pin.
     pub(crate) keep_after_seq: AtomicU64,
+    /// Segments last written less than this long ago are kept for the events feed.
+    pub(crate) events_retention_ms: AtomicU64,
     pub(crate) checkpoint_kick: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
     pub(crate) fsyncs: AtomicU64,
     pub(crate) records_written: AtomicU64,
@@ -308,6 +310,7 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
         bytes_since_checkpoint: AtomicU64::new(0),
         checkpoint_lock: Mutex::new(()),
         keep_after_seq: AtomicU64::new(u64::MAX),
+        events_retention_ms: AtomicU64::new(0),
         checkpoint_kick: Mutex::new(None),
         fsyncs: AtomicU64::new(0),
         records_written: AtomicU64::new(0),
@@ -376,10 +379,30 @@ fn start(
     disk: Option<(File, JoinHandle<()>)>,
     options: Options,
 ) -> Ledger {
-    let handle = std::thread::Builder::new()
-        .name("stockledger-wal".into())
-        .spawn(move || writer.run())
-        .map_err(|e| e.to_string());
+    {
+        let shared = shared.clone();
+        seq.on_failure(move |why| shared.poison(why));
+    }
+    let handle = {
+        let (shared, seq) = (shared.clone(), seq.clone());
+        std::thread::Builder::new()
+            .name("stockledger-wal".into())
+            .spawn(move || {
+                // A writer that dies would leave `sync` callers waiting for ever and `async`
+                // ones acknowledged for nothing: stop the ledger instead.
+                let run = std::panic::AssertUnwindSafe(move || writer.run());
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    seq.halt();
+                    shared.poison(format!("the log writer thread panicked: {what}"));
+                }
+            })
+            .map_err(|e| e.to_string())
+    };
     let handle = match handle {
         Ok(h) => {
             let _ = shared.writer_thread.set(h.thread().clone());
@@ -420,6 +443,18 @@ impl Ledger {
             .keep_after_seq
             .store(seq.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
+
+    /// Keeps log segments written less than `retention` ago even once a snapshot covers
+    /// them, so readers of the events feed find them (`--events-retention`). Zero (the
+    /// default) keeps only what the outbox pin asks for. Events read past what is kept
+    /// are answered with `EventsPruned`, never skipped.
+    pub fn retain_events_for(&self, retention: std::time::Duration) {
+        let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        self.log
+            .shared
+            .events_retention_ms
+            .store(ms, Ordering::SeqCst);
+    }
 }
 
 /// For fuzzing only: treats `bytes` as the frames of a segment (after its header) and
@@ -455,4 +490,53 @@ pub fn fuzz_replay(bytes: &[u8]) -> usize {
 #[doc(hidden)]
 pub fn fuzz_decode(bytes: &[u8], entries: u16) -> Option<usize> {
     crate::record::decode_entries(bytes, entries).map(|v| v.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::{Durability, ErrorCode, Ledger, Line, Options, Source};
+
+    /// Defect 5: a thread that panics after taking an lsn leaves a gap no record fills.
+    /// The ledger must stop: no caller hangs, none is acknowledged for nothing.
+    #[test]
+    fn a_panic_between_taking_an_lsn_and_staging_poisons_the_ledger() {
+        for durability in [Durability::Sync, Durability::Async] {
+            let dir = tempfile::tempdir().unwrap();
+            let l = std::sync::Arc::new(
+                Ledger::open(
+                    dir.path(),
+                    Options {
+                        durability,
+                        ..Options::default()
+                    },
+                )
+                .unwrap(),
+            );
+            l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                l.seq.stage(|| panic!("injected"), |_, _: &()| {})
+            }));
+            assert!(panicked.is_err());
+            let (tx, rx) = mpsc::channel();
+            let l2 = l.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(l2.reserve("o1", &[Line::new("A", "w", 1)], 900));
+            });
+            let r = rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{durability:?}: a write after the gap hangs"));
+            let e = r.expect_err("a write after the gap was acknowledged");
+            assert_eq!(e.code(), ErrorCode::LedgerUnavailable, "{durability:?}");
+            assert!(l.unavailable_reason().is_some());
+            let (tx, rx) = mpsc::channel();
+            let l2 = l.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(l2.close().is_err());
+            });
+            assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false));
+        }
+    }
 }

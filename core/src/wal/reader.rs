@@ -10,9 +10,15 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::record::decode_entries;
 
-use super::recovery::map;
 use super::segment::{list_segments, read_frame, SegmentHeader, Slot, HEADER_LEN};
 use super::Shared;
+
+/// Maps a segment read-only, keeping the I/O error's kind (a missing file is told apart).
+fn map_segment(path: &Path) -> std::io::Result<memmap2::Mmap> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: see `recovery::map`.
+    unsafe { memmap2::Mmap::map(&file) }
+}
 
 /// The most events one call returns.
 pub const MAX_EVENTS_PER_READ: usize = 10_000;
@@ -74,6 +80,11 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
     let mut out = Vec::new();
     if shared.dir.is_none() {
         let mem = shared.mem.lock();
+        if let Some(&(first, _)) = mem.chunks.front() {
+            if first > after + 1 {
+                return Err(Error::EventsPruned { oldest_seq: first });
+            }
+        }
         let start = mem
             .chunks
             .partition_point(|(first, _)| *first <= after + 1)
@@ -91,6 +102,13 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
     // Which segment, and where in it, holds `after + 1`.
     let plan: Vec<(PathBuf, usize)> = {
         let segments = shared.segments.lock();
+        if let Some(first) = segments.first() {
+            if first.first_seq > after + 1 {
+                return Err(Error::EventsPruned {
+                    oldest_seq: first.first_seq,
+                });
+            }
+        }
         let first = segments
             .partition_point(|s| s.first_seq <= after + 1)
             .saturating_sub(1);
@@ -113,10 +131,24 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
             .collect()
     };
     for (path, offset) in plan {
-        let bytes = match map(&path) {
+        let bytes = match map_segment(&path) {
             Ok(b) => b,
-            // Removed by a checkpoint since the plan was made: its events are older.
-            Err(_) => continue,
+            Err(e) => {
+                let pruned = e.kind() == std::io::ErrorKind::NotFound
+                    && !shared.segments.lock().iter().any(|s| s.path == path);
+                if pruned {
+                    // A checkpoint removed it since the plan was made: checkpoints remove
+                    // the oldest segments, so `after + 1` is gone too.
+                    let oldest_seq = shared.segments.lock().first().map_or(1, |s| s.first_seq);
+                    return Err(Error::EventsPruned { oldest_seq });
+                }
+                // Anything else (EMFILE, EIO) may pass: fail this read, the caller retries;
+                // skipping would lose the segment's events for good.
+                return Err(Error::unavailable(format!(
+                    "cannot read log segment {}: {e}",
+                    path.display()
+                )));
+            }
         };
         match scan(
             &bytes,
@@ -180,7 +212,17 @@ impl EventReader {
             .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", self.dir.display())))?;
         let mut segs = Vec::new();
         for (_, path) in listed {
-            let Ok(bytes) = map(&path) else { continue };
+            let bytes = match map_segment(&path) {
+                Ok(b) => b,
+                // Removed by a checkpoint since the listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(Error::unavailable(format!(
+                        "cannot read log segment {}: {e}",
+                        path.display()
+                    )))
+                }
+            };
             match SegmentHeader::decode(&bytes) {
                 Ok(h) => segs.push((h, path)),
                 // A segment being created right now has no header yet.
@@ -220,12 +262,21 @@ impl EventReader {
                     break;
                 };
                 let is_last = self.next_segment + 1 == segs;
-                let bytes = match map(path) {
+                let bytes = match map_segment(path) {
                     Ok(b) => b,
-                    Err(_) => {
-                        // Removed by a checkpoint: its events are older than what follows.
+                    // Removed by a checkpoint since it was listed: its events are older than
+                    // what follows, and no longer retained.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         self.next_segment += 1;
                         continue;
+                    }
+                    // Anything else may pass (EMFILE, EIO): report it; the next call retries
+                    // this segment rather than skip its events.
+                    Err(e) => {
+                        return Err(Error::unavailable(format!(
+                            "cannot read log segment {}: {e}",
+                            path.display()
+                        )))
                     }
                 };
                 self.current = Some((bytes, HEADER_LEN, is_last, h.ledger_id));

@@ -137,11 +137,35 @@ pub(crate) fn replay(
     let count = segments.len();
     let mut i = 0;
     while i < count {
+        if next_lsn > upto {
+            // A checkpoint has all it asked for; later segments (the writer may have rolled
+            // since `upto` was read) start past it and are not a gap.
+            break;
+        }
         let (name_lsn, path) = &segments[i];
         let is_last = i + 1 == count;
         if !is_last && segments[i + 1].0 <= next_lsn {
+            // Wholly covered by the snapshot, but still there (kept for the events feed or
+            // the outbox): readers and the next checkpoint must know of it.
+            if let Mode::Repair { .. } = mode {
+                match map(path).map(|b| SegmentHeader::decode(&b)) {
+                    Ok(Ok(h)) if h.first_lsn == *name_lsn && h.ledger_id == state.ledger_id => {
+                        metas.push(SegmentMeta {
+                            first_lsn: h.first_lsn,
+                            first_seq: h.first_seq,
+                            path: path.clone(),
+                            index: Vec::new(),
+                        })
+                    }
+                    _ => {
+                        // Its events cannot be read; the ones after it still can.
+                        tracing::warn!(file = %path.display(), "ignoring an unreadable segment the snapshot covers");
+                        metas.clear();
+                    }
+                }
+            }
             i += 1;
-            continue; // wholly covered by the snapshot
+            continue;
         }
         let bytes = map(path)?;
         let header = SegmentHeader::decode(&bytes).map_err(|e| corrupt(path, 0, &e))?;
@@ -314,4 +338,50 @@ fn zero_from(storage: &dyn Storage, path: &Path, from: u64, len: u64) -> Result<
     }
     file.sync_data()
         .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Command, Ledger, Line, Options, Source};
+
+    /// A closed ledger whose log spans at least two segments.
+    fn two_segments(dir: &Path) -> Vec<(u64, PathBuf)> {
+        let l = Ledger::open(
+            dir,
+            Options {
+                segment_bytes: 1 << 20,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        l.set_stock("A", "w", 1 << 40, Source::Warehouse).unwrap();
+        let mut b = 0;
+        while list_segments(dir).unwrap().len() < 2 {
+            let batch: Vec<Command> = (0..1000)
+                .map(|i| Command::Reserve {
+                    order_id: format!("order-{b:04}-{i:05}"),
+                    lines: vec![Line::new("A", "w", 1)],
+                    ttl_seconds: 900,
+                })
+                .collect();
+            l.execute(&batch).unwrap();
+            b += 1;
+        }
+        l.close().unwrap();
+        list_segments(dir).unwrap()
+    }
+
+    /// Defect 1: a checkpoint's durable lsn falls in a segment the writer has since rolled
+    /// away from; the replay must stop there, not read on into the next segment.
+    #[test]
+    fn checkpoint_replay_stops_at_its_lsn_when_a_later_segment_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = two_segments(dir.path());
+        let id = read_header(&segments[0].1).unwrap().ledger_id;
+        let upto = segments[1].0 - 10;
+        let state = State::new(id);
+        let end = replay(dir.path(), segments, &state, 1, 1, Mode::ReadOnly { upto }).unwrap();
+        assert_eq!(end.next_lsn, upto + 1);
+    }
 }

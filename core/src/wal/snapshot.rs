@@ -333,13 +333,25 @@ fn prune_files(shared: &Shared, dir: &Path, lsn: u64, seq: u64) {
         }
     }
     let keep_after = shared.keep_after_seq.load(Ordering::SeqCst);
+    let retention =
+        std::time::Duration::from_millis(shared.events_retention_ms.load(Ordering::SeqCst));
+    // A segment's mtime is when its last event was written (it survives restarts).
+    let retained = |path: &Path| {
+        retention > std::time::Duration::ZERO
+            && std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .map_or(true, |t| t.elapsed().map_or(true, |age| age < retention))
+    };
     let mut segments = shared.segments.lock();
     // Segment i is covered when the next one starts at or below the snapshot's next lsn
-    // and every event in it is at or below the pin.
+    // and every event in it is at or below the pin and older than the retention.
     let mut remove = 0;
     while remove + 1 < segments.len() {
         let next = &segments[remove + 1];
-        if next.first_lsn <= lsn + 1 && next.first_seq <= seq.min(keep_after).saturating_add(1) {
+        if next.first_lsn <= lsn + 1
+            && next.first_seq <= seq.min(keep_after).saturating_add(1)
+            && !retained(&segments[remove].path)
+        {
             remove += 1;
         } else {
             break;

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 /// Where the log writer puts segment files. Every write and sync of the log goes through
 /// it, so tests can inject the faults the real world has.
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
@@ -86,26 +88,78 @@ pub enum Fault {
     NoSpace,
     /// fdatasync fails with EIO (the data may or may not be on disk).
     SyncError,
+    /// The write panics: stands in for a bug that kills the log writer thread.
+    Panic,
+    /// Creating or opening a segment file fails with EMFILE (too many open files).
+    OpenError,
+    /// Renaming a file fails with EIO.
+    RenameError,
+    /// fsync of the folder fails with EIO.
+    SyncDirError,
+}
+
+impl Fault {
+    /// Faults of the storage itself (creating, opening, renaming, folder sync) rather than
+    /// of a file's writes and syncs.
+    fn is_storage_level(self) -> bool {
+        matches!(
+            self,
+            Fault::OpenError | Fault::RenameError | Fault::SyncDirError
+        )
+    }
 }
 
 /// Wraps the real file system and injects one fault after a number of successful
-/// operations of the fault's kind (writes, or syncs).
+/// operations of the fault's kind (writes, syncs, or for the storage-level faults, creates
+/// and opens, renames, folder syncs).
 #[derive(Debug)]
 pub struct FaultyStorage {
     fault: Fault,
     countdown: Arc<AtomicU64>,
+    /// Storage-level faults: (operations left before the fault, failures left once fired,
+    /// fired).
+    storage_ops: Mutex<(u64, u64, bool)>,
 }
 
 impl FaultyStorage {
+    /// Once fired, the fault stays (a broken device).
     pub fn new(fault: Fault, after_ops: u64) -> FaultyStorage {
+        FaultyStorage::transient(fault, after_ops, u64::MAX)
+    }
+    /// A storage-level fault that fails `failures` operations in a row, then clears (EMFILE,
+    /// a passing EIO). File faults given here stay once fired, as with [`FaultyStorage::new`].
+    pub fn transient(fault: Fault, after_ops: u64, failures: u64) -> FaultyStorage {
         FaultyStorage {
             fault,
             countdown: Arc::new(AtomicU64::new(after_ops)),
+            storage_ops: Mutex::new((after_ops, failures, false)),
         }
     }
     /// Whether the fault has fired.
     pub fn fired(&self) -> bool {
+        if self.fault.is_storage_level() {
+            return self.storage_ops.lock().2;
+        }
         self.countdown.load(Ordering::SeqCst) == u64::MAX
+    }
+    /// True when this storage operation, of kind `kind`, is one that fails.
+    fn storage_trips(&self, kind: Fault) -> bool {
+        if self.fault != kind {
+            return false;
+        }
+        let mut ops = self.storage_ops.lock();
+        if ops.0 > 0 {
+            ops.0 -= 1;
+            return false;
+        }
+        if ops.1 == 0 {
+            return false; // cleared
+        }
+        if ops.1 != u64::MAX {
+            ops.1 -= 1;
+        }
+        ops.2 = true;
+        true
     }
 }
 
@@ -140,7 +194,7 @@ impl StorageFile for FaultyFile {
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         let write_fault = matches!(
             self.fault,
-            Fault::WriteError | Fault::ShortWrite | Fault::NoSpace
+            Fault::WriteError | Fault::ShortWrite | Fault::NoSpace | Fault::Panic
         );
         if write_fault && self.trips() {
             return Err(match self.fault {
@@ -149,6 +203,7 @@ impl StorageFile for FaultyFile {
                     io::Error::new(io::ErrorKind::WriteZero, "injected short write")
                 }
                 Fault::NoSpace => io::Error::from_raw_os_error(28),
+                Fault::Panic => panic!("injected panic in a log write"),
                 _ => io::Error::other("injected write error"),
             });
         }
@@ -165,6 +220,9 @@ impl StorageFile for FaultyFile {
 
 impl Storage for FaultyStorage {
     fn create(&self, path: &Path, len: u64, zero_fill: bool) -> io::Result<Box<dyn StorageFile>> {
+        if self.storage_trips(Fault::OpenError) {
+            return Err(io::Error::from_raw_os_error(24));
+        }
         Ok(Box::new(FaultyFile {
             inner: FsStorage.create(path, len, zero_fill)?,
             fault: self.fault,
@@ -172,6 +230,9 @@ impl Storage for FaultyStorage {
         }))
     }
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        if self.storage_trips(Fault::OpenError) {
+            return Err(io::Error::from_raw_os_error(24));
+        }
         Ok(Box::new(FaultyFile {
             inner: FsStorage.open(path)?,
             fault: self.fault,
@@ -179,9 +240,15 @@ impl Storage for FaultyStorage {
         }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if self.storage_trips(Fault::RenameError) {
+            return Err(io::Error::other("injected rename error"));
+        }
         FsStorage.rename(from, to)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        if self.storage_trips(Fault::SyncDirError) {
+            return Err(io::Error::other("injected folder fsync error"));
+        }
         FsStorage.sync_dir(dir)
     }
 }

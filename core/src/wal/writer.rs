@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use crate::error::{Error, Result};
 use crate::sequencer::{staged_records, Sequencer, MAX_STAGED_RECORDS, STAGED_HEADER};
 
@@ -19,6 +21,8 @@ const INDEX_EVERY: u64 = 32 << 10;
 const IDLE_PARK: Duration = Duration::from_millis(5);
 /// Pause between batches when callers do not wait for them (`async`, `none`).
 const BATCH_PAUSE: Duration = Duration::from_millis(2);
+/// The longest wait between two attempts at starting the next segment.
+const MAX_ROLL_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Where the next frame goes when resuming a segment after recovery.
 pub(crate) struct Tail {
@@ -56,7 +60,8 @@ struct Disk {
     dir: PathBuf,
     segment_bytes: u64,
     active: Option<Active>,
-    spare_ready: Arc<AtomicBool>,
+    /// The next segment, zero-filled and already open (so a roll opens nothing).
+    spare: Arc<Mutex<Option<Box<dyn StorageFile>>>>,
     /// One spare is prepared at a time: two writers of the same file could zero a segment
     /// that was renamed from it meanwhile.
     spare_busy: Arc<AtomicBool>,
@@ -115,13 +120,14 @@ impl Writer {
             dir,
             segment_bytes,
             active,
-            spare_ready: Arc::new(AtomicBool::new(false)),
+            spare: Arc::new(Mutex::new(None)),
             spare_busy: Arc::new(AtomicBool::new(false)),
             checkpoint_every,
         });
         if w.disk.as_ref().is_some_and(|d| d.active.is_none()) {
+            // Opening: fail at once rather than retry.
             let (lsn, s) = (w.next_lsn, w.next_seq);
-            w.roll(lsn, s)?;
+            w.try_roll(lsn, s)?;
         }
         Ok(w)
     }
@@ -132,8 +138,11 @@ impl Writer {
             self.collect();
             self.seq.drained.store(self.next_lsn, Ordering::Release);
             if self.frames.is_empty() {
+                // Poisoned, the records still missing may never come (an lsn whose thread
+                // panicked): nothing more will be written anyway.
                 if self.shared.closing.load(Ordering::SeqCst)
-                    && self.seq.next_lsn() == self.next_lsn
+                    && (self.seq.next_lsn() == self.next_lsn
+                        || self.shared.poisoned.load(Ordering::Acquire))
                 {
                     break;
                 }
@@ -159,7 +168,10 @@ impl Writer {
                     self.shared.durable_lsn.store(lsn, Ordering::Release);
                     self.shared.notify();
                 }
-                Err(e) => self.shared.poison(e),
+                Err(e) => {
+                    self.seq.halt();
+                    self.shared.poison(e)
+                }
             }
             if self.shared.durability != crate::types::Durability::Sync {
                 // Nobody waits on each batch: let records pile up into bigger batches
@@ -181,7 +193,10 @@ impl Writer {
 
     fn idle(&mut self) {
         self.shared.writer_sleeping.store(true, Ordering::SeqCst);
-        if self.seq.next_lsn() == self.next_lsn && !self.shared.closing.load(Ordering::SeqCst) {
+        // Poisoned with a gap that will never fill, park rather than spin on it.
+        let nothing_to_take =
+            self.seq.next_lsn() == self.next_lsn || self.shared.poisoned.load(Ordering::Acquire);
+        if nothing_to_take && !self.shared.closing.load(Ordering::SeqCst) {
             std::thread::park_timeout(IDLE_PARK);
         }
         self.shared.writer_sleeping.store(false, Ordering::SeqCst);
@@ -364,8 +379,41 @@ impl Writer {
     }
 
     /// Closes the active segment (synced) and starts a new one whose first frame is `lsn`.
+    /// Only the sync of the records written so far can lose data; starting the next segment
+    /// (create, rename, header, folder fsync) writes no record, so its failures (EMFILE, a
+    /// passing EIO, a full disk) are retried with a backoff while callers wait, rather than
+    /// poisoning the ledger. A ledger closing meanwhile gives up.
     fn roll(&mut self, lsn: u64, seq: u64) -> Result<()> {
         self.sync().map_err(Error::unavailable)?;
+        let mut delay = Duration::from_millis(1);
+        let mut failures = 0u64;
+        loop {
+            match self.try_roll(lsn, seq) {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "next log segment started after retries");
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    if self.shared.closing.load(Ordering::SeqCst) {
+                        return Err(e);
+                    }
+                    failures += 1;
+                    metrics::counter!("stockledger_wal_roll_failures_total").increment(1);
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot start the next log segment; writes wait");
+                    // Woken early by close().
+                    self.shared.writer_sleeping.store(true, Ordering::SeqCst);
+                    std::thread::park_timeout(delay);
+                    self.shared.writer_sleeping.store(false, Ordering::SeqCst);
+                    delay = (delay * 2).min(MAX_ROLL_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One attempt at starting the segment whose first frame is `lsn`.
+    fn try_roll(&mut self, lsn: u64, seq: u64) -> Result<()> {
         let Some(disk) = self.disk.as_mut() else {
             return Ok(());
         };
@@ -373,22 +421,29 @@ impl Writer {
         let io = |what: &str, e: std::io::Error| {
             Error::unavailable(format!("{what} {}: {e}", path.display()))
         };
-        let spare = disk.dir.join(SPARE_NAME);
-        let mut file = if disk.spare_ready.swap(false, Ordering::SeqCst) {
-            disk.storage
-                .rename(&spare, &path)
-                .map_err(|e| io("cannot rename spare to", e))?;
-            disk.storage.open(&path).map_err(|e| io("cannot open", e))?
-        } else {
-            disk.storage
+        let spare_path = disk.dir.join(SPARE_NAME);
+        let spare = disk.spare.lock().take();
+        let mut file = match spare {
+            Some(f) => match disk.storage.rename(&spare_path, &path) {
+                Ok(()) => f,
+                Err(e) => {
+                    // Still the spare, under its name: keep it for the next attempt.
+                    *disk.spare.lock() = Some(f);
+                    return Err(io("cannot rename spare to", e));
+                }
+            },
+            None => disk
+                .storage
                 .create(&path, disk.segment_bytes, false)
-                .map_err(|e| io("cannot create", e))?
+                .map_err(|e| io("cannot create", e))?,
         };
         let header = SegmentHeader {
             ledger_id: self.shared.ledger_id,
             first_lsn: lsn,
             first_seq: seq,
         };
+        // A failure from here on leaves a file holding no record under `path`: the next
+        // attempt creates it again (truncating), and recovery drops it if never finished.
         file.write_at(&header.encode(), 0)
             .map_err(|e| io("cannot write header of", e))?;
         file.sync_data().map_err(|e| io("cannot sync", e))?;
@@ -441,19 +496,21 @@ impl Writer {
 impl Disk {
     /// Zero-fills the next segment in the background, so a roll only renames it.
     fn prepare_spare(&self) {
-        if self.spare_ready.load(Ordering::SeqCst) || self.spare_busy.swap(true, Ordering::SeqCst) {
+        if self.spare.lock().is_some() || self.spare_busy.swap(true, Ordering::SeqCst) {
             return;
         }
         let storage = self.storage.clone();
         let path = self.dir.join(SPARE_NAME);
         let len = self.segment_bytes;
-        let ready = self.spare_ready.clone();
+        let spare = self.spare.clone();
         let busy = self.spare_busy.clone();
         let spawned = std::thread::Builder::new()
             .name("stockledger-spare".into())
             .spawn(move || {
-                if storage.create(&path, len, true).is_ok() {
-                    ready.store(true, Ordering::SeqCst);
+                match storage.create(&path, len, true) {
+                    Ok(f) => *spare.lock() = Some(f),
+                    // The roll creates the segment itself then (or retries).
+                    Err(e) => tracing::warn!(error = %e, "cannot prepare the next log segment"),
                 }
                 busy.store(false, Ordering::SeqCst);
             });

@@ -1,0 +1,304 @@
+//! Regression tests for the failure paths of issue 10 (see docs/reliability.md).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use stockledger::wal::{Fault, FaultyStorage};
+use stockledger::{Command, Durability, ErrorCode, Ledger, Options, Source};
+
+/// A batch that grows the log but not the state (so checkpoints stay cheap).
+fn stock_batch(b: u64, n: u64) -> Vec<Command> {
+    (0..n)
+        .map(|i| Command::SetStock {
+            sku: format!("S{}", i % 8),
+            warehouse: "w".into(),
+            on_hand: b * n + i,
+        })
+        .collect()
+}
+
+fn segment_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+        })
+        .count()
+}
+
+/// Defect 1: checkpoints taken while the writer keeps rolling segments must succeed.
+#[test]
+fn checkpoints_succeed_while_the_writer_rolls_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Arc::new(
+        Ledger::open(
+            dir.path(),
+            Options {
+                durability: Durability::Async,
+                segment_bytes: 1 << 20,
+                ..Options::default()
+            },
+        )
+        .unwrap(),
+    );
+    l.set_stock("A", "w", 1 << 40, Source::Warehouse).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (l, stop) = (l.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut b = 0;
+            while !stop.load(Ordering::SeqCst) {
+                l.execute(&stock_batch(b, 2000)).unwrap();
+                b += 1;
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut done = 0;
+    let mut result = Ok(0);
+    // Enough checkpoints, over enough rolls, that one overlapping a roll is all but certain.
+    while done < 30 && Instant::now() < deadline {
+        result = l.checkpoint();
+        if result.is_err() {
+            break;
+        }
+        done += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let rolled = segment_count(dir.path());
+    result.unwrap_or_else(|e| panic!("checkpoint {done} failed: {e}"));
+    assert!(
+        done >= 10,
+        "only {done} checkpoints in 20 s ({rolled} segments)"
+    );
+}
+
+/// Runs `f` on its own thread; `None` if it has not answered within `secs`.
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).ok()
+}
+
+/// Defect 5: if the writer thread dies, writes fail (none hangs, none is acknowledged for
+/// nothing) and the ledger says why.
+#[test]
+fn a_dead_writer_thread_poisons_the_ledger() {
+    for durability in [Durability::Sync, Durability::Async] {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Arc::new(
+            Ledger::open(
+                dir.path(),
+                Options {
+                    durability,
+                    storage: Some(Arc::new(FaultyStorage::new(Fault::Panic, 3))),
+                    segment_bytes: 1 << 20,
+                    ..Options::default()
+                },
+            )
+            .unwrap(),
+        );
+        let l2 = l.clone();
+        let outcome = within(20, move || {
+            // `async` acknowledges before the writer runs: keep writing until refused.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                if let Err(e) = l2.set_stock("A", "w", i, Source::Warehouse) {
+                    return Some((i, e));
+                }
+                i += 1;
+            }
+            None
+        })
+        .unwrap_or_else(|| panic!("{durability:?}: a write hangs on a dead writer"));
+        let (i, e) = outcome.unwrap_or_else(|| {
+            panic!("{durability:?}: writes acknowledged for 5 s by a dead writer")
+        });
+        assert_eq!(
+            e.code(),
+            ErrorCode::LedgerUnavailable,
+            "{durability:?}/{i}: {e}"
+        );
+        let why = l.unavailable_reason().unwrap_or_default();
+        assert!(why.contains("panicked"), "{why}");
+        let l2 = l.clone();
+        assert_eq!(within(10, move || l2.close().is_err()), Some(true));
+    }
+}
+
+/// Defect 4: failing to start the next segment (create/open, rename of the spare, folder
+/// fsync) writes no record, so it must not poison the ledger: the roll is retried.
+#[test]
+fn a_failed_roll_is_retried_instead_of_poisoning() {
+    for fault in [Fault::OpenError, Fault::RenameError, Fault::SyncDirError] {
+        for after in [1u64, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = Arc::new(FaultyStorage::transient(fault, after, 3));
+            let l = Ledger::open(
+                dir.path(),
+                Options {
+                    storage: Some(storage.clone()),
+                    segment_bytes: 1 << 20,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            let mut b = 0;
+            while segment_count(dir.path()) < 4
+                || (!storage.fired() && segment_count(dir.path()) < 10)
+            {
+                let results = l
+                    .execute(&stock_batch(b, 2000))
+                    .unwrap_or_else(|e| panic!("{fault:?}/{after}: batch {b}: {e}"));
+                assert!(results.iter().all(|r| r.is_ok()), "{fault:?}/{after}");
+                b += 1;
+            }
+            assert!(storage.fired(), "{fault:?}/{after}: the fault never fired");
+            assert_eq!(l.unavailable_reason(), None, "{fault:?}/{after}");
+            let last = l.stock("S7", "w").unwrap().on_hand;
+            l.close().unwrap();
+            let (l, _) = on_disk(dir.path(), Durability::Sync);
+            assert_eq!(l.stock("S7", "w").unwrap().on_hand, last);
+            let seqs: Vec<u64> = stockledger::read_events(dir.path(), 0)
+                .unwrap()
+                .map(|e| e.unwrap().seq)
+                .collect();
+            assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+        }
+    }
+}
+
+fn log_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A ledger (sync) whose log spans at least `n` segments.
+fn rolled(dir: &std::path::Path, n: usize) -> Ledger {
+    let (l, _) = on_disk(dir, Durability::Sync);
+    let mut b = 0;
+    while segment_count(dir) < n {
+        l.execute(&stock_batch(b, 2000)).unwrap();
+        b += 1;
+    }
+    l
+}
+
+/// Makes `path` unreadable while keeping it present (a directory in its place, like an
+/// EMFILE or EIO that passes); returns the closure that puts it back.
+fn break_segment(path: &std::path::Path) -> impl FnOnce() {
+    let aside = path.with_extension("aside");
+    std::fs::rename(path, &aside).unwrap();
+    std::fs::create_dir(path).unwrap();
+    let path = path.to_path_buf();
+    move || {
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::rename(&aside, &path).unwrap();
+    }
+}
+
+/// Defect 2: a segment that exists but cannot be read fails the read (to be retried); its
+/// events are never skipped, by the live feed nor by `read_events`.
+#[test]
+fn an_unreadable_segment_fails_the_read_instead_of_being_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = rolled(dir.path(), 3);
+    let last = l.last_seq();
+    let middle = log_files(dir.path())[1].clone();
+
+    let mut repair = Some(break_segment(&middle));
+    let (mut after, mut seqs) = (0, Vec::new());
+    loop {
+        match l.events(after, 10_000) {
+            Ok(evs) if evs.is_empty() => break,
+            Ok(evs) => {
+                after = evs.last().unwrap().seq;
+                seqs.extend(evs.iter().map(|e| e.seq));
+            }
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::LedgerUnavailable, "{e}");
+                (repair.take().expect("a second failure after the repair"))();
+            }
+        }
+    }
+    assert!(repair.is_none(), "the broken segment was never noticed");
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+
+    let mut repair = Some(break_segment(&middle));
+    let mut reader = stockledger::read_events(dir.path(), 0).unwrap();
+    let mut seqs = Vec::new();
+    while let Some(e) = reader.next() {
+        match e {
+            Ok(e) => seqs.push(e.seq),
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::LedgerUnavailable, "{e}");
+                (repair.take().expect("a second failure after the repair"))();
+            }
+        }
+    }
+    assert!(
+        repair.is_none(),
+        "read_events never noticed the broken segment"
+    );
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+}
+
+fn first_event(l: &Ledger, after: u64) -> stockledger::Result<u64> {
+    Ok(l.events(after, 1)?.first().map_or(0, |e| e.seq))
+}
+
+/// Defect 3: events a checkpoint removed are answered with `EventsPruned` (and the oldest
+/// seq still readable), never skipped; with a retention they are kept, across a restart too.
+#[test]
+fn pruned_events_are_reported_and_retained_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = rolled(dir.path(), 3);
+    l.checkpoint().unwrap();
+    let e = first_event(&l, 0).unwrap_err();
+    let oldest = match e {
+        stockledger::Error::EventsPruned { oldest_seq } => oldest_seq,
+        other => panic!("expected EventsPruned, got {other}"),
+    };
+    assert!(oldest > 1);
+    assert_eq!(e.code().as_str(), "events_pruned");
+    assert_eq!(first_event(&l, oldest - 1).unwrap(), oldest);
+    drop(l);
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    assert!(matches!(
+        first_event(&l, 0),
+        Err(stockledger::Error::EventsPruned { oldest_seq }) if oldest_seq == oldest
+    ));
+    drop(l);
+
+    let dir = tempfile::tempdir().unwrap();
+    let l = rolled(dir.path(), 3);
+    l.retain_events_for(Duration::from_secs(3600));
+    l.checkpoint().unwrap();
+    assert_eq!(
+        segment_count(dir.path()),
+        3,
+        "retained segments were removed"
+    );
+    assert_eq!(first_event(&l, 0).unwrap(), 1);
+    drop(l);
+    // After a restart the retained (snapshot-covered) segments are still readable.
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    assert_eq!(first_event(&l, 0).unwrap(), 1);
+    l.retain_events_for(Duration::from_secs(3600));
+    l.checkpoint().unwrap();
+    assert_eq!(first_event(&l, 0).unwrap(), 1);
+}
