@@ -114,7 +114,9 @@ pub struct RunResult {
     /// Harness CPU per 1,000 orders for out-of-process backends.
     pub client_cpu_per_1k: Option<f64>,
     pub refused: u64,
-    pub hot_sold_out: Option<bool>,
+    /// Flash sale only: when the hot sku first refused, as a share of the measured window
+    /// (None inside: it never ran out).
+    pub hot_sold_out: Option<Option<f64>>,
     pub loadavg: String,
     pub check: std::result::Result<(), String>,
 }
@@ -136,7 +138,11 @@ struct ThreadOut {
     hist: Histogram<u64>,
     tally: Tally,
     error: Option<String>,
+    first_hot_refusal: Option<Instant>,
 }
+
+/// Hot stock as a share of the orders the warm-up pace gives in the measured window.
+const HOT_SHARE: f64 = 0.15;
 
 const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
@@ -196,6 +202,7 @@ fn client_loop(
         hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
         tally: Tally::default(),
         error: None,
+        first_hot_refusal: None,
     };
     let client = backend.connect();
     // Every client waits, connected or not, so the main thread's barrier cannot hang.
@@ -242,6 +249,7 @@ fn client_loop(
                     t.refused += 1;
                     if o.hot {
                         t.hot_refused += 1;
+                        out.first_hot_refusal.get_or_insert_with(Instant::now);
                     } else {
                         t.dishonest += 1;
                     }
@@ -288,55 +296,57 @@ fn run_one(
         .collect::<Result<Vec<_>>>()?;
     let backend_ref: &dyn Backend = backend.as_ref();
 
-    let (outs, window, server_cpu, self_cpu, hot_stock) = std::thread::scope(|s| -> Result<_> {
-        let handles: Vec<_> = gens
-            .iter_mut()
-            .enumerate()
-            .map(|(t, g)| {
-                let (phase, done, barrier) = (&phase, &done, &barrier);
-                s.spawn(move || client_loop(backend_ref, g, t, flash, phase, done, barrier))
-            })
-            .collect();
-        barrier.wait();
-        let measured = (|| -> Result<_> {
-            std::thread::sleep(Duration::from_secs_f64(args.warmup));
-            // The hot sku sells out about half way through the measured window at the
-            // warm-up's pace: half of all orders want one unit of it.
-            let mut hot_stock = 0;
-            if flash {
-                let rate = done.load(Ordering::Relaxed) as f64 / args.warmup.max(0.001);
-                hot_stock = ((rate * args.duration * 0.25) as u64).max(10);
-                backend_ref.set_hot(hot_stock)?;
-            }
-            let cpu = |pid: Option<u32>| match pid {
-                Some(p) => proc::tree_cpu_seconds(p),
-                None => proc::self_cpu_seconds(),
-            };
-            let pid = backend_ref.server_pid();
-            let (srv0, self0) = (cpu(pid)?, proc::self_cpu_seconds()?);
-            let t0 = Instant::now();
-            phase.store(MEASURE, Ordering::Release);
-            std::thread::sleep(Duration::from_secs_f64(args.duration));
-            phase.store(STOP, Ordering::Release);
-            let window = t0.elapsed().as_secs_f64();
-            let (srv1, self1) = (cpu(pid)?, proc::self_cpu_seconds()?);
-            Ok((window, srv1 - srv0, self1 - self0, hot_stock))
-        })();
-        // Stop the clients whatever happened above, then collect them.
-        phase.store(STOP, Ordering::Release);
-        let outs: Vec<ThreadOut> = handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| ThreadOut {
-                    hist: Histogram::new(3).expect("valid histogram"),
-                    tally: Tally::default(),
-                    error: Some("client thread panicked".into()),
+    let (outs, t0, window, server_cpu, self_cpu, hot_stock) =
+        std::thread::scope(|s| -> Result<_> {
+            let handles: Vec<_> = gens
+                .iter_mut()
+                .enumerate()
+                .map(|(t, g)| {
+                    let (phase, done, barrier) = (&phase, &done, &barrier);
+                    s.spawn(move || client_loop(backend_ref, g, t, flash, phase, done, barrier))
                 })
-            })
-            .collect();
-        let (window, srv, me, hot) = measured?;
-        Ok((outs, window, srv, me, hot))
-    })?;
+                .collect();
+            barrier.wait();
+            let measured = (|| -> Result<_> {
+                std::thread::sleep(Duration::from_secs_f64(args.warmup));
+                // The hot sku sells out about a third into the measured window at the
+                // warm-up's pace: half of all orders want one unit of it.
+                let mut hot_stock = 0;
+                if flash {
+                    let rate = done.load(Ordering::Relaxed) as f64 / args.warmup.max(0.001);
+                    hot_stock = ((rate * args.duration * HOT_SHARE) as u64).max(10);
+                    backend_ref.set_hot(hot_stock)?;
+                }
+                let cpu = |pid: Option<u32>| match pid {
+                    Some(p) => proc::tree_cpu_seconds(p),
+                    None => proc::self_cpu_seconds(),
+                };
+                let pid = backend_ref.server_pid();
+                let (srv0, self0) = (cpu(pid)?, proc::self_cpu_seconds()?);
+                let t0 = Instant::now();
+                phase.store(MEASURE, Ordering::Release);
+                std::thread::sleep(Duration::from_secs_f64(args.duration));
+                phase.store(STOP, Ordering::Release);
+                let window = t0.elapsed().as_secs_f64();
+                let (srv1, self1) = (cpu(pid)?, proc::self_cpu_seconds()?);
+                Ok((t0, window, srv1 - srv0, self1 - self0, hot_stock))
+            })();
+            // Stop the clients whatever happened above, then collect them.
+            phase.store(STOP, Ordering::Release);
+            let outs: Vec<ThreadOut> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| ThreadOut {
+                        hist: Histogram::new(3).expect("valid histogram"),
+                        tally: Tally::default(),
+                        error: Some("client thread panicked".into()),
+                        first_hot_refusal: None,
+                    })
+                })
+                .collect();
+            let (t0, window, srv, me, hot) = measured?;
+            Ok((outs, t0, window, srv, me, hot))
+        })?;
     let loadavg = proc::loadavg();
 
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -374,7 +384,12 @@ fn run_one(
         server_cores: server_cpu / window,
         client_cpu_per_1k: (!in_process).then(|| self_cpu / orders as f64 * 1000.0),
         refused: t.refused,
-        hot_sold_out: flash.then_some(t.hot_refused > 0),
+        hot_sold_out: flash.then(|| {
+            outs.iter()
+                .filter_map(|o| o.first_hot_refusal)
+                .min()
+                .map(|at| at.saturating_duration_since(t0).as_secs_f64() / window)
+        }),
         loadavg,
         check,
     })
@@ -432,9 +447,9 @@ fn check(
 }
 
 fn workload_label(w: Workload, skus: usize) -> String {
-    let k = if skus >= 1_000_000 && skus % 1_000_000 == 0 {
+    let k = if skus >= 1_000_000 && skus.is_multiple_of(1_000_000) {
         format!("{}M", skus / 1_000_000)
-    } else if skus >= 1000 && skus % 1000 == 0 {
+    } else if skus >= 1000 && skus.is_multiple_of(1000) {
         format!("{}k", skus / 1000)
     } else {
         skus.to_string()

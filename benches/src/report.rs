@@ -26,7 +26,9 @@ pub fn machine() -> String {
 }
 
 fn ms(us: u64) -> String {
-    if us >= 100_000 {
+    if us < 1000 {
+        format!("{us} µs")
+    } else if us >= 100_000 {
         format!("{:.0} ms", us as f64 / 1000.0)
     } else {
         format!("{:.2} ms", us as f64 / 1000.0)
@@ -38,7 +40,7 @@ fn thousands(v: f64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -48,9 +50,9 @@ fn thousands(v: f64) -> String {
 
 fn check_cell(r: &RunResult) -> String {
     let sold = match r.hot_sold_out {
-        Some(true) => ", sold out",
-        Some(false) => ", hot sku not sold out",
-        None => "",
+        Some(Some(at)) => format!(", sold out at {:.0}% of the run", at * 100.0),
+        Some(None) => ", hot sku not sold out".into(),
+        None => String::new(),
     };
     match &r.check {
         Ok(()) => format!("ok{sold}"),
@@ -90,7 +92,8 @@ pub fn json(r: &RunResult, machine: &str) -> String {
         "server_cores": r.server_cores,
         "client_cpu_s_per_1k_orders": r.client_cpu_per_1k,
         "refused": r.refused,
-        "hot_sold_out": r.hot_sold_out,
+        "hot_sold_out_at": r.hot_sold_out.flatten(),
+        "flash_sale": r.hot_sold_out.is_some(),
         "loadavg": r.loadavg,
         "check": match &r.check { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
         "machine": machine,
