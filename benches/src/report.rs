@@ -26,7 +26,9 @@ pub fn machine() -> String {
 }
 
 fn ms(us: u64) -> String {
-    if us < 1000 {
+    if us == 0 {
+        "<1 µs".into()
+    } else if us < 1000 {
         format!("{us} µs")
     } else if us >= 100_000 {
         format!("{:.0} ms", us as f64 / 1000.0)

@@ -69,20 +69,24 @@ pub fn seed_dir(dir: &Path, cat: &Catalogue) -> Result<()> {
 impl Embedded {
     pub fn new(durability: Durability, cat: &Catalogue) -> Result<Embedded> {
         let (ledger, dir) = match durability {
-            Durability::None => (
-                Ledger::in_memory(Options {
+            Durability::None => {
+                let ledger = Ledger::in_memory(Options {
                     durability,
                     ..Options::default()
-                }),
-                None,
-            ),
+                });
+                seed(&ledger, cat)?;
+                (ledger, None)
+            }
             _ => {
+                // Seeded like the service's data dir: one fsync per sku would take minutes.
                 let dir = tempfile::Builder::new()
                     .prefix("peers-ledger")
                     .tempdir()
                     .context("temp dir")?;
+                let path = dir.path().join("ledger");
+                seed_dir(&path, cat)?;
                 let ledger = Ledger::open(
-                    dir.path().join("ledger"),
+                    &path,
                     Options {
                         durability,
                         ..Options::default()
@@ -92,7 +96,6 @@ impl Embedded {
                 (ledger, Some(dir))
             }
         };
-        seed(&ledger, cat)?;
         Ok(Embedded {
             ledger: Arc::new(ledger),
             _dir: dir,
