@@ -78,6 +78,10 @@ struct Args {
     /// Writes peers-throughput.svg and peers-cpu.svg here.
     #[arg(long)]
     svg_dir: Option<PathBuf>,
+    /// The command shown in the report (default: this process's arguments, which name
+    /// temporary ports and paths).
+    #[arg(long)]
+    command_label: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -498,7 +502,10 @@ fn real_main() -> Result<bool> {
         None => None,
     };
     let machine = report::machine();
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let command = args
+        .command_label
+        .clone()
+        .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
     eprintln!("{machine}");
 
     let small = Catalogue::new(args.skus);
@@ -512,19 +519,29 @@ fn real_main() -> Result<bool> {
             Workload::Flash => (&small, vec![max_clients]),
             Workload::Big => (big.as_ref().unwrap_or(&small), vec![max_clients]),
         };
-        for name in &args.backends {
-            for &clients in &levels {
+        // Level-major: runs that the table compares (one level, every backend) follow each
+        // other, so the shared machine's load drifts less between them.
+        let mut these = Vec::new();
+        for &clients in &levels {
+            for name in &args.backends {
                 let r = match run_one(&args, w, name, clients, cat) {
                     Ok(r) => r,
                     Err(e) => RunResult::failed(w, cat.names.len(), name, clients, e),
                 };
                 eprintln!("{}", report::row(&r));
+                let line = report::json(&r, &machine);
+                println!("{line}");
                 if let Some(f) = json.as_mut() {
-                    writeln!(f, "{}", report::json(&r, &machine))?;
+                    writeln!(f, "{line}")?;
                 }
-                results.push(r);
+                these.push(r);
             }
         }
+        these.sort_by_key(|r| {
+            let b = args.backends.iter().position(|n| *n == r.backend);
+            (b, r.clients)
+        });
+        results.extend(these);
     }
 
     let md = report::markdown(&results, &machine, &command);

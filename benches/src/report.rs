@@ -105,7 +105,11 @@ pub fn json(r: &RunResult, machine: &str) -> String {
 
 pub fn markdown(results: &[RunResult], machine: &str, command: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Machine: {machine}. Command: `{command}`.\n");
+    let _ = writeln!(
+        s,
+        "Machine: {machine}; load average (1, 5, 15 min) at the end: {}. Command: `{command}`.\n",
+        crate::proc::loadavg()
+    );
     s.push_str(
         "| workload | backend | clients | orders/s | p50 | p99 | p99.9 | server CPU s per 1k orders | server cores | harness CPU s per 1k | refused | check | load avg |\n",
     );
