@@ -42,7 +42,11 @@ impl Http {
             .tempdir()
             .context("temp dir")?;
         let data = dir.path().join("data");
-        super::ledger::seed_dir(&data, cat)?;
+        // Durability none starts empty whatever the data dir holds: seed it over HTTP below.
+        let memory_only = durability == "none";
+        if !memory_only {
+            super::ledger::seed_dir(&data, cat)?;
+        }
         let port = free_port()?;
         let stderr = std::fs::File::create(dir.path().join("stderr"))?;
         let child = Command::new(bin)
@@ -81,7 +85,47 @@ impl Http {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        if memory_only {
+            http.seed(cat)?;
+        }
         Ok(http)
+    }
+
+    /// PUT every catalogue sku's stock through the partner API, 8 connections at once.
+    fn seed(&self, cat: &Catalogue) -> Result<()> {
+        let per = cat.names.len().div_ceil(8).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = cat
+                .names
+                .chunks(per)
+                .map(|chunk| {
+                    s.spawn(move || -> Result<()> {
+                        let mut c = Conn::open(self.port)?;
+                        for sku in chunk {
+                            self.put_stock(&mut c, sku, AMPLE_STOCK)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().map_err(|_| anyhow!("seeding thread panicked"))?)
+        })
+    }
+
+    fn put_stock(&self, c: &mut Conn, sku: &str, qty: u64) -> Result<()> {
+        let auth = format!("Bearer {TOKEN}");
+        let (status, body) = c.request(
+            "PUT",
+            &format!("/v1/partner/stock/{sku}/{WAREHOUSE}"),
+            &[("Authorization", &auth)],
+            format!(r#"{{"on_hand":{qty}}}"#).as_bytes(),
+        )?;
+        if status != 200 {
+            bail!("set stock of {sku}: HTTP {status} {}", error_code(body));
+        }
+        Ok(())
     }
 }
 
@@ -286,18 +330,7 @@ impl Backend for Http {
     }
 
     fn set_hot(&self, qty: u64) -> Result<()> {
-        let mut c = Conn::open(self.port)?;
-        let auth = format!("Bearer {TOKEN}");
-        let (status, body) = c.request(
-            "PUT",
-            &format!("/v1/partner/stock/{HOT_SKU}/{WAREHOUSE}"),
-            &[("Authorization", &auth)],
-            format!(r#"{{"on_hand":{qty}}}"#).as_bytes(),
-        )?;
-        if status != 200 {
-            bail!("set hot stock: HTTP {status} {}", error_code(body));
-        }
-        Ok(())
+        self.put_stock(&mut Conn::open(self.port)?, HOT_SKU, qty)
     }
 
     fn totals(&self, cat: &Catalogue, hot_stock: u64) -> Result<Totals> {
