@@ -524,11 +524,17 @@ fn real_main() -> Result<bool> {
         let mut these = Vec::new();
         for &clients in &levels {
             for name in &args.backends {
+                let started = Instant::now();
                 let r = match run_one(&args, w, name, clients, cat) {
                     Ok(r) => r,
                     Err(e) => RunResult::failed(w, cat.names.len(), name, clients, e),
                 };
-                eprintln!("{}", report::row(&r));
+                // Wall time with set-up, seeding and the check: where a slow smoke run goes.
+                eprintln!(
+                    "{} [{:.1} s]",
+                    report::row(&r),
+                    started.elapsed().as_secs_f64()
+                );
                 let line = report::json(&r, &machine);
                 println!("{line}");
                 if let Some(f) = json.as_mut() {
