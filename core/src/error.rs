@@ -27,6 +27,7 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     LedgerUnavailable,
+    CapacityExhausted,
 }
 
 impl ErrorCode {
@@ -46,6 +47,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::LedgerUnavailable => "ledger_unavailable",
+            ErrorCode::CapacityExhausted => "capacity_exhausted",
         }
     }
 }
@@ -93,6 +95,9 @@ pub enum Error {
     Forbidden { sku: String },
     #[error("ledger unavailable: {reason}")]
     LedgerUnavailable { reason: String },
+    /// A configured capacity is full; nothing changed and other writes still work.
+    #[error("capacity exhausted: {limit} (at most {max})")]
+    CapacityExhausted { limit: &'static str, max: u64 },
 }
 
 impl Error {
@@ -110,6 +115,7 @@ impl Error {
             Error::PaymentConflict { .. } => ErrorCode::PaymentConflict,
             Error::Forbidden { .. } => ErrorCode::Forbidden,
             Error::LedgerUnavailable { .. } => ErrorCode::LedgerUnavailable,
+            Error::CapacityExhausted { .. } => ErrorCode::CapacityExhausted,
         }
     }
 
