@@ -137,7 +137,7 @@ impl Ledger {
                 let answer = PaymentAnswer::of_status(finished);
                 let (lsn, ()) = self.seq.stage(
                     || (),
-                    |enc, _| enc.payment_note(p.payment_id, p.order_id, false, answer.to_u8()),
+                    |enc, _| enc.payment_note(p.payment_id, p.order_id, false, answer.to_u8(), now),
                 );
                 (answer, lsn)
             }

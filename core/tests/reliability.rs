@@ -302,3 +302,39 @@ fn pruned_events_are_reported_and_retained_ones_kept() {
     l.checkpoint().unwrap();
     assert_eq!(first_event(&l, 0).unwrap(), 1);
 }
+
+/// Defect 6: a payment note replayed from the log keeps its time, so the first expiry pass
+/// after a restart does not prune its key (a conflicting callback stays a conflict).
+#[test]
+fn a_replayed_payment_note_keeps_its_key_until_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, clock) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+        l.reserve("o1", &[line("A", "w", 1)], 900).unwrap();
+        l.release("o1").unwrap();
+        clock.advance(1_000);
+        // A failed callback for a released order: answered with a payment note.
+        let p = stockledger::Payment {
+            payment_id: "p1",
+            order_id: "o1",
+            succeeded: false,
+            amount_minor: 100,
+            currency: "EUR",
+        };
+        assert_eq!(l.pay(p).unwrap(), stockledger::PaymentAnswer::Released);
+        l.close().unwrap();
+    }
+    let (l, clock) = on_disk(dir.path(), Durability::Sync);
+    clock.advance(60_000);
+    l.expire_due().unwrap();
+    let conflicting = stockledger::Payment {
+        payment_id: "p1",
+        order_id: "o1",
+        succeeded: true,
+        amount_minor: 100,
+        currency: "EUR",
+    };
+    let e = l.pay(conflicting).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PaymentConflict, "{e}");
+}
