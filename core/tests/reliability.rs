@@ -338,3 +338,78 @@ fn a_replayed_payment_note_keeps_its_key_until_retention() {
     let e = l.pay(conflicting).unwrap_err();
     assert_eq!(e.code(), ErrorCode::PaymentConflict, "{e}");
 }
+
+/// A clock that moves one millisecond each time it is read.
+struct TickingClock(std::sync::atomic::AtomicU64);
+
+impl stockledger::Clock for TickingClock {
+    fn now_ms(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+fn payment<'a>(
+    payment_id: &'a str,
+    order_id: &'a str,
+    succeeded: bool,
+) -> stockledger::Payment<'a> {
+    stockledger::Payment {
+        payment_id,
+        order_id,
+        succeeded,
+        amount_minor: 100,
+        currency: "EUR",
+    }
+}
+
+/// Defect 11: a callback checked one millisecond before the expiry and committed in it is a
+/// late payment (paid again, or refund), never a 409.
+#[test]
+fn a_payment_in_the_expiry_millisecond_takes_the_late_payment_path() {
+    let clock = Arc::new(TickingClock(std::sync::atomic::AtomicU64::new(T0)));
+    let l = Ledger::in_memory(Options {
+        clock: clock.clone(),
+        ..Options::default()
+    });
+    l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+    let r = l.reserve("o1", &[line("A", "w", 1)], 1).unwrap();
+    let expires = r.reservation.expires_at;
+    // The payment path's first read gives expires - 1, the next ones expires and later.
+    clock.0.store(expires - 1, Ordering::SeqCst);
+    let answer = l
+        .pay(payment("p1", "o1", true))
+        .unwrap_or_else(|e| panic!("a payment in the expiry millisecond was refused: {e}"));
+    assert_eq!(answer, stockledger::PaymentAnswer::Paid);
+    assert_eq!(l.stock("A", "w").unwrap().on_hand, 9);
+    l.check_invariants().unwrap();
+}
+
+/// Defect 11: a `failed` callback for a reservation already past its expiry treats it as
+/// expired (answer `expired`), not as released by the payment.
+#[test]
+fn a_failed_payment_after_the_expiry_is_an_expiry() {
+    let (l, clock) = memory();
+    l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+    l.reserve("o1", &[line("A", "w", 1)], 60).unwrap();
+    clock.advance(61_000);
+    let answer = l.pay(payment("p1", "o1", false)).unwrap();
+    assert_eq!(answer, stockledger::PaymentAnswer::Expired);
+    let r = l.reservation("o1").unwrap().unwrap();
+    assert_eq!(r.status, stockledger::Status::Expired);
+    assert_eq!(l.stock("A", "w").unwrap().available, 10);
+    // Its replay gets the same answer.
+    assert_eq!(
+        l.pay(payment("p1", "o1", false)).unwrap(),
+        stockledger::PaymentAnswer::Expired
+    );
+    let types: Vec<String> = l
+        .events(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.to_json()["type"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        !types.iter().any(|t| t == "order.payment_failed"),
+        "{types:?}"
+    );
+}
