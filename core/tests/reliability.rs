@@ -267,6 +267,8 @@ fn first_event(l: &Ledger, after: u64) -> stockledger::Result<u64> {
 fn pruned_events_are_reported_and_retained_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
     let l = rolled(dir.path(), 3);
+    // The second checkpoint removes what the first snapshot covers (the first is kept).
+    l.checkpoint().unwrap();
     l.checkpoint().unwrap();
     let e = first_event(&l, 0).unwrap_err();
     let oldest = match e {
@@ -287,6 +289,7 @@ fn pruned_events_are_reported_and_retained_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
     let l = rolled(dir.path(), 3);
     l.retain_events_for(Duration::from_secs(3600));
+    l.checkpoint().unwrap();
     l.checkpoint().unwrap();
     assert_eq!(
         segment_count(dir.path()),
@@ -412,4 +415,50 @@ fn a_failed_payment_after_the_expiry_is_an_expiry() {
         !types.iter().any(|t| t == "order.payment_failed"),
         "{types:?}"
     );
+}
+
+fn snapshots(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rkyv"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Defect 9: the previous snapshot and the log after it are kept, so a damaged newest
+/// snapshot falls back to it and loses nothing.
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (last, expect) = {
+        let l = rolled(dir.path(), 3);
+        l.checkpoint().unwrap();
+        let mut b = 1_000;
+        while segment_count(dir.path()) < 6 {
+            l.execute(&stock_batch(b, 2000)).unwrap();
+            b += 1;
+        }
+        l.checkpoint().unwrap();
+        l.set_stock("S0", "w", 7, Source::Warehouse).unwrap();
+        let expect: Vec<u64> = (0..8)
+            .map(|i| l.stock(&format!("S{i}"), "w").unwrap().on_hand)
+            .collect();
+        (l.last_seq(), expect)
+    };
+    let snaps = snapshots(dir.path());
+    assert_eq!(snaps.len(), 2, "the previous snapshot was removed");
+    let newest = snaps.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x5a;
+    std::fs::write(newest, bytes).unwrap();
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    assert_eq!(l.last_seq(), last);
+    let got: Vec<u64> = (0..8)
+        .map(|i| l.stock(&format!("S{i}"), "w").unwrap().on_hand)
+        .collect();
+    assert_eq!(got, expect);
+    l.check_invariants().unwrap();
 }
