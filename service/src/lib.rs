@@ -47,6 +47,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
                 cfg.data_dir.display()
             )
         })?;
+    // Without Kafka nothing else pins the log: readers of the feed get this long.
+    ledger.retain_events_for(cfg.events_retention);
     let ledger = Arc::new(ledger);
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
