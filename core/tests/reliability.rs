@@ -462,3 +462,21 @@ fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
     assert_eq!(got, expect);
     l.check_invariants().unwrap();
 }
+
+/// Defect 7 (core side): `wait_durable` returns only once every change made so far is in
+/// the log, in `async` mode too (the stock feed commits its Kafka offsets after it).
+#[test]
+fn wait_durable_covers_every_change_made_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = on_disk(dir.path(), Durability::Async);
+    for round in 0..20u64 {
+        for i in 0..500u64 {
+            l.set_stock("A", "w", round * 1000 + i, Source::Warehouse)
+                .unwrap();
+        }
+        l.wait_durable().unwrap();
+        // Read from the folder, as a restart would: every change is there.
+        let n = stockledger::read_events(dir.path(), 0).unwrap().count() as u64;
+        assert_eq!(n, (round + 1) * 500, "round {round}");
+    }
+}

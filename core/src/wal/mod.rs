@@ -413,6 +413,13 @@ impl Ledger {
             .store(seq.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
+    /// Waits until every change made so far (by any caller) is durable, whatever the
+    /// durability mode; fails if the log cannot make it so. What an `async` caller does
+    /// before telling an outside system a change is safe (the stock feed's Kafka offsets).
+    pub fn wait_durable(&self) -> Result<()> {
+        self.log.flush(self.seq.next_lsn() - 1)
+    }
+
     /// Keeps log segments written less than `retention` ago even once a snapshot covers
     /// them, so readers of the events feed find them (`--events-retention`). Zero (the
     /// default) keeps only what the outbox pin asks for. Events read past what is kept

@@ -86,7 +86,8 @@ pub async fn start(
     let producer = publisher::new_producer(&producer_config)?;
     let consumer_config =
         client::client_config(&cfg, &env, client::Role::Consumer, CONSUMER_DEFAULTS);
-    let consumer = consumer::new_consumer(&consumer_config, cfg.stock_topic.trim())?;
+    let consumer =
+        consumer::new_consumer(&consumer_config, cfg.stock_topic.trim(), ledger.clone())?;
 
     let shared = Arc::new(publisher::Shared::default());
     shared.delivered.store(delivered, Ordering::SeqCst);
