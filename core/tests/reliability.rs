@@ -480,3 +480,18 @@ fn wait_durable_covers_every_change_made_before_it() {
         assert_eq!(n, (round + 1) * 500, "round {round}");
     }
 }
+
+/// Defect 12: a sku's totals over many cells saturate instead of wrapping around.
+#[test]
+fn sku_totals_over_many_cells_saturate() {
+    let (l, _) = memory();
+    let max = stockledger::limits::MAX_ON_HAND;
+    for w in 0..2100 {
+        l.set_stock("A", &format!("w{w}"), max, Source::Warehouse)
+            .unwrap();
+    }
+    let s = l.sku_stock("A").unwrap().unwrap();
+    assert_eq!(s.warehouses.len(), 2100);
+    assert_eq!(s.total.on_hand, u64::MAX);
+    assert_eq!(s.total.available, u64::MAX);
+}
