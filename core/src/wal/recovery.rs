@@ -111,8 +111,23 @@ fn read_header(path: &Path) -> Result<SegmentHeader> {
 
 pub(crate) fn map(path: &Path) -> Result<memmap2::Mmap> {
     let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
-    // SAFETY: segments are only appended to past what readers look at (the durable part),
-    // and truncated only by recovery, which holds the folder's lock.
+    // SAFETY (why a read-only shared map of a file that is being written is sound here):
+    // - Size: a segment is sized once, when created (`set_len`, before its header is
+    //   written and before any reader can know it), and never truncated or shortened
+    //   afterwards (recovery zero-fills, it does not truncate), so no access through the
+    //   map is beyond EOF (no SIGBUS). Truncation in `truncate_corrupt_tail` removes whole
+    //   later segments, which unlinks the name but keeps mapped pages valid.
+    // - Content: the live readers (events feed, publisher, checkpoints) interpret only frames
+    //   with lsn <= durable_lsn, whose bytes were written and fdatasync'd before durable_lsn
+    //   was published (Release/Acquire) and are never written again. The one rewrite of
+    //   durable-looking bytes, recovery zeroing a torn tail, runs before the ledger exists
+    //   (folder lock held, no live reader) and after replay dropped its own map.
+    // - The rest: past durable_lsn the writer may be writing the bytes a reader maps (the
+    //   frame after the last durable one, or an outside `read_events` racing the writer).
+    //   Those bytes are only copied out and checked (length bounds, CRC-32C) before any is
+    //   trusted; a torn or changing frame fails the check and ends the scan. This is the
+    //   one place that relies on byte reads of a concurrently written shared mapping being
+    //   merely stale-or-new, as every mmap-based log reader on Linux does.
     unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))
 }
 
@@ -276,12 +291,17 @@ pub(crate) fn replay(
                             "bad checksum with valid records after it (open with truncate_corrupt_tail to cut the log here)",
                         ));
                     }
-                    zero_from(*storage, path, bad as u64, bytes.len() as u64)?;
+                    // The map must be gone before the file changes under it: a `&[u8]`
+                    // whose bytes change is undefined behaviour, however coherent the
+                    // page cache is.
+                    let len = bytes.len() as u64;
+                    drop(bytes);
+                    zero_from(*storage, path, bad as u64, len)?;
                     metas.push(meta);
                     tail = Some(Tail {
                         path: path.clone(),
                         offset: bad as u64,
-                        capacity: bytes.len() as u64,
+                        capacity: len,
                     });
                     break;
                 }

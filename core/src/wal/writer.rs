@@ -422,14 +422,22 @@ impl Writer {
             first_lsn: lsn,
             first_seq: seq,
         };
-        // A failure from here on leaves a file holding no record under `path`: the next
-        // attempt creates it again (truncating), and recovery drops it if never finished.
-        file.write_at(&header.encode(), 0)
-            .map_err(|e| io("cannot write header of", e))?;
-        file.sync_data().map_err(|e| io("cannot sync", e))?;
-        disk.storage
-            .sync_dir(&disk.dir)
-            .map_err(|e| io("cannot sync folder of", e))?;
+        let started = file
+            .write_at(&header.encode(), 0)
+            .map_err(|e| io("cannot write header of", e))
+            .and_then(|()| file.sync_data().map_err(|e| io("cannot sync", e)))
+            .and_then(|()| {
+                disk.storage
+                    .sync_dir(&disk.dir)
+                    .map_err(|e| io("cannot sync folder of", e))
+            });
+        if let Err(e) = started {
+            // The file holds no record. Unlink it rather than truncate it on the next
+            // attempt: an outside reader may have it mapped, and unlinking (unlike
+            // truncating) keeps its pages valid. Recovery drops a leftover one.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         let capacity = std::fs::metadata(&path)
             .map(|m| m.len())
             .unwrap_or(disk.segment_bytes);
