@@ -241,7 +241,7 @@ fn an_unreadable_segment_fails_the_read_instead_of_being_skipped() {
     let mut repair = Some(break_segment(&middle));
     let mut reader = stockledger::read_events(dir.path(), 0).unwrap();
     let mut seqs = Vec::new();
-    while let Some(e) = reader.next() {
+    for e in reader.by_ref() {
         match e {
             Ok(e) => seqs.push(e.seq),
             Err(e) => {
