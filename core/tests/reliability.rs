@@ -495,3 +495,72 @@ fn sku_totals_over_many_cells_saturate() {
     assert_eq!(s.total.on_hand, u64::MAX);
     assert_eq!(s.total.available, u64::MAX);
 }
+
+fn ids(dir: &std::path::Path) -> Vec<(u64, String)> {
+    stockledger::read_events(dir, 0)
+        .unwrap()
+        .map(|e| e.map(|e| (e.seq, e.event_id)).unwrap())
+        .collect()
+}
+
+/// Defect 8: seqs given again after `truncate_corrupt_tail` cut the log get event_ids the
+/// dropped events never had; kept events keep theirs; ids are stable across restarts.
+#[test]
+fn seqs_given_again_after_a_truncation_get_new_event_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 100, Source::Warehouse).unwrap();
+        for i in 0..10 {
+            l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
+                .unwrap();
+        }
+        l.close().unwrap();
+    }
+    let before = ids(dir.path());
+    assert_eq!(before.len(), 11);
+    // Damage the 6th frame (walking the frames' length fields).
+    let seg = log_files(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut at = 64;
+    for _ in 0..5 {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 28 + len;
+    }
+    bytes[at + 30] ^= 0x10;
+    std::fs::write(&seg, bytes).unwrap();
+    let l = Ledger::open(
+        dir.path(),
+        Options {
+            truncate_corrupt_tail: true,
+            segment_bytes: 1 << 20,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let kept = l.last_seq();
+    assert_eq!(kept, 5);
+    for i in 0..3 {
+        l.reserve(&format!("n{i}"), &[line("A", "w", 1)], 900)
+            .unwrap();
+    }
+    l.close().unwrap();
+    drop(l);
+    let after = ids(dir.path());
+    assert_eq!(after.len(), 8);
+    assert_eq!(after[..5], before[..5], "kept events changed ids");
+    for (seq, id) in &after[5..] {
+        let old = &before[*seq as usize - 1];
+        assert_eq!(old.0, *seq);
+        assert_ne!(&old.1, id, "seq {seq} reuses a dropped event's id");
+    }
+    // Stable on redelivery: the same ids after a restart, and from the live feed.
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    let live: Vec<(u64, String)> = l
+        .events(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.event_id))
+        .collect();
+    assert_eq!(live, after);
+}

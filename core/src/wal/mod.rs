@@ -32,6 +32,7 @@ use crate::types::{Durability, Options};
 pub(crate) struct SegmentMeta {
     pub(crate) first_lsn: u64,
     pub(crate) first_seq: u64,
+    pub(crate) epoch: u32,
     pub(crate) path: PathBuf,
     /// (first seq of a frame, its offset), increasing.
     pub(crate) index: Vec<(u64, u32)>,
@@ -69,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_lock: Mutex<()>,
     /// Segments holding events above this seq are kept (the Kafka outbox); MAX: no pin.
     pub(crate) keep_after_seq: AtomicU64,
+    /// The epoch new segments are written with (see `SegmentHeader::epoch`).
+    pub(crate) epoch: std::sync::atomic::AtomicU32,
     /// Segments last written less than this long ago are kept for the events feed.
     pub(crate) events_retention_ms: AtomicU64,
     pub(crate) checkpoint_kick: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
@@ -280,6 +283,7 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
         bytes_since_checkpoint: AtomicU64::new(0),
         checkpoint_lock: Mutex::new(()),
         keep_after_seq: AtomicU64::new(u64::MAX),
+        epoch: std::sync::atomic::AtomicU32::new(0),
         events_retention_ms: AtomicU64::new(0),
         checkpoint_kick: Mutex::new(None),
         fsyncs: AtomicU64::new(0),
@@ -317,6 +321,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
     shared.durable_lsn.store(rec.next_lsn - 1, Ordering::SeqCst);
     shared.durable_seq.store(rec.next_seq - 1, Ordering::SeqCst);
     *shared.segments.lock() = rec.segments.clone();
+    shared.epoch.store(rec.epoch, Ordering::SeqCst);
     let state = Arc::new(rec.state);
     let seq = Arc::new(Sequencer::new(rec.next_lsn));
     let writer = writer::Writer::on_disk(

@@ -29,6 +29,8 @@ pub(crate) struct Recovered {
     pub(crate) next_seq: u64,
     pub(crate) segments: Vec<SegmentMeta>,
     pub(crate) tail: Option<Tail>,
+    /// The epoch new segments get: the newest one's, plus one if records were cut.
+    pub(crate) epoch: u32,
 }
 
 /// What replay may do to damaged files.
@@ -83,6 +85,7 @@ pub(crate) fn recover(
         next_seq: out.next_seq,
         segments: out.segments,
         tail: out.tail,
+        epoch: out.epoch,
     })
 }
 
@@ -91,6 +94,7 @@ pub(crate) struct ReplayEnd {
     pub(crate) next_seq: u64,
     pub(crate) segments: Vec<SegmentMeta>,
     pub(crate) tail: Option<Tail>,
+    pub(crate) epoch: u32,
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
@@ -149,6 +153,8 @@ pub(crate) fn replay(
     }
     let mut metas = Vec::new();
     let mut tail = None;
+    let mut epoch = 0u32;
+    let mut cut = false;
     let count = segments.len();
     let mut i = 0;
     while i < count {
@@ -165,9 +171,11 @@ pub(crate) fn replay(
             if let Mode::Repair { .. } = mode {
                 match map(path).map(|b| SegmentHeader::decode(&b)) {
                     Ok(Ok(h)) if h.first_lsn == *name_lsn && h.ledger_id == state.ledger_id => {
+                        epoch = epoch.max(h.epoch);
                         metas.push(SegmentMeta {
                             first_lsn: h.first_lsn,
                             first_seq: h.first_seq,
+                            epoch: h.epoch,
                             path: path.clone(),
                             index: Vec::new(),
                         })
@@ -197,9 +205,11 @@ pub(crate) fn replay(
                 header.first_lsn
             )));
         }
+        epoch = epoch.max(header.epoch);
         let mut meta = SegmentMeta {
             first_lsn: header.first_lsn,
             first_seq: header.first_seq,
+            epoch: header.epoch,
             path: path.clone(),
             index: Vec::new(),
         };
@@ -284,6 +294,7 @@ pub(crate) fn replay(
                         for (_, later) in &segments[i + 1..] {
                             std::fs::remove_file(later).map_err(|e| io_err(later, e))?;
                         }
+                        cut = true;
                     } else {
                         return Err(corrupt(
                             path,
@@ -297,12 +308,24 @@ pub(crate) fn replay(
                     let len = bytes.len() as u64;
                     drop(bytes);
                     zero_from(*storage, path, bad as u64, len)?;
-                    metas.push(meta);
-                    tail = Some(Tail {
-                        path: path.clone(),
-                        offset: bad as u64,
-                        capacity: len,
-                    });
+                    if cut {
+                        // Seqs after the cut will be given again: they go to a new segment of
+                        // a new epoch, so their event_ids differ from the dropped ones'.
+                        if bad == HEADER_LEN {
+                            // Nothing left in it, and the new segment takes its name.
+                            std::fs::remove_file(path).map_err(|e| io_err(path, e))?;
+                        } else {
+                            metas.push(meta);
+                        }
+                        tail = None;
+                    } else {
+                        metas.push(meta);
+                        tail = Some(Tail {
+                            path: path.clone(),
+                            offset: bad as u64,
+                            capacity: len,
+                        });
+                    }
                     break;
                 }
             }
@@ -323,6 +346,7 @@ pub(crate) fn replay(
         next_seq,
         segments: metas,
         tail,
+        epoch: if cut { epoch.saturating_add(1) } else { epoch },
     })
 }
 

@@ -417,10 +417,12 @@ impl Writer {
                 .create(&path, disk.segment_bytes, false)
                 .map_err(|e| io("cannot create", e))?,
         };
+        let epoch = self.shared.epoch.load(Ordering::SeqCst);
         let header = SegmentHeader {
             ledger_id: self.shared.ledger_id,
             first_lsn: lsn,
             first_seq: seq,
+            epoch,
         };
         let started = file
             .write_at(&header.encode(), 0)
@@ -451,6 +453,7 @@ impl Writer {
         self.shared.segments.lock().push(SegmentMeta {
             first_lsn: lsn,
             first_seq: seq,
+            epoch,
             path,
             index: Vec::new(),
         });
