@@ -564,3 +564,39 @@ fn seqs_given_again_after_a_truncation_get_new_event_ids() {
         .collect();
     assert_eq!(live, after);
 }
+
+/// Defect 8 (cursor side): after `new_epoch` (the publisher's cursor clamp), events get ids
+/// no earlier event had; earlier ones keep theirs; both survive a restart unchanged.
+#[test]
+fn a_new_epoch_gives_new_event_ids_and_keeps_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let first;
+    {
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 100, Source::Warehouse).unwrap();
+        first = ids(dir.path());
+        l.new_epoch().unwrap();
+        // Twice in a row, with no record in between, too.
+        l.new_epoch().unwrap();
+        l.set_stock("A", "w", 50, Source::Warehouse).unwrap();
+        l.close().unwrap();
+    }
+    let all = ids(dir.path());
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], first[0]);
+    assert!(all[1].1.contains(".2-"), "{:?}", all[1]);
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    l.set_stock("A", "w", 40, Source::Warehouse).unwrap();
+    let live: Vec<(u64, String)> = l
+        .events(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.event_id))
+        .collect();
+    assert_eq!(live[..2], all[..]);
+    assert!(
+        live[2].1.contains(".2-"),
+        "the epoch was lost at restart: {:?}",
+        live[2]
+    );
+}

@@ -133,6 +133,18 @@ impl Writer {
 
     pub(crate) fn run(mut self) {
         loop {
+            if self.shared.epoch_wanted.load(Ordering::Acquire)
+                > self.shared.epoch.load(Ordering::Acquire)
+                && !self.shared.poisoned.load(Ordering::Acquire)
+            {
+                // Before any record staged from now: nothing of the new epoch may share a
+                // segment with the old one.
+                if let Err(e) = self.start_epoch() {
+                    self.seq.halt();
+                    self.shared.poison(e.to_string());
+                }
+                self.shared.notify();
+            }
             self.seq.take_lanes(&mut self.spare, &mut self.lanes);
             self.collect();
             self.seq.drained.store(self.next_lsn, Ordering::Release);
@@ -390,6 +402,35 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Starts a segment of the wanted epoch at the next lsn (the active one, if it holds
+    /// no frame yet, is started again: a segment is named after its first lsn).
+    fn start_epoch(&mut self) -> Result<()> {
+        let wanted = self.shared.epoch_wanted.load(Ordering::Acquire);
+        let empty = self
+            .disk
+            .as_ref()
+            .and_then(|d| d.active.as_ref())
+            .is_some_and(|a| a.offset == HEADER_LEN as u64);
+        if empty {
+            if let Some(d) = self.disk.as_mut() {
+                d.active = None;
+            }
+            let mut segments = self.shared.segments.lock();
+            if segments
+                .last()
+                .is_some_and(|m| m.first_lsn == self.next_lsn)
+            {
+                segments.pop();
+            }
+        }
+        self.shared.epoch.store(wanted, Ordering::Release);
+        let (lsn, seq) = (self.next_lsn, self.next_seq);
+        if self.disk.is_some() {
+            self.roll(lsn, seq)?;
+        }
+        Ok(())
     }
 
     /// One attempt at starting the segment whose first frame is `lsn`.
