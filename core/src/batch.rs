@@ -35,6 +35,31 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// A reserve command (see [`Ledger::reserve`]).
+    pub fn reserve(order_id: &str, lines: &[Line], ttl_seconds: u64) -> Command {
+        Command::Reserve {
+            order_id: order_id.into(),
+            lines: lines.to_vec(),
+            ttl_seconds,
+        }
+    }
+
+    /// A commit command (see [`Ledger::commit`]).
+    pub fn commit(order_id: &str) -> Command {
+        Command::Commit {
+            order_id: order_id.into(),
+        }
+    }
+
+    /// A release command (see [`Ledger::release`]).
+    pub fn release(order_id: &str) -> Command {
+        Command::Release {
+            order_id: order_id.into(),
+        }
+    }
+}
+
 /// The result of one successful command (compact: no copies of the lines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -1,8 +1,14 @@
 //! The catalog interns sku and warehouse names to dense ids once, at the edge, and owns the
-//! stock cells. Reads are lock-free (append-only `boxcar` vectors); a new sku or cell takes
-//! one shard's write lock.
+//! stock cells. Finding a cell by its names is lock-free and hashes once: one hash of
+//! (sku, warehouse) probes an open-addressing table of atomic slots. New cells are added
+//! under one mutex (stock writes, not reservations, create them); a table that would pass
+//! half full is replaced by one twice its size, and old tables stay alive so that readers in
+//! flight never see freed memory (their total is below the size of the newest one).
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
@@ -16,51 +22,175 @@ const INDEX_SHARDS: usize = 64;
 /// Hard limits so that a hostile caller cannot grow the catalog without bound.
 pub const MAX_SKUS: usize = 50_000_000;
 pub const MAX_CELLS: usize = 100_000_000;
+/// Slots of the first cell table (a power of two).
+const FIRST_TABLE_SLOTS: usize = 1 << 12;
 
-type Hasher = foldhash::fast::RandomState;
+// A slot packs a 32-bit hash tag with `cell id + 1`, so cell ids must fit 32 bits.
+const _: () = assert!(MAX_CELLS < u32::MAX as usize);
+const _: () = assert!(FIRST_TABLE_SLOTS.is_power_of_two());
+
+type Hasher = foldhash::fast::FixedState;
+
+/// A sku's cells by warehouse name; most skus sit in one warehouse, kept inline.
+pub(crate) type SkuCells = smallvec::SmallVec<[(Arc<str>, CellId); 1]>;
 
 pub(crate) struct SkuSlot {
-    pub(crate) name: Box<str>,
+    pub(crate) name: Arc<str>,
     /// The sku's cells sorted by warehouse name.
-    pub(crate) cells: RwLock<Vec<(Box<str>, CellId)>>,
+    pub(crate) cells: RwLock<SkuCells>,
     /// The seller that first set or adjusted it. The lock also serialises stock writes to
     /// the sku, so that stock events of one cell appear in the order they happened.
     pub(crate) owner: Mutex<Option<Box<str>>>,
 }
 
-/// A cell with its names, on a cache line of its own so hot cells do not share lines.
+/// A cell with its names, on one cache line of its own: a lookup by name and the hold that
+/// follows touch this line and nothing else (short names are inline).
 #[repr(align(64))]
 pub(crate) struct CellSlot {
     pub(crate) stock: Cell,
     pub(crate) sku: SkuId,
-    pub(crate) warehouse: Box<str>,
+    /// Both names as log records carry them (`encode_names`); lookups compare them.
+    names: Names,
 }
 
-/// One shard of the name -> sku id index.
-type IndexShard = CachePadded<RwLock<HashMap<Box<str>, SkuId, Hasher>>>;
+const _: () = assert!(std::mem::size_of::<CellSlot>() == 64);
+
+/// Encoded names of up to this many bytes are stored inline.
+const INLINE_NAMES: usize = 38;
+
+enum Names {
+    Inline { len: u8, bytes: [u8; INLINE_NAMES] },
+    Heap(Box<[u8]>),
+}
+
+impl Names {
+    fn new(encoded: &[u8]) -> Names {
+        if encoded.len() <= INLINE_NAMES {
+            let mut bytes = [0u8; INLINE_NAMES];
+            bytes[..encoded.len()].copy_from_slice(encoded);
+            Names::Inline {
+                len: encoded.len() as u8,
+                bytes,
+            }
+        } else {
+            Names::Heap(encoded.into())
+        }
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Names::Inline { len, bytes } => &bytes[..*len as usize],
+            Names::Heap(b) => b,
+        }
+    }
+}
+
+impl CellSlot {
+    /// (u16 len, sku, u16 len, warehouse), exactly as log records carry a line's names.
+    #[inline]
+    pub(crate) fn names(&self) -> &[u8] {
+        self.names.bytes()
+    }
+
+    pub(crate) fn warehouse(&self) -> &str {
+        let names = self.names();
+        let sku_len = u16::from_le_bytes([names[0], names[1]]) as usize;
+        // Only whole `&str`s are encoded, so this never falls back.
+        std::str::from_utf8(&names[4 + sku_len..]).unwrap_or("")
+    }
+}
+
+/// One shard of the name -> sku id index (not on the reservation path).
+type IndexShard = CachePadded<RwLock<HashMap<Arc<str>, SkuId, Hasher>>>;
+
+/// An open-addressing table of `(tag << 32) | (cell id + 1)`; 0 is empty.
+struct CellTable {
+    mask: usize,
+    slots: Box<[AtomicU64]>,
+}
+
+impl CellTable {
+    fn new(slots: usize) -> CellTable {
+        assert!(slots.is_power_of_two());
+        CellTable {
+            mask: slots - 1,
+            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Stores into the first empty slot of the probe; only the writer (under the mutex).
+    fn put(&self, hash: u64, cell: CellId) {
+        let mut i = hash as usize & self.mask;
+        loop {
+            if self.slots[i].load(Ordering::Relaxed) == 0 {
+                self.slots[i].store(slot_word(hash, cell), Ordering::Release);
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
+/// A cell's names as every line of a record carries them: (u16 len, sku, u16 len,
+/// warehouse). Encoded once per cell, copied with one `memcpy` per line.
+pub(crate) fn encode_names(sku: &str, warehouse: &str) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(4 + sku.len() + warehouse.len());
+    for s in [sku, warehouse] {
+        debug_assert!(s.len() <= u16::MAX as usize);
+        out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.into_boxed_slice()
+}
+
+/// Whether encoded names (u16 len, sku, u16 len, warehouse) are these two.
+#[inline]
+fn names_match(names: &[u8], sku: &str, warehouse: &str) -> bool {
+    let (s, w) = (sku.as_bytes(), warehouse.as_bytes());
+    names.len() == 4 + s.len() + w.len()
+        && names[..2] == (s.len() as u16).to_le_bytes()
+        && names[2..2 + s.len()] == *s
+        && names[4 + s.len()..] == *w
+}
+
+#[inline]
+fn slot_word(hash: u64, cell: CellId) -> u64 {
+    (hash & 0xffff_ffff_0000_0000) | (cell as u64 + 1)
+}
 
 pub(crate) struct Catalog {
-    index: Box<[IndexShard]>,
     hasher: Hasher,
+    index: Box<[IndexShard]>,
     skus: boxcar::Vec<SkuSlot>,
     cells: boxcar::Vec<CellSlot>,
+    /// Every cell table ever made; `current` names the one in use.
+    tables: boxcar::Vec<CellTable>,
+    current: AtomicUsize,
+    /// Serialises cell creation: (cells in the current table, interned warehouses).
+    writer: Mutex<(usize, Vec<Arc<str>>)>,
 }
 
 impl Catalog {
     pub(crate) fn new() -> Catalog {
-        let hasher = Hasher::default();
+        let seed = foldhash::fast::RandomState::default().hash_one(0xca7_u64);
+        let hasher = Hasher::with_seed(seed);
+        let tables = boxcar::Vec::new();
+        tables.push(CellTable::new(FIRST_TABLE_SLOTS));
         Catalog {
+            hasher: hasher.clone(),
             index: (0..INDEX_SHARDS)
                 .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(hasher.clone()))))
                 .collect(),
-            hasher,
             skus: boxcar::Vec::new(),
             cells: boxcar::Vec::new(),
+            tables,
+            current: AtomicUsize::new(0),
+            writer: Mutex::new((0, Vec::new())),
         }
     }
 
-    fn shard(&self, sku: &str) -> &RwLock<HashMap<Box<str>, SkuId, Hasher>> {
-        use std::hash::BuildHasher;
+    fn shard(&self, sku: &str) -> &RwLock<HashMap<Arc<str>, SkuId, Hasher>> {
         let h = self.hasher.hash_one(sku);
         &self.index[(h as usize) % INDEX_SHARDS]
     }
@@ -69,14 +199,31 @@ impl Catalog {
         self.shard(sku).read().get(sku).copied()
     }
 
+    #[inline]
+    fn cell_hash(&self, sku: &str, warehouse: &str) -> u64 {
+        self.hasher.hash_one((sku, warehouse))
+    }
+
+    /// Lock-free: one hash, a short probe, one comparison of the names.
+    #[inline]
     pub(crate) fn find_cell(&self, sku: &str, warehouse: &str) -> Option<CellId> {
-        let id = self.find_sku(sku)?;
-        let slot = self.sku(id);
-        let cells = slot.cells.read();
-        cells
-            .binary_search_by(|(w, _)| (**w).cmp(warehouse))
-            .ok()
-            .map(|i| cells[i].1)
+        let hash = self.cell_hash(sku, warehouse);
+        let table = &self.tables[self.current.load(Ordering::Acquire)];
+        let mut i = hash as usize & table.mask;
+        loop {
+            let word = table.slots[i].load(Ordering::Acquire);
+            if word == 0 {
+                return None;
+            }
+            if word >> 32 == hash >> 32 {
+                let id = (word as u32) - 1;
+                let slot = self.cell(id);
+                if names_match(slot.names(), sku, warehouse) {
+                    return Some(id);
+                }
+            }
+            i = (i + 1) & table.mask;
+        }
     }
 
     /// Returns `None` only when a catalog limit is reached.
@@ -91,43 +238,86 @@ impl Catalog {
         if self.skus.count() >= MAX_SKUS {
             return None;
         }
+        let name: Arc<str> = sku.into();
         let id = self.skus.push(SkuSlot {
-            name: sku.into(),
-            cells: RwLock::new(Vec::new()),
+            name: name.clone(),
+            cells: RwLock::new(SkuCells::new()),
             owner: Mutex::new(None),
         }) as SkuId;
-        shard.insert(sku.into(), id);
+        shard.insert(name, id);
         Some(id)
     }
 
     pub(crate) fn cell_or_insert(&self, sku: &str, warehouse: &str) -> Option<CellId> {
-        let sku_id = self.sku_or_insert(sku)?;
-        let slot = self.sku(sku_id);
         if let Some(id) = self.find_cell(sku, warehouse) {
             return Some(id);
         }
+        let sku_id = self.sku_or_insert(sku)?;
+        let mut writer = self.writer.lock();
+        if let Some(id) = self.find_cell(sku, warehouse) {
+            return Some(id);
+        }
+        if self.cells.count() >= MAX_CELLS {
+            return None;
+        }
+        let (count, warehouses) = &mut *writer;
+        let wh = match warehouses.iter().find(|w| ***w == *warehouse) {
+            Some(w) => w.clone(),
+            None => {
+                let w: Arc<str> = warehouse.into();
+                warehouses.push(w.clone());
+                w
+            }
+        };
+        let slot = self.sku(sku_id);
+        let id = self.cells.push(CellSlot {
+            stock: Cell::default(),
+            sku: sku_id,
+            names: Names::new(&encode_names(sku, warehouse)),
+        }) as CellId;
+        self.grow_if_needed(*count + 1);
+        *count += 1;
+        let table = &self.tables[self.current.load(Ordering::Acquire)];
+        table.put(self.cell_hash(sku, warehouse), id);
         let mut cells = slot.cells.write();
-        match cells.binary_search_by(|(w, _)| (**w).cmp(warehouse)) {
-            Ok(i) => Some(cells[i].1),
-            Err(i) => {
-                if self.cells.count() >= MAX_CELLS {
-                    return None;
-                }
-                let id = self.cells.push(CellSlot {
-                    stock: Cell::default(),
-                    sku: sku_id,
-                    warehouse: warehouse.into(),
-                }) as CellId;
-                cells.insert(i, (warehouse.into(), id));
-                Some(id)
+        let at = cells
+            .binary_search_by(|(w, _)| (**w).cmp(warehouse))
+            .unwrap_or_else(|i| i);
+        cells.insert(at, (wh, id));
+        Some(id)
+    }
+
+    /// Keeps the table at most half full; only the writer calls it.
+    fn grow_if_needed(&self, cells: usize) {
+        let table = &self.tables[self.current.load(Ordering::Acquire)];
+        if cells * 2 <= table.slots.len() {
+            return;
+        }
+        let bigger = CellTable::new(table.slots.len() * 2);
+        for word in table.slots.iter() {
+            let word = word.load(Ordering::Acquire);
+            if word != 0 {
+                let id = (word as u32) - 1;
+                let c = self.cell(id);
+                bigger.put(self.cell_hash(&self.sku(c.sku).name, c.warehouse()), id);
             }
         }
+        let next = self.tables.push(bigger);
+        self.current.store(next, Ordering::Release);
     }
 
     #[inline]
     pub(crate) fn cell(&self, id: CellId) -> &CellSlot {
-        // Ids are handed out only after the push that created them.
-        &self.cells[id as usize]
+        let made = self.cells.count();
+        assert!(
+            (id as usize) < made,
+            "cell {id} does not exist ({made} cells)"
+        );
+        // SAFETY: cells are pushed one at a time, under `writer`, so every index below
+        // `count()` (an Acquire load paired with boxcar's Release increment after the entry
+        // is written) is an initialised entry. Unchecked access skips boxcar's per-entry
+        // flag, which lives on the next cache line after a 64-byte cell.
+        unsafe { self.cells.get_unchecked(id as usize) }
     }
 
     #[inline]
@@ -149,5 +339,55 @@ impl Catalog {
 
     pub(crate) fn skus(&self) -> impl Iterator<Item = (SkuId, &SkuSlot)> {
         self.skus.iter().map(|(i, s)| (i as SkuId, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_found_by_both_names_across_table_growth() {
+        let c = Catalog::new();
+        let n = FIRST_TABLE_SLOTS * 3;
+        for i in 0..n {
+            let id = c.cell_or_insert(&format!("s{i}"), if i % 2 == 0 { "a" } else { "b" });
+            assert_eq!(id, Some(i as CellId));
+        }
+        for i in 0..n {
+            let wh = if i % 2 == 0 { "a" } else { "b" };
+            assert_eq!(c.find_cell(&format!("s{i}"), wh), Some(i as CellId));
+            let other = if i % 2 == 0 { "b" } else { "a" };
+            assert_eq!(c.find_cell(&format!("s{i}"), other), None);
+        }
+        assert_eq!(c.cell_or_insert("s0", "a"), Some(0));
+        assert_eq!(c.cell_count(), n);
+        assert_eq!(c.sku(c.find_sku("s7").unwrap_or(0)).cells.read().len(), 1);
+    }
+
+    #[test]
+    fn readers_find_every_published_cell_while_the_table_grows() {
+        let c = std::sync::Arc::new(Catalog::new());
+        let published = std::sync::Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let (c, published) = (c.clone(), published.clone());
+            std::thread::spawn(move || {
+                let mut checks = 0u64;
+                while published.load(Ordering::Acquire) < 20_000 {
+                    let n = published.load(Ordering::Acquire);
+                    if n > 0 {
+                        let i = (checks as usize * 7919) % n;
+                        assert_eq!(c.find_cell(&format!("s{i}"), "w"), Some(i as CellId));
+                        checks += 1;
+                    }
+                }
+                checks
+            })
+        };
+        for i in 0..20_000 {
+            c.cell_or_insert(&format!("s{i}"), "w");
+            published.store(i + 1, Ordering::Release);
+        }
+        assert!(reader.join().is_ok());
     }
 }

@@ -27,6 +27,7 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     LedgerUnavailable,
+    CapacityExhausted,
     /// The events asked for are no longer retained (the log was compacted past them).
     EventsPruned,
 }
@@ -48,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::LedgerUnavailable => "ledger_unavailable",
+            ErrorCode::CapacityExhausted => "capacity_exhausted",
             ErrorCode::EventsPruned => "events_pruned",
         }
     }
@@ -96,6 +98,9 @@ pub enum Error {
     Forbidden { sku: String },
     #[error("ledger unavailable: {reason}")]
     LedgerUnavailable { reason: String },
+    /// A configured capacity is full; nothing changed and other writes still work.
+    #[error("capacity exhausted: {limit} (at most {max})")]
+    CapacityExhausted { limit: &'static str, max: u64 },
     /// Events after the seq asked for were removed from the log; `oldest_seq` is the first
     /// one still readable. Never skipped silently.
     #[error(
@@ -119,6 +124,7 @@ impl Error {
             Error::PaymentConflict { .. } => ErrorCode::PaymentConflict,
             Error::Forbidden { .. } => ErrorCode::Forbidden,
             Error::LedgerUnavailable { .. } => ErrorCode::LedgerUnavailable,
+            Error::CapacityExhausted { .. } => ErrorCode::CapacityExhausted,
             Error::EventsPruned { .. } => ErrorCode::EventsPruned,
         }
     }

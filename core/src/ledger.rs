@@ -11,12 +11,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use crate::catalog::CellId;
 use crate::error::{Error, Result, Shortfall};
 use crate::limits;
-use crate::orders::{HeldLine, Order, MAX_ORDERS};
+use crate::orders::{HeldLine, Lines, Order, OrderShard, SlotId};
 use crate::record::{Encoder, StockKind, TAG_EXPIRED, TAG_PAID, TAG_RELEASED};
 use crate::sequencer::{Lsn, Sequencer};
 use crate::state::{adjustment_key, AdjustmentKey, State, WAREHOUSE_SOURCE};
@@ -30,8 +28,6 @@ use crate::wal::Log;
 /// order that was itself being refused held it.
 const RESERVE_ATTEMPTS: u32 = 4;
 
-pub(crate) type Held = SmallVec<[HeldLine; 8]>;
-
 /// An inventory ledger. Cheap to share between threads (`Arc<Ledger>`); every method takes
 /// `&self`.
 pub struct Ledger {
@@ -40,6 +36,8 @@ pub struct Ledger {
     pub(crate) log: Log,
     pub(crate) options: Options,
     pub(crate) stats: crate::stats::Stats,
+    /// `options.max_orders` spread over the order shards.
+    pub(crate) orders_per_shard: usize,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -108,6 +106,10 @@ impl Ledger {
         };
         let slot = self.state.catalog.sku(id);
         let cells = slot.cells.read().clone();
+        if cells.is_empty() {
+            // Made by a write that was then refused (see `stock_change`).
+            return Ok(None);
+        }
         let mut out = SkuStock {
             sku: sku.to_string(),
             ..SkuStock::default()
@@ -118,7 +120,7 @@ impl Ledger {
             out.total.on_hand = out.total.on_hand.saturating_add(level.on_hand);
             out.total.reserved = out.total.reserved.saturating_add(level.reserved);
             out.total.available = out.total.available.saturating_add(level.available);
-            out.warehouses.push((wh.into(), level));
+            out.warehouses.push((wh.to_string(), level));
         }
         Ok(Some(out))
     }
@@ -152,7 +154,7 @@ impl Ledger {
                     let slot = self.state.catalog.cell(l.cell);
                     Line {
                         sku: self.state.catalog.sku(slot.sku).name.to_string(),
-                        warehouse: slot.warehouse.to_string(),
+                        warehouse: slot.warehouse().to_string(),
                         qty: l.qty as u64,
                     }
                 })
@@ -166,15 +168,10 @@ impl Ledger {
     pub(crate) fn line_names<'a>(
         &'a self,
         lines: &'a [HeldLine],
-    ) -> impl ExactSizeIterator<Item = (&'a str, &'a str, u64)> + 'a {
-        lines.iter().map(|l| {
-            let slot = self.state.catalog.cell(l.cell);
-            (
-                &*self.state.catalog.sku(slot.sku).name,
-                &*slot.warehouse,
-                l.qty as u64,
-            )
-        })
+    ) -> impl ExactSizeIterator<Item = (&'a [u8], u64)> + 'a {
+        lines
+            .iter()
+            .map(|l| (self.state.catalog.cell(l.cell).names(), l.qty as u64))
     }
 
     // ---- reserve -----------------------------------------------------------------------
@@ -235,26 +232,13 @@ impl Ledger {
         ttl_seconds: u64,
     ) -> Result<(bool, Status, Lsn)> {
         limits::check_key("order_id", order_id)?;
-        limits::check_lines(lines)?;
+        let (held, unknown) = self.resolve(lines)?;
         limits::check_ttl(ttl_seconds)?;
         self.log.check_writable()?;
 
-        // Resolve names to cells once; an unknown cell can hold nothing.
-        let mut held: Held = SmallVec::with_capacity(lines.len());
-        let mut unknown = false;
-        for line in lines {
-            match self.state.catalog.find_cell(&line.sku, &line.warehouse) {
-                Some(cell) => held.push(HeldLine {
-                    cell,
-                    qty: line.qty as u32,
-                }),
-                None => unknown = true,
-            }
-        }
-        held.sort_unstable();
-
-        let mut shard = self.state.orders.shard(order_id);
-        if let Some(existing) = shard.map.get(order_id) {
+        let (hash, mut shard) = self.state.orders.shard_hashed(order_id);
+        if let Some(s) = shard.map.find(hash, order_id) {
+            let existing = shard.map.order(s);
             if unknown || existing.lines[..] != held[..] {
                 return Err(Error::OrderConflict {
                     order_id: order_id.into(),
@@ -269,8 +253,11 @@ impl Ledger {
             drop(shard);
             return Err(self.shortfalls(lines));
         }
-        if shard.map.len() >= MAX_ORDERS / 256 {
-            return Err(Error::unavailable("reservation table is full"));
+        if shard.map.len() >= self.orders_per_shard {
+            return Err(Error::CapacityExhausted {
+                limit: "max_orders",
+                max: self.options.max_orders as u64,
+            });
         }
         self.hold_all(&held).map_err(|()| {
             self.stats.refusals.inc();
@@ -284,10 +271,11 @@ impl Ledger {
             || (),
             |enc, _| enc.created(order_id, now, expires_at, self.line_names(&held)),
         );
-        shard.insert(
+        shard.insert_hashed(
+            hash,
             order_id,
             Order {
-                lines: Box::from(held.as_slice()),
+                lines: held,
                 status: Status::Reserved,
                 created_at: now,
                 expires_at,
@@ -298,6 +286,38 @@ impl Ledger {
         drop(shard);
         self.stats.reserved.inc();
         Ok((true, Status::Reserved, lsn))
+    }
+
+    /// Resolves the lines to cells, sorted by cell id, and says whether any cell is unknown.
+    /// A found cell proves its names valid (they were checked when it was made), so the
+    /// full check of `limits::check_lines` runs only for unknown cells, bad quantities or
+    /// duplicates, where it also yields the error naming the field.
+    fn resolve(&self, lines: &[Line]) -> Result<(Lines, bool)> {
+        if lines.is_empty() || lines.len() > limits::MAX_LINES {
+            limits::check_lines(lines)?;
+        }
+        let mut held = Lines::new();
+        let mut unknown = false;
+        let mut slow = false;
+        for line in lines {
+            if !(1..=limits::MAX_QTY).contains(&line.qty) {
+                slow = true;
+                continue;
+            }
+            match self.state.catalog.find_cell(&line.sku, &line.warehouse) {
+                Some(cell) => held.push(HeldLine {
+                    cell,
+                    qty: line.qty as u32,
+                }),
+                None => unknown = true,
+            }
+        }
+        held.sort_unstable();
+        if slow || unknown || held.windows(2).any(|w| w[0].cell == w[1].cell) {
+            limits::check_lines(lines)?;
+        }
+        debug_assert!(unknown || held.len() == lines.len());
+        Ok((held, unknown))
     }
 
     /// Holds every line in cell order, undoing on a shortfall. A shortfall seen while the
@@ -383,22 +403,40 @@ impl Ledger {
     pub(crate) fn commit_nowait(&self, order_id: &str, payment_id: Option<&str>) -> Result<Lsn> {
         limits::check_key("order_id", order_id)?;
         self.log.check_writable()?;
-        let mut shard = self.state.orders.shard(order_id);
-        self.commit_locked(&mut shard, order_id, payment_id)
+        let (hash, mut shard) = self.state.orders.shard_hashed(order_id);
+        let s = Self::find(&shard, hash, order_id)?;
+        self.commit_slot(&mut shard, s, order_id, payment_id)
+    }
+
+    fn find(shard: &OrderShard, hash: u64, order_id: &str) -> Result<SlotId> {
+        shard
+            .map
+            .find(hash, order_id)
+            .ok_or_else(|| Error::OrderNotFound {
+                order_id: order_id.into(),
+            })
     }
 
     pub(crate) fn commit_locked(
         &self,
-        shard: &mut crate::orders::OrderShard,
+        shard: &mut OrderShard,
+        order_id: &str,
+        payment_id: Option<&str>,
+    ) -> Result<Lsn> {
+        let hash = self.state.orders.hash(order_id);
+        let s = Self::find(shard, hash, order_id)?;
+        self.commit_slot(shard, s, order_id, payment_id)
+    }
+
+    fn commit_slot(
+        &self,
+        shard: &mut OrderShard,
+        s: SlotId,
         order_id: &str,
         payment_id: Option<&str>,
     ) -> Result<Lsn> {
         let now = self.now();
-        let Some(order) = shard.map.get_mut(order_id) else {
-            return Err(Error::OrderNotFound {
-                order_id: order_id.into(),
-            });
-        };
+        let order = shard.map.order_mut(s);
         match order.status {
             Status::Paid => return Ok(self.staged_so_far()),
             Status::Released | Status::Expired => {
@@ -425,7 +463,7 @@ impl Ledger {
             },
             |enc, _| enc.finished(TAG_PAID, order_id, now, payment_id, self.line_names(lines)),
         );
-        shard.finish(order_id, Status::Paid, now);
+        shard.finish_slot(s, Status::Paid, now);
         self.stats.committed.inc();
         Ok(lsn)
     }
@@ -443,19 +481,15 @@ impl Ledger {
     pub(crate) fn release_nowait(&self, order_id: &str) -> Result<Lsn> {
         limits::check_key("order_id", order_id)?;
         self.log.check_writable()?;
-        let mut shard = self.state.orders.shard(order_id);
-        let Some(order) = shard.map.get(order_id) else {
-            return Err(Error::OrderNotFound {
-                order_id: order_id.into(),
-            });
-        };
-        match order.status {
+        let (hash, mut shard) = self.state.orders.shard_hashed(order_id);
+        let s = Self::find(&shard, hash, order_id)?;
+        match shard.map.order(s).status {
             Status::Paid => Err(Error::OrderPaid {
                 order_id: order_id.into(),
             }),
             Status::Released | Status::Expired => Ok(self.staged_so_far()),
             Status::Reserved => {
-                let lsn = self.finish_unheld(&mut shard, order_id, TAG_RELEASED, None);
+                let lsn = self.finish_slot_unheld(&mut shard, s, order_id, TAG_RELEASED, None);
                 self.stats.released.inc();
                 Ok(lsn)
             }
@@ -465,15 +499,28 @@ impl Ledger {
     /// Ends a reserved order by giving its stock back (release, expiry, failed payment).
     pub(crate) fn finish_unheld(
         &self,
-        shard: &mut crate::orders::OrderShard,
+        shard: &mut OrderShard,
+        order_id: &str,
+        tag: u8,
+        payment_id: Option<&str>,
+    ) -> Lsn {
+        let hash = self.state.orders.hash(order_id);
+        let Some(s) = shard.map.find(hash, order_id) else {
+            unreachable!("finish_unheld on a missing order");
+        };
+        self.finish_slot_unheld(shard, s, order_id, tag, payment_id)
+    }
+
+    fn finish_slot_unheld(
+        &self,
+        shard: &mut OrderShard,
+        s: SlotId,
         order_id: &str,
         tag: u8,
         payment_id: Option<&str>,
     ) -> Lsn {
         let now = self.now();
-        let Some(order) = shard.map.get(order_id) else {
-            unreachable!("finish_unheld on a missing order");
-        };
+        let order = shard.map.order(s);
         assert_eq!(order.status, Status::Reserved);
         let lines = &order.lines;
         // Freeing: the lsn is fixed before the cells move.
@@ -490,7 +537,7 @@ impl Ledger {
         } else {
             Status::Released
         };
-        shard.finish(order_id, status, now);
+        shard.finish_slot(s, status, now);
         lsn
     }
 
@@ -509,9 +556,10 @@ impl Ledger {
         for mut shard in self.state.orders.shards() {
             due.clear();
             shard.pop_due(now, &mut due);
-            for id in due.iter() {
-                last = self.finish_unheld(&mut shard, id, TAG_EXPIRED, None);
-                expired.push(id.to_string());
+            for &s in due.iter() {
+                let id = shard.map.id(s).to_string();
+                last = self.finish_slot_unheld(&mut shard, s, &id, TAG_EXPIRED, None);
+                expired.push(id);
             }
             shard.prune(now.saturating_sub(self.options.retention_ms));
         }
@@ -728,23 +776,26 @@ impl Ledger {
         decide: impl Fn(u64, u64) -> Result<u64>,
     ) -> Result<(StockLevel, Lsn)> {
         let catalog = &self.state.catalog;
-        if let Some(id) = catalog.find_sku(sku) {
-            self.check_owner(id, source, sku)?;
-        }
-        if catalog.find_cell(sku, warehouse).is_none() {
-            // A refused write must not make an unknown sku known.
-            decide(0, 0)?;
-        }
-        let cell = catalog
-            .cell_or_insert(sku, warehouse)
-            .ok_or_else(|| Error::unavailable("catalog is full"))?;
-        let slot = catalog.cell(cell);
-        let mut owner = catalog.sku(slot.sku).owner.lock();
+        let full = || Error::CapacityExhausted {
+            limit: "catalog cells",
+            max: crate::catalog::MAX_CELLS as u64,
+        };
+        // Ownership is checked under the sku's owner lock *before* a cell is made, so a
+        // seller that loses the race to claim a new sku leaves no cell behind (a bare sku
+        // slot without cells is invisible to readers).
+        let sku_id = catalog.sku_or_insert(sku).ok_or_else(full)?;
+        let mut owner = catalog.sku(sku_id).owner.lock();
         if let Source::Seller(seller) = source {
             if matches!(owner.as_deref(), Some(o) if o != seller) {
                 return Err(Error::Forbidden { sku: sku.into() });
             }
         }
+        if catalog.find_cell(sku, warehouse).is_none() {
+            // A refused write must not make an unknown cell known.
+            decide(0, 0)?;
+        }
+        let cell = catalog.cell_or_insert(sku, warehouse).ok_or_else(full)?;
+        let slot = catalog.cell(cell);
         let now = self.now();
         let encode = |enc: &mut Encoder<'_>, moved: &(u64, u64)| {
             let (old, next) = *moved;
@@ -792,21 +843,6 @@ impl Ledger {
         }
         drop(owner);
         Ok((self.level(cell), lsn))
-    }
-
-    fn check_owner(
-        &self,
-        sku_id: crate::catalog::SkuId,
-        source: Source<'_>,
-        sku: &str,
-    ) -> Result<()> {
-        if let Source::Seller(seller) = source {
-            let owner = self.state.catalog.sku(sku_id).owner.lock();
-            if matches!(owner.as_deref(), Some(o) if o != seller) {
-                return Err(Error::Forbidden { sku: sku.into() });
-            }
-        }
-        Ok(())
     }
 
     // ---- the log -----------------------------------------------------------------------

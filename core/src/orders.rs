@@ -1,24 +1,39 @@
 //! The reservation table: sharded by order id, each shard behind its own mutex. A shard
 //! lock is held while one reservation changes, which is what keeps the changes of one
 //! reservation in the log in the order they happened.
+//!
+//! A shard is a slab of fixed-size slots (the id inline when short, up to four lines
+//! inline) indexed by an open-addressing table of u32 slot numbers. The id is hashed once
+//! per operation: the same hash picks the shard and probes its index. Expiry is a heap of
+//! (expires_at, slot, generation) and retention a ring of (finished_at, slot, generation);
+//! a slot's generation changes when it is freed, so stale entries are recognised and
+//! skipped without a lookup by id.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard};
+use smallvec::SmallVec;
 
 use crate::catalog::CellId;
 use crate::time::Millis;
 use crate::types::Status;
 
-const SHARDS: usize = 256;
-/// Live plus retained reservations, at most; a reserve beyond it is refused.
+/// A power of two: the low bits of the id's hash pick the shard.
+const SHARDS: usize = 64;
+/// Live plus retained reservations, at most, by default (`Options::max_orders`).
 pub const MAX_ORDERS: usize = 50_000_000;
+/// Ids up to this many bytes are stored inline (uuids and typical order numbers are).
+const INLINE_ID_BYTES: usize = 38;
 
-type Hasher = foldhash::fast::RandomState;
+const _: () = assert!(SHARDS.is_power_of_two());
+const _: () = assert!(MAX_ORDERS / SHARDS < u32::MAX as usize);
+const _: () = assert!(INLINE_ID_BYTES <= u8::MAX as usize);
+
+type Hasher = foldhash::fast::FixedState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct HeldLine {
@@ -26,10 +41,13 @@ pub(crate) struct HeldLine {
     pub(crate) qty: u32,
 }
 
+/// The held lines of an order, sorted by cell id; up to four without an allocation.
+pub(crate) type Lines = SmallVec<[HeldLine; 4]>;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Order {
     /// Sorted by cell id: the one fixed order in which lines are held and compared.
-    pub(crate) lines: Box<[HeldLine]>,
+    pub(crate) lines: Lines,
     pub(crate) status: Status,
     pub(crate) created_at: Millis,
     pub(crate) expires_at: Millis,
@@ -39,51 +57,317 @@ pub(crate) struct Order {
     pub(crate) paid_by: Option<Box<str>>,
 }
 
+/// An order id, inline when short.
+#[derive(Debug, Clone)]
+enum OrderId {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_ID_BYTES],
+    },
+    Heap(Box<str>),
+}
+
+impl OrderId {
+    fn new(id: &str) -> OrderId {
+        if id.len() <= INLINE_ID_BYTES {
+            let mut bytes = [0u8; INLINE_ID_BYTES];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            OrderId::Inline {
+                len: id.len() as u8,
+                bytes,
+            }
+        } else {
+            OrderId::Heap(id.into())
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            OrderId::Inline { len, bytes } => &bytes[..*len as usize],
+            OrderId::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are stored, so the bytes are always UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+struct Slot {
+    hash: u64,
+    /// Changes each time the slot is freed.
+    generation: u32,
+    occupied: bool,
+    id: OrderId,
+    order: Order,
+}
+
+/// A slot number of one shard.
+pub(crate) type SlotId = u32;
+
+/// The orders of one shard: a slab and its index.
+pub(crate) struct OrderMap {
+    hasher: Hasher,
+    /// (slot, high half of the id's hash): a probe compares the tag before it touches a
+    /// slot, so a miss in a table of millions of retained orders reads no slot at all.
+    index: HashTable<(SlotId, u32)>,
+    slots: Slab,
+    free: Vec<SlotId>,
+}
+
+/// Slots in fixed-size chunks: growing never moves a slot (a `Vec` would copy them all).
 #[derive(Default)]
+struct Slab {
+    chunks: Vec<Vec<Slot>>,
+    len: usize,
+}
+
+const CHUNK_SHIFT: u32 = 10;
+const CHUNK_SLOTS: usize = 1 << CHUNK_SHIFT;
+
+impl Slab {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, slot: Slot) {
+        if self.len.is_multiple_of(CHUNK_SLOTS) {
+            self.chunks.push(Vec::with_capacity(CHUNK_SLOTS));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            debug_assert!(chunk.len() < CHUNK_SLOTS);
+            chunk.push(slot);
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl std::ops::Index<usize> for Slab {
+    type Output = Slot;
+    #[inline]
+    fn index(&self, i: usize) -> &Slot {
+        &self.chunks[i >> CHUNK_SHIFT][i & (CHUNK_SLOTS - 1)]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slab {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut Slot {
+        &mut self.chunks[i >> CHUNK_SHIFT][i & (CHUNK_SLOTS - 1)]
+    }
+}
+
+impl OrderMap {
+    fn new(hasher: Hasher) -> OrderMap {
+        OrderMap {
+            hasher,
+            index: HashTable::new(),
+            slots: Slab::default(),
+            free: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, id: &str) -> Option<SlotId> {
+        let slots = &self.slots;
+        let tag = (hash >> 32) as u32;
+        self.index
+            .find(hash, |&(s, t)| {
+                t == tag && slots[s as usize].id.as_bytes() == id.as_bytes()
+            })
+            .map(|&(s, _)| s)
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<&Order> {
+        let s = self.find(self.hasher.hash_one(id), id)?;
+        Some(&self.slots[s as usize].order)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Order> {
+        let s = self.find(self.hasher.hash_one(id), id)?;
+        Some(&mut self.slots[s as usize].order)
+    }
+
+    /// Forgets an order (replay replaces a finished one that an id starts again).
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Order> {
+        let s = self.find(self.hasher.hash_one(id), id)?;
+        Some(self.free_slot(s))
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Order)> {
+        self.slots
+            .iter()
+            .filter(|s| s.occupied)
+            .map(|s| (s.id.as_str(), &s.order))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    #[inline]
+    pub(crate) fn order(&self, s: SlotId) -> &Order {
+        &self.slots[s as usize].order
+    }
+
+    #[inline]
+    pub(crate) fn order_mut(&mut self, s: SlotId) -> &mut Order {
+        &mut self.slots[s as usize].order
+    }
+
+    pub(crate) fn id(&self, s: SlotId) -> &str {
+        self.slots[s as usize].id.as_str()
+    }
+
+    fn generation(&self, s: SlotId) -> u32 {
+        self.slots[s as usize].generation
+    }
+
+    /// Inserts an order whose id is absent; returns its slot.
+    fn insert_new(&mut self, hash: u64, id: &str, order: Order) -> SlotId {
+        debug_assert!(self.find(hash, id).is_none());
+        let s = match self.free.pop() {
+            Some(s) => {
+                let slot = &mut self.slots[s as usize];
+                debug_assert!(!slot.occupied);
+                slot.hash = hash;
+                slot.occupied = true;
+                slot.id = OrderId::new(id);
+                slot.order = order;
+                s
+            }
+            None => {
+                let s = self.slots.len() as SlotId;
+                self.slots.push(Slot {
+                    hash,
+                    generation: 0,
+                    occupied: true,
+                    id: OrderId::new(id),
+                    order,
+                });
+                s
+            }
+        };
+        let slots = &self.slots;
+        self.index
+            .insert_unique(hash, (s, (hash >> 32) as u32), |&(t, _)| {
+                slots[t as usize].hash
+            });
+        s
+    }
+
+    fn free_slot(&mut self, s: SlotId) -> Order {
+        let hash = self.slots[s as usize].hash;
+        if let Ok(entry) = self.index.find_entry(hash, |&(t, _)| t == s) {
+            entry.remove();
+        }
+        let slot = &mut self.slots[s as usize];
+        assert!(slot.occupied, "freeing a free slot");
+        slot.occupied = false;
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.id = OrderId::Inline {
+            len: 0,
+            bytes: [0; INLINE_ID_BYTES],
+        };
+        self.free.push(s);
+        std::mem::replace(&mut slot.order, Order::vacant())
+    }
+}
+
+impl Order {
+    fn vacant() -> Order {
+        Order {
+            lines: Lines::new(),
+            status: Status::Released,
+            created_at: 0,
+            expires_at: 0,
+            finished_at: 0,
+            paid_by: None,
+        }
+    }
+}
+
 pub(crate) struct OrderShard {
-    pub(crate) map: HashMap<Arc<str>, Order, Hasher>,
-    /// (expires_at, order id) of reserved orders; stale entries are skipped when popped.
-    due: BinaryHeap<Reverse<(Millis, Arc<str>)>>,
+    pub(crate) map: OrderMap,
+    /// (expires_at, slot, generation) of reserved orders; stale entries are skipped.
+    due: BinaryHeap<Reverse<(Millis, SlotId, u32)>>,
     /// Finished orders in the order they finished, for pruning after retention.
-    finished: VecDeque<(Millis, Arc<str>)>,
+    finished: VecDeque<(Millis, SlotId, u32)>,
 }
 
 impl OrderShard {
-    pub(crate) fn insert(&mut self, order_id: &str, order: Order) {
-        let key: Arc<str> = Arc::from(order_id);
-        if order.status == Status::Reserved {
-            self.compact_due();
-            self.due.push(Reverse((order.expires_at, key.clone())));
-        } else {
-            self.finished.push_back((order.finished_at, key.clone()));
+    fn new(hasher: Hasher) -> OrderShard {
+        OrderShard {
+            map: OrderMap::new(hasher),
+            due: BinaryHeap::new(),
+            finished: VecDeque::new(),
         }
-        self.map.insert(key, order);
+    }
+
+    /// Inserts (replacing any order of that id): replay and snapshot loading.
+    pub(crate) fn insert(&mut self, order_id: &str, order: Order) {
+        let hash = self.map.hasher.hash_one(order_id);
+        if let Some(s) = self.map.find(hash, order_id) {
+            self.map.free_slot(s);
+        }
+        self.insert_hashed(hash, order_id, order);
+    }
+
+    /// Inserts an order whose id is known to be absent, hashed by [`Orders::shard_hashed`].
+    pub(crate) fn insert_hashed(&mut self, hash: u64, order_id: &str, order: Order) -> SlotId {
+        let (status, expires_at, finished_at) = (order.status, order.expires_at, order.finished_at);
+        let s = self.map.insert_new(hash, order_id, order);
+        let generation = self.map.generation(s);
+        if status == Status::Reserved {
+            self.compact_due();
+            self.due.push(Reverse((expires_at, s, generation)));
+        } else {
+            self.finished.push_back((finished_at, s, generation));
+        }
+        s
     }
 
     /// Marks a reserved order finished and remembers when, for pruning.
     pub(crate) fn finish(&mut self, order_id: &str, status: Status, at: Millis) {
-        let Some(key) = self.map.get_key_value(order_id).map(|(k, _)| k.clone()) else {
-            return;
-        };
-        if let Some(order) = self.map.get_mut(order_id) {
-            assert_eq!(order.status, Status::Reserved);
-            order.status = status;
-            order.finished_at = at;
-            self.finished.push_back((at, key));
+        let hash = self.map.hasher.hash_one(order_id);
+        if let Some(s) = self.map.find(hash, order_id) {
+            self.finish_slot(s, status, at);
         }
     }
 
-    /// Order ids whose reservation is due at `now`, popped from the heap.
-    pub(crate) fn pop_due(&mut self, now: Millis, out: &mut Vec<Arc<str>>) {
-        while let Some(Reverse((at, _))) = self.due.peek() {
-            if *at > now {
+    pub(crate) fn finish_slot(&mut self, s: SlotId, status: Status, at: Millis) {
+        let order = self.map.order_mut(s);
+        assert_eq!(order.status, Status::Reserved);
+        assert!(status.is_finished());
+        order.status = status;
+        order.finished_at = at;
+        let generation = self.map.generation(s);
+        self.finished.push_back((at, s, generation));
+    }
+
+    fn is_due_entry(&self, at: Millis, s: SlotId, generation: u32) -> bool {
+        let slot = &self.map.slots[s as usize];
+        slot.occupied
+            && slot.generation == generation
+            && slot.order.status == Status::Reserved
+            && slot.order.expires_at == at
+    }
+
+    /// Slots whose reservation is due at `now`, popped from the heap.
+    pub(crate) fn pop_due(&mut self, now: Millis, out: &mut Vec<SlotId>) {
+        while let Some(&Reverse((at, s, generation))) = self.due.peek() {
+            if at > now {
                 break;
             }
-            if let Some(Reverse((at, id))) = self.due.pop() {
-                match self.map.get(&*id) {
-                    Some(o) if o.status == Status::Reserved && o.expires_at == at => out.push(id),
-                    _ => {}
-                }
+            self.due.pop();
+            if self.is_due_entry(at, s, generation) {
+                out.push(s);
             }
         }
         self.compact_due();
@@ -93,10 +377,9 @@ impl OrderShard {
     /// the live ones (amortised O(1) per insert); they would otherwise wait out their ttl.
     fn compact_due(&mut self) {
         if self.due.len() > 64 && self.due.len() > 2 * self.live_count() {
-            let map = &self.map;
-            self.due.retain(|Reverse((at, id))| {
-                matches!(map.get(&**id), Some(o) if o.status == Status::Reserved && o.expires_at == *at)
-            });
+            let mut due = std::mem::take(&mut self.due).into_vec();
+            due.retain(|&Reverse((at, s, g))| self.is_due_entry(at, s, g));
+            self.due = BinaryHeap::from(due);
         }
     }
 
@@ -107,17 +390,20 @@ impl OrderShard {
     /// Forgets finished orders that finished before `cutoff`.
     pub(crate) fn prune(&mut self, cutoff: Millis) -> usize {
         let mut pruned = 0;
-        while let Some((at, _)) = self.finished.front() {
-            if *at >= cutoff {
+        while let Some(&(at, s, generation)) = self.finished.front() {
+            if at >= cutoff {
                 break;
             }
-            if let Some((at, id)) = self.finished.pop_front() {
-                // A pruned id may have started a new reservation since; keep that one.
-                if matches!(self.map.get(&*id), Some(o) if o.status.is_finished() && o.finished_at == at)
-                {
-                    self.map.remove(&*id);
-                    pruned += 1;
-                }
+            self.finished.pop_front();
+            let slot = &self.map.slots[s as usize];
+            // A pruned id may have started a new reservation since; keep that one.
+            if slot.occupied
+                && slot.generation == generation
+                && slot.order.status.is_finished()
+                && slot.order.finished_at == at
+            {
+                self.map.free_slot(s);
+                pruned += 1;
             }
         }
         pruned
@@ -131,17 +417,36 @@ pub(crate) struct Orders {
 
 impl Orders {
     pub(crate) fn new() -> Orders {
+        use std::hash::BuildHasher as _;
+        let seed = foldhash::fast::RandomState::default().hash_one(0x5eed_u64);
+        let hasher = Hasher::with_seed(seed);
         Orders {
             shards: (0..SHARDS)
-                .map(|_| CachePadded::new(Mutex::new(OrderShard::default())))
+                .map(|_| CachePadded::new(Mutex::new(OrderShard::new(hasher.clone()))))
                 .collect(),
-            hasher: Hasher::default(),
+            hasher,
         }
     }
 
-    pub(crate) fn shard(&self, order_id: &str) -> MutexGuard<'_, OrderShard> {
+    /// Orders one shard may hold when the whole table may hold `max_orders`.
+    pub(crate) fn per_shard(max_orders: usize) -> usize {
+        max_orders.div_ceil(SHARDS).max(1)
+    }
+
+    #[inline]
+    pub(crate) fn hash(&self, order_id: &str) -> u64 {
+        self.hasher.hash_one(order_id)
+    }
+
+    /// The id's hash (computed once per operation) and its locked shard.
+    #[inline]
+    pub(crate) fn shard_hashed(&self, order_id: &str) -> (u64, MutexGuard<'_, OrderShard>) {
         let h = self.hasher.hash_one(order_id);
-        self.shards[(h as usize) % SHARDS].lock()
+        (h, self.shards[(h as usize) & (SHARDS - 1)].lock())
+    }
+
+    pub(crate) fn shard(&self, order_id: &str) -> MutexGuard<'_, OrderShard> {
+        self.shard_hashed(order_id).1
     }
 
     pub(crate) fn shards(&self) -> impl Iterator<Item = MutexGuard<'_, OrderShard>> {
@@ -150,5 +455,62 @@ impl Orders {
 
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().map.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(status: Status, expires_at: Millis, finished_at: Millis) -> Order {
+        Order {
+            lines: [HeldLine { cell: 1, qty: 2 }].into_iter().collect(),
+            status,
+            created_at: 1,
+            expires_at,
+            finished_at,
+            paid_by: None,
+        }
+    }
+
+    #[test]
+    fn ids_short_and_long_round_trip_and_slots_are_reused() {
+        let orders = Orders::new();
+        let long = "x".repeat(100);
+        for id in ["o-1", long.as_str(), &"y".repeat(INLINE_ID_BYTES)] {
+            let (h, mut shard) = orders.shard_hashed(id);
+            assert!(shard.map.find(h, id).is_none());
+            let s = shard.insert_hashed(h, id, order(Status::Reserved, 10, 0));
+            assert_eq!(shard.map.find(h, id), Some(s));
+            assert_eq!(shard.map.id(s), id);
+            assert!(shard.map.remove(id).is_some());
+            assert!(shard.map.get(id).is_none());
+            let again = shard.insert_hashed(h, id, order(Status::Reserved, 10, 0));
+            assert_eq!(again, s, "a freed slot is reused");
+        }
+        assert_eq!(orders.len(), 3);
+    }
+
+    #[test]
+    fn stale_expiry_and_retention_entries_are_skipped() {
+        let orders = Orders::new();
+        let mut shard = orders.shard("a");
+        shard.insert("a", order(Status::Reserved, 10, 0));
+        // Finished before its expiry: the heap entry is stale.
+        shard.finish("a", Status::Released, 5);
+        let mut due = Vec::new();
+        shard.pop_due(100, &mut due);
+        assert!(due.is_empty());
+        // Pruned, then the id starts again: the old ring entry must not prune the new one.
+        assert_eq!(shard.prune(6), 1);
+        shard.insert("a", order(Status::Reserved, 50, 0));
+        shard.finish("a", Status::Paid, 20);
+        shard.insert("b", order(Status::Reserved, 30, 0));
+        shard.pop_due(40, &mut due);
+        assert_eq!(due.len(), 1);
+        assert_eq!(shard.map.id(due[0]), "b");
+        assert_eq!(shard.prune(20), 0);
+        assert_eq!(shard.prune(21), 1);
+        assert!(shard.map.get("a").is_none());
     }
 }

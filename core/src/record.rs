@@ -163,12 +163,12 @@ impl<'a> Encoder<'a> {
             self.events += 1;
         }
     }
-    fn lines<'l>(&mut self, lines: impl ExactSizeIterator<Item = (&'l str, &'l str, u64)>) {
+    /// Each line comes as its cell's names already encoded (`catalog::encode_names`) and a qty.
+    fn lines<'l>(&mut self, lines: impl ExactSizeIterator<Item = (&'l [u8], u64)>) {
         self.buf
             .extend_from_slice(&(lines.len() as u16).to_le_bytes());
-        for (sku, wh, qty) in lines {
-            self.str(sku);
-            self.str(wh);
+        for (names, qty) in lines {
+            self.buf.extend_from_slice(names);
             self.u64(qty);
         }
     }
@@ -178,7 +178,7 @@ impl<'a> Encoder<'a> {
         order_id: &str,
         at: Millis,
         expires_at: Millis,
-        lines: impl ExactSizeIterator<Item = (&'l str, &'l str, u64)>,
+        lines: impl ExactSizeIterator<Item = (&'l [u8], u64)>,
     ) {
         self.begin(TAG_CREATED);
         self.str(order_id);
@@ -193,7 +193,7 @@ impl<'a> Encoder<'a> {
         order_id: &str,
         at: Millis,
         payment_id: Option<&str>,
-        lines: impl ExactSizeIterator<Item = (&'l str, &'l str, u64)>,
+        lines: impl ExactSizeIterator<Item = (&'l [u8], u64)>,
     ) {
         debug_assert!((TAG_RELEASED..=TAG_PAYMENT_FAILED).contains(&tag));
         self.begin(tag);

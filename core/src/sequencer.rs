@@ -21,6 +21,9 @@ pub(crate) const MAX_STAGED_RECORDS: u64 = 1 << 20;
 /// Bytes staged but not yet taken by the writer, at most (a record may be large, so the
 /// count alone does not bound memory); callers wait beyond it.
 pub(crate) const MAX_STAGED_BYTES: u64 = 64 << 20;
+/// The byte bound per lane: checked under the lane's own lock, so staging shares no
+/// counter between threads (a shared one would be a contended cache line per record).
+const MAX_LANE_BYTES: usize = (MAX_STAGED_BYTES / LANES as u64) as usize;
 
 type FailureHook = Box<dyn Fn(String) + Send + Sync>;
 
@@ -32,8 +35,6 @@ pub(crate) struct Sequencer {
     /// Every lsn below this has been taken by the writer.
     pub(crate) drained: CachePadded<AtomicU64>,
     lanes: Box<[CachePadded<Mutex<Vec<u8>>>]>,
-    /// Bytes in the lanes (staged, not yet taken by the writer).
-    staged_bytes: CachePadded<AtomicU64>,
     /// Set once nothing staged will ever be written (the log is poisoned or its writer
     /// died): callers stop waiting for room and learn it from the log.
     halted: AtomicBool,
@@ -66,6 +67,15 @@ impl Drop for StageGuard<'_> {
     }
 }
 
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 thread_local! {
     static LANE: StdCell<usize> = const { StdCell::new(usize::MAX) };
 }
@@ -91,7 +101,6 @@ impl Sequencer {
             lanes: (0..LANES)
                 .map(|_| CachePadded::new(Mutex::new(Vec::with_capacity(64 << 10))))
                 .collect(),
-            staged_bytes: CachePadded::new(AtomicU64::new(0)),
             halted: AtomicBool::new(false),
             on_failure: OnceLock::new(),
         }
@@ -127,7 +136,7 @@ impl Sequencer {
         encode: impl FnOnce(&mut Encoder<'_>, &R),
     ) -> (Lsn, R) {
         self.wait_for_room();
-        let lane = self.lanes[my_lane()].lock();
+        let lane = self.lane_with_room();
         let lsn = self.next.fetch_add(1, Ordering::AcqRel);
         let start = lane.len();
         let mut g = StageGuard {
@@ -150,24 +159,30 @@ impl Sequencer {
         h[12..14].copy_from_slice(&events.to_le_bytes());
         h[14..16].copy_from_slice(&entries.to_le_bytes());
         g.armed = false;
-        self.staged_bytes
-            .fetch_add((end - start) as u64, Ordering::Relaxed);
         (lsn, r)
     }
 
     fn wait_for_room(&self) {
         let mut spins = 0u32;
-        while (self.next.load(Ordering::Relaxed) - self.drained.load(Ordering::Acquire)
+        while self.next.load(Ordering::Relaxed) - self.drained.load(Ordering::Acquire)
             > MAX_STAGED_RECORDS
-            || self.staged_bytes.load(Ordering::Relaxed) > MAX_STAGED_BYTES)
             && !self.halted.load(Ordering::Relaxed)
         {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
+            backoff(&mut spins);
+        }
+    }
+
+    /// This thread's lane, locked, once it holds at most `MAX_LANE_BYTES` (the writer
+    /// empties lanes as it takes them).
+    fn lane_with_room(&self) -> parking_lot::MutexGuard<'_, Vec<u8>> {
+        let mut spins = 0u32;
+        loop {
+            let lane = self.lanes[my_lane()].lock();
+            if lane.len() <= MAX_LANE_BYTES || self.halted.load(Ordering::Relaxed) {
+                return lane;
             }
+            drop(lane);
+            backoff(&mut spins);
         }
     }
 
@@ -184,8 +199,6 @@ impl Sequencer {
                 }
                 std::mem::swap(&mut *l, &mut buf);
             }
-            self.staged_bytes
-                .fetch_sub(buf.len() as u64, Ordering::Relaxed);
             out.push(buf);
         }
     }
@@ -233,30 +246,31 @@ mod tests {
     #[test]
     fn staging_waits_once_the_staged_bytes_reach_the_bound() {
         let seq = Arc::new(Sequencer::new(1));
-        let record = 1 << 20;
-        // 64 records of 1 MiB and their headers: just past the bound.
-        for _ in 0..(MAX_STAGED_BYTES / record) {
-            seq.stage(
-                || (),
-                |enc, _| enc.buf.resize(enc.buf.len() + record as usize, 1),
-            );
-        }
+        let record = 1usize << 20;
         let (tx, rx) = std::sync::mpsc::channel();
         let s2 = seq.clone();
+        // One thread, so one lane: fill it just past its bound (the record headers take it
+        // over), then stage once more.
         std::thread::spawn(move || {
+            for _ in 0..(MAX_LANE_BYTES / record) {
+                s2.stage(|| (), |enc, _| enc.buf.resize(enc.buf.len() + record, 1));
+            }
+            let _ = tx.send(0);
             let (lsn, ()) = s2.stage(|| (), |enc, _| enc.buf.push(1));
             let _ = tx.send(lsn);
         });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).ok(), Some(0));
         // A wait with nothing to poll: the stage must still be blocked after it.
         assert!(
             rx.recv_timeout(Duration::from_millis(300)).is_err(),
-            "staged past {MAX_STAGED_BYTES} bytes"
+            "staged past {MAX_LANE_BYTES} bytes in one lane"
         );
         let (mut spare, mut out) = (Vec::new(), Vec::new());
         seq.take_lanes(&mut spare, &mut out);
         assert_eq!(
             rx.recv_timeout(Duration::from_secs(10)).ok(),
-            Some(MAX_STAGED_BYTES / record + 1)
+            Some((MAX_LANE_BYTES / record) as u64 + 1)
         );
+        assert!(LANES as u64 * MAX_LANE_BYTES as u64 <= MAX_STAGED_BYTES);
     }
 }

@@ -204,7 +204,7 @@ impl State {
                 shard.insert(
                     order_id,
                     Order {
-                        lines: held,
+                        lines: held.into_vec().into(),
                         status: Status::Reserved,
                         created_at: *at,
                         expires_at: *expires_at,

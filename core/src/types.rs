@@ -174,6 +174,9 @@ pub struct Options {
     pub truncate_corrupt_tail: bool,
     /// Storage seam for fault injection; `None` means the real file system.
     pub storage: Option<Arc<dyn crate::wal::Storage>>,
+    /// Reservations held at once, live and retained (finished ones stay for
+    /// `retention_ms`); beyond it a reserve is refused with `capacity_exhausted`.
+    pub max_orders: usize,
 }
 
 impl Default for Options {
@@ -186,6 +189,7 @@ impl Default for Options {
             checkpoint_every_bytes: 256 << 20,
             truncate_corrupt_tail: false,
             storage: None,
+            max_orders: crate::orders::MAX_ORDERS,
         }
     }
 }
@@ -198,6 +202,7 @@ impl std::fmt::Debug for Options {
             .field("segment_bytes", &self.segment_bytes)
             .field("checkpoint_every_bytes", &self.checkpoint_every_bytes)
             .field("truncate_corrupt_tail", &self.truncate_corrupt_tail)
+            .field("max_orders", &self.max_orders)
             .finish_non_exhaustive()
     }
 }

@@ -87,6 +87,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::CapacityExhausted => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::EventsPruned => StatusCode::GONE,
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 pub use reader::{read_events, EventReader};
 pub use storage::{Fault, FaultyStorage, FsStorage, Storage, StorageFile};
@@ -60,8 +60,10 @@ pub(crate) struct Shared {
     reason: Mutex<Option<String>>,
     pub(crate) closing: AtomicBool,
     closed: AtomicBool,
-    wait_lock: Mutex<()>,
-    wait_cv: Condvar,
+    /// Callers waiting for their lsn to become durable, each woken only once it is (a
+    /// condvar's notify_all would wake every waiter for every batch). At most one entry per
+    /// waiting thread.
+    waiters: Mutex<Vec<(Lsn, std::thread::Thread)>>,
     pub(crate) writer_sleeping: AtomicBool,
     writer_thread: OnceLock<std::thread::Thread>,
     pub(crate) segments: Mutex<Vec<SegmentMeta>>,
@@ -93,9 +95,22 @@ impl Shared {
         self.notify();
     }
 
+    /// Wakes the waiters whose lsn is durable now (every waiter once the log has stopped).
     pub(crate) fn notify(&self) {
-        let _g = self.wait_lock.lock();
-        self.wait_cv.notify_all();
+        let stopped = self.poisoned.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire);
+        let durable = self.durable_lsn.load(Ordering::Acquire);
+        let mut wake: smallvec::SmallVec<[std::thread::Thread; 32]> = smallvec::SmallVec::new();
+        self.waiters.lock().retain(|(lsn, thread)| {
+            let done = stopped || *lsn <= durable;
+            if done {
+                wake.push(thread.clone());
+            }
+            !done
+        });
+        // Outside the lock: each unpark may be a system call.
+        for thread in wake {
+            thread.unpark();
+        }
     }
 
     fn unavailable(&self) -> Error {
@@ -167,15 +182,31 @@ impl Log {
             }
             std::hint::spin_loop();
         }
-        let mut g = s.wait_lock.lock();
+        // Registered under the lock after a last check: `notify` stores nothing it reads
+        // under the lock, so either it sees this entry or this check sees its durable lsn.
+        let mut registered = false;
         loop {
-            if s.durable_lsn.load(Ordering::Acquire) >= lsn {
-                return Ok(());
+            {
+                let mut waiters = s.waiters.lock();
+                if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+                    if registered {
+                        waiters.retain(|(_, t)| t.id() != std::thread::current().id());
+                    }
+                    return Ok(());
+                }
+                if s.poisoned.load(Ordering::Acquire) || s.closed.load(Ordering::Acquire) {
+                    return Err(s.unavailable());
+                }
+                let me = std::thread::current();
+                registered = waiters.iter().any(|(_, t)| t.id() == me.id());
+                if !registered {
+                    waiters.push((lsn, me));
+                    registered = true;
+                }
             }
-            if s.poisoned.load(Ordering::Acquire) || s.closed.load(Ordering::Acquire) {
-                return Err(s.unavailable());
-            }
-            s.wait_cv.wait(&mut g);
+            // Returns at once if `notify` already unparked this thread; spurious wake-ups
+            // loop back to the check above.
+            std::thread::park();
         }
     }
 
@@ -276,8 +307,7 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
         reason: Mutex::new(None),
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
-        wait_lock: Mutex::new(()),
-        wait_cv: Condvar::new(),
+        waiters: Mutex::new(Vec::new()),
         writer_sleeping: AtomicBool::new(false),
         writer_thread: OnceLock::new(),
         segments: Mutex::new(Vec::new()),
@@ -407,6 +437,7 @@ fn start(
             checkpointer: Mutex::new(checkpointer),
             lock_file: Mutex::new(lock),
         },
+        orders_per_shard: crate::orders::Orders::per_shard(options.max_orders),
         options,
         stats: Stats::default(),
     }
@@ -434,8 +465,6 @@ impl Ledger {
         self.log.check_writable()?;
         let wanted = s.epoch.load(Ordering::SeqCst).saturating_add(1);
         s.epoch_wanted.fetch_max(wanted, Ordering::SeqCst);
-        s.wake_writer();
-        let mut g = s.wait_lock.lock();
         loop {
             // The segment's meta is listed only once its header and folder are synced.
             if s.segments.lock().last().is_some_and(|m| m.epoch >= wanted) {
@@ -444,10 +473,9 @@ impl Ledger {
             if s.poisoned.load(Ordering::Acquire) || s.closed.load(Ordering::Acquire) {
                 return Err(s.unavailable());
             }
-            // The writer wakes at least every few ms; a bounded wait re-checks even if
-            // its notify came before this wait began.
-            s.wait_cv
-                .wait_for(&mut g, std::time::Duration::from_millis(50));
+            // Rare (a cursor clamp at start-up): a short poll, not a waiter list entry.
+            s.wake_writer();
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 

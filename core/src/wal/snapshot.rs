@@ -92,7 +92,7 @@ fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
         let (on_hand, reserved) = c.stock.load();
         cells.push(SnapCell {
             sku: state.catalog.sku(c.sku).name.to_string(),
-            warehouse: c.warehouse.to_string(),
+            warehouse: c.warehouse().to_string(),
             on_hand,
             reserved,
         });
@@ -183,7 +183,7 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
         }
         lines.sort_unstable();
         let order = Order {
-            lines: lines.into_boxed_slice(),
+            lines: lines.into(),
             status: Status::from_u8(o.status)?,
             created_at: o.created_at.to_native(),
             expires_at: o.expires_at.to_native(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::sequencer::{staged_records, Sequencer, STAGED_HEADER};
+use crate::sequencer::{staged_records, Sequencer, MAX_STAGED_RECORDS, STAGED_HEADER};
 
 use super::segment::{self, encode_frame, SegmentHeader, HEADER_LEN, SPARE_NAME};
 use super::storage::{Storage, StorageFile};
@@ -48,7 +48,8 @@ pub(crate) struct Writer {
     lanes: Vec<Vec<u8>>,
     spare: Vec<Vec<u8>>,
     carry: Vec<u8>,
-    order: Vec<(u64, u32, u32)>,
+    /// Staged records by `lsn - next_lsn`: (source, offset), `EMPTY` where none arrived yet.
+    placed: Vec<(u32, u32)>,
     out: Vec<u8>,
     /// (end offset in `out`, lsn, first seq) of each frame in `out`.
     frames: Vec<(usize, u64, u64)>,
@@ -83,7 +84,7 @@ impl Writer {
             lanes: Vec::new(),
             spare: Vec::new(),
             carry: Vec::new(),
-            order: Vec::new(),
+            placed: Vec::new(),
             out: Vec::with_capacity(1 << 20),
             frames: Vec::new(),
         }
@@ -213,12 +214,16 @@ impl Writer {
         self.shared.writer_sleeping.store(false, Ordering::SeqCst);
     }
 
-    /// Sorts what was staged by lsn and frames the gap-free run that starts at `next_lsn`;
-    /// records beyond a gap wait in `carry` for the next round.
+    /// Puts what was staged in lsn order and frames the gap-free run that starts at
+    /// `next_lsn`; records beyond a gap wait in `carry` for the next round. Lsns are dense,
+    /// so each record is placed at `lsn - next_lsn` (no sort); the span is bounded by the
+    /// records the sequencer lets stage ahead of the writer.
     fn collect(&mut self) {
+        const EMPTY: (u32, u32) = (u32::MAX, 0);
         self.out.clear();
         self.frames.clear();
-        self.order.clear();
+        self.placed.clear();
+        let base = self.next_lsn;
         let carry = std::mem::take(&mut self.carry);
         let sources: Vec<&[u8]> = self
             .lanes
@@ -229,33 +234,48 @@ impl Writer {
         for (i, buf) in sources.iter().enumerate() {
             let mut at = 0u32;
             for r in staged_records(buf) {
-                self.order.push((r.lsn, i as u32, at));
+                assert!(r.lsn >= base, "lsn {} staged after it was written", r.lsn);
+                let k = (r.lsn - base) as usize;
+                assert!(
+                    k <= 4 * MAX_STAGED_RECORDS as usize,
+                    "lsn {} far ahead",
+                    r.lsn
+                );
+                if k >= self.placed.len() {
+                    self.placed.resize(k + 1, EMPTY);
+                }
+                assert_eq!(self.placed[k], EMPTY, "lsn {} staged twice", r.lsn);
+                self.placed[k] = (i as u32, at);
                 at += (STAGED_HEADER + r.payload.len()) as u32;
             }
         }
-        self.order.sort_unstable();
         let mut next_carry = Vec::new();
-        for &(lsn, src, at) in self.order.iter() {
+        let mut gap = false;
+        for &(src, at) in self.placed.iter() {
+            if (src, at) == EMPTY {
+                gap = true;
+                continue;
+            }
             let buf = &sources[src as usize][at as usize..];
             let Some(r) = staged_records(buf).next() else {
                 continue;
             };
-            if lsn == self.next_lsn {
-                encode_frame(
-                    &mut self.out,
-                    lsn,
-                    self.next_seq,
-                    r.events,
-                    r.entries,
-                    r.payload,
-                );
-                self.frames.push((self.out.len(), lsn, self.next_seq));
-                self.next_lsn += 1;
-                self.next_seq += r.events as u64;
-            } else {
-                assert!(lsn > self.next_lsn, "lsn {lsn} staged twice");
+            if gap {
                 next_carry.extend_from_slice(&buf[..STAGED_HEADER + r.payload.len()]);
+                continue;
             }
+            debug_assert_eq!(r.lsn, self.next_lsn);
+            encode_frame(
+                &mut self.out,
+                r.lsn,
+                self.next_seq,
+                r.events,
+                r.entries,
+                r.payload,
+            );
+            self.frames.push((self.out.len(), r.lsn, self.next_seq));
+            self.next_lsn += 1;
+            self.next_seq += r.events as u64;
         }
         drop(sources);
         self.carry = next_carry;
