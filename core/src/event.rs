@@ -12,17 +12,28 @@ use crate::time::{format_rfc3339, Millis};
 pub struct Event {
     /// Starts at 1, strictly increasing, no gaps.
     pub seq: u64,
-    /// Stable across redeliveries: the ledger's id and the seq.
+    /// Stable across redeliveries: the ledger's id, its epoch when not 0, and the seq.
     pub event_id: String,
     pub entry: Entry,
 }
 
 impl Event {
     pub(crate) fn new(ledger_id: u64, seq: u64, entry: Entry) -> Event {
+        Event::in_epoch(ledger_id, 0, seq, entry)
+    }
+
+    /// An event of a segment of `epoch` (`docs/log-format.md`): epoch 0 keeps the ids
+    /// events always had; a later epoch (seqs that may repeat) gives new ones.
+    pub(crate) fn in_epoch(ledger_id: u64, epoch: u32, seq: u64, entry: Entry) -> Event {
         debug_assert!(entry.is_event());
+        let event_id = if epoch == 0 {
+            format!("{ledger_id:016x}-{seq}")
+        } else {
+            format!("{ledger_id:016x}.{epoch}-{seq}")
+        };
         Event {
             seq,
-            event_id: format!("{ledger_id:016x}-{seq}"),
+            event_id,
             entry,
         }
     }

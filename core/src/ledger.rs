@@ -116,9 +116,10 @@ impl Ledger {
         };
         for (wh, cell) in cells {
             let level = self.level(cell);
-            out.total.on_hand += level.on_hand;
-            out.total.reserved += level.reserved;
-            out.total.available += level.available;
+            // Thousands of cells near the on_hand limit overflow u64: saturate.
+            out.total.on_hand = out.total.on_hand.saturating_add(level.on_hand);
+            out.total.reserved = out.total.reserved.saturating_add(level.reserved);
+            out.total.available = out.total.available.saturating_add(level.available);
             out.warehouses.push((wh.to_string(), level));
         }
         Ok(Some(out))

@@ -113,10 +113,25 @@ impl Ledger {
         let status = order.status;
         let due = order.expires_at <= now;
         let (answer, lsn) = match (p.succeeded, status) {
-            (true, Status::Reserved) if !due => (
-                PaymentAnswer::Paid,
-                self.commit_locked(&mut shard, p.order_id, Some(p.payment_id))?,
-            ),
+            (true, Status::Reserved) if !due => {
+                match self.commit_locked(&mut shard, p.order_id, Some(p.payment_id)) {
+                    Ok(lsn) => (PaymentAnswer::Paid, lsn),
+                    // The commit reads the clock again: if it reached `expires_at` since the
+                    // check above, this is a late payment, not a 409.
+                    Err(Error::OrderNotActive {
+                        status: "expired", ..
+                    }) => {
+                        self.finish_unheld(
+                            &mut shard,
+                            p.order_id,
+                            crate::record::TAG_EXPIRED,
+                            None,
+                        );
+                        self.late_payment(&mut shard, &p)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             (true, Status::Reserved) => {
                 self.finish_unheld(&mut shard, p.order_id, crate::record::TAG_EXPIRED, None);
                 self.late_payment(&mut shard, &p)
@@ -124,6 +139,17 @@ impl Ledger {
             (true, Status::Expired) => self.late_payment(&mut shard, &p),
             (true, Status::Released) => self.refund(&p, RefundReason::Cancelled),
             (true, Status::Paid) => self.refund(&p, RefundReason::DoubleCharge),
+            (false, Status::Reserved) if due => {
+                // Already past its expiry: it is expired (as the expiry pass would have
+                // done), and a failed payment for an expired order changes nothing more.
+                self.finish_unheld(&mut shard, p.order_id, crate::record::TAG_EXPIRED, None);
+                let answer = PaymentAnswer::Expired;
+                let (lsn, ()) = self.seq.stage(
+                    || (),
+                    |enc, _| enc.payment_note(p.payment_id, p.order_id, false, answer.to_u8(), now),
+                );
+                (answer, lsn)
+            }
             (false, Status::Reserved) => {
                 let lsn = self.finish_unheld(
                     &mut shard,
@@ -137,7 +163,7 @@ impl Ledger {
                 let answer = PaymentAnswer::of_status(finished);
                 let (lsn, ()) = self.seq.stage(
                     || (),
-                    |enc, _| enc.payment_note(p.payment_id, p.order_id, false, answer.to_u8()),
+                    |enc, _| enc.payment_note(p.payment_id, p.order_id, false, answer.to_u8(), now),
                 );
                 (answer, lsn)
             }

@@ -17,6 +17,9 @@ pub(crate) const TAG_STOCK_ADJUSTED: u8 = 8;
 pub(crate) const TAG_STOCK_SET_KEYED: u8 = 9;
 /// Bookkeeping without an event: a remembered payment answer.
 pub(crate) const TAG_PAYMENT_NOTE: u8 = 100;
+/// A payment note with the time it was taken (tag 100 lacked it, so replay could not tell
+/// how old its idempotency key was). Written from now on; 100 is still read.
+pub(crate) const TAG_PAYMENT_NOTE_AT: u8 = 101;
 
 /// Why money must go back (`payment.refund_required`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,8 @@ pub enum Entry {
         order_id: String,
         succeeded: bool,
         answer: u8,
+        /// When the callback was answered; `None` in logs written before tag 101.
+        at: Option<Millis>,
     },
 }
 
@@ -154,7 +159,7 @@ impl<'a> Encoder<'a> {
     fn begin(&mut self, tag: u8) {
         self.u8(tag);
         self.entries += 1;
-        if tag != TAG_PAYMENT_NOTE {
+        if tag != TAG_PAYMENT_NOTE && tag != TAG_PAYMENT_NOTE_AT {
             self.events += 1;
         }
     }
@@ -254,12 +259,14 @@ impl<'a> Encoder<'a> {
         order_id: &str,
         succeeded: bool,
         answer: u8,
+        at: Millis,
     ) {
-        self.begin(TAG_PAYMENT_NOTE);
+        self.begin(TAG_PAYMENT_NOTE_AT);
         self.str(payment_id);
         self.str(order_id);
         self.u8(succeeded as u8);
         self.u8(answer);
+        self.u64(at);
     }
 }
 
@@ -372,6 +379,14 @@ impl<'a> Decoder<'a> {
                 order_id: self.str()?,
                 succeeded: self.u8()? != 0,
                 answer: self.u8()?,
+                at: None,
+            },
+            TAG_PAYMENT_NOTE_AT => Entry::PaymentNote {
+                payment_id: self.str()?,
+                order_id: self.str()?,
+                succeeded: self.u8()? != 0,
+                answer: self.u8()?,
+                at: Some(self.u64()?),
             },
             _ => return None,
         })

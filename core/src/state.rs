@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
@@ -37,6 +38,23 @@ pub(crate) struct PaymentKey {
     pub(crate) succeeded: bool,
     pub(crate) answer: u8,
     pub(crate) at: Millis,
+}
+
+/// A value that knows when it was inserted.
+pub(crate) trait Stamped {
+    fn at(&self) -> Millis;
+}
+
+impl Stamped for AdjustmentKey {
+    fn at(&self) -> Millis {
+        self.at
+    }
+}
+
+impl Stamped for PaymentKey {
+    fn at(&self) -> Millis {
+        self.at
+    }
 }
 
 /// A map of idempotency keys, sharded, pruned after retention in insertion order.
@@ -78,12 +96,19 @@ impl<V> KeyTable<V> {
         self.shards[(h as usize) % KEY_SHARDS].lock()
     }
 
-    pub(crate) fn prune(&self, cutoff: Millis) {
+    pub(crate) fn prune(&self, cutoff: Millis)
+    where
+        V: Stamped,
+    {
         for s in self.shards.iter() {
             let mut s = s.lock();
             while matches!(s.order.front(), Some((at, _)) if *at < cutoff) {
-                if let Some((_, k)) = s.order.pop_front() {
-                    s.map.remove(&k);
+                if let Some((at, k)) = s.order.pop_front() {
+                    // The key may have been inserted again since: only its latest insertion
+                    // decides (that one has its own, later, place in `order`).
+                    if s.map.get(&k).is_some_and(|v| v.at() <= at) {
+                        s.map.remove(&k);
+                    }
                 }
             }
         }
@@ -113,6 +138,8 @@ pub(crate) struct State {
     pub(crate) orders: Orders,
     pub(crate) adjustments: KeyTable<AdjustmentKey>,
     pub(crate) payments: KeyTable<PaymentKey>,
+    /// The latest time of an entry replayed so far (replay only).
+    replayed_at: AtomicU64,
 }
 
 pub(crate) const WAREHOUSE_SOURCE: &str = "warehouse";
@@ -125,6 +152,7 @@ impl State {
             orders: Orders::new(),
             adjustments: KeyTable::new(),
             payments: KeyTable::new(),
+            replayed_at: AtomicU64::new(0),
         }
     }
 
@@ -143,6 +171,14 @@ impl State {
     /// Applies one decided entry (replay). Returns false if the entry cannot be applied
     /// to this state, which means the log and the state disagree.
     pub(crate) fn apply(&self, entry: &Entry) -> bool {
+        let at = match entry {
+            Entry::Created { at, .. }
+            | Entry::Finished { at, .. }
+            | Entry::RefundRequired { at, .. }
+            | Entry::Stock { at, .. } => *at,
+            Entry::PaymentNote { at, .. } => at.unwrap_or(0),
+        };
+        self.replayed_at.fetch_max(at, Ordering::Relaxed);
         match entry {
             Entry::Created {
                 order_id,
@@ -283,8 +319,12 @@ impl State {
                 order_id,
                 succeeded,
                 answer,
+                at,
             } => {
-                self.note_payment(payment_id, order_id, *succeeded, *answer, 0);
+                // An old note (tag 100) has no time: the latest time replayed so far is the
+                // closest lower bound (0 would let the first expiry pass prune its key).
+                let at = at.unwrap_or_else(|| self.replayed_at.load(Ordering::Relaxed));
+                self.note_payment(payment_id, order_id, *succeeded, *answer, at);
                 true
             }
         }
@@ -341,5 +381,31 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(at: Millis) -> PaymentKey {
+        PaymentKey {
+            order_id: "o".into(),
+            succeeded: true,
+            answer: 1,
+            at,
+        }
+    }
+
+    /// Defect 6: pruning the first insertion of a key must not remove a later one.
+    #[test]
+    fn pruning_keeps_a_key_inserted_again_later() {
+        let t: KeyTable<PaymentKey> = KeyTable::new();
+        t.shard("p").insert("p", 10, key(10));
+        t.shard("p").insert("p", 50, key(50));
+        t.prune(20);
+        assert_eq!(t.shard("p").map.get("p").map(|k| k.at), Some(50));
+        t.prune(51);
+        assert!(!t.shard("p").map.contains_key("p"));
     }
 }

@@ -241,7 +241,7 @@ fn an_unreadable_segment_fails_the_read_instead_of_being_skipped() {
     let mut repair = Some(break_segment(&middle));
     let mut reader = stockledger::read_events(dir.path(), 0).unwrap();
     let mut seqs = Vec::new();
-    while let Some(e) = reader.next() {
+    for e in reader.by_ref() {
         match e {
             Ok(e) => seqs.push(e.seq),
             Err(e) => {
@@ -267,6 +267,8 @@ fn first_event(l: &Ledger, after: u64) -> stockledger::Result<u64> {
 fn pruned_events_are_reported_and_retained_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
     let l = rolled(dir.path(), 3);
+    // The second checkpoint removes what the first snapshot covers (the first is kept).
+    l.checkpoint().unwrap();
     l.checkpoint().unwrap();
     let e = first_event(&l, 0).unwrap_err();
     let oldest = match e {
@@ -288,6 +290,7 @@ fn pruned_events_are_reported_and_retained_ones_kept() {
     let l = rolled(dir.path(), 3);
     l.retain_events_for(Duration::from_secs(3600));
     l.checkpoint().unwrap();
+    l.checkpoint().unwrap();
     assert_eq!(
         segment_count(dir.path()),
         3,
@@ -301,4 +304,299 @@ fn pruned_events_are_reported_and_retained_ones_kept() {
     l.retain_events_for(Duration::from_secs(3600));
     l.checkpoint().unwrap();
     assert_eq!(first_event(&l, 0).unwrap(), 1);
+}
+
+/// Defect 6: a payment note replayed from the log keeps its time, so the first expiry pass
+/// after a restart does not prune its key (a conflicting callback stays a conflict).
+#[test]
+fn a_replayed_payment_note_keeps_its_key_until_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, clock) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+        l.reserve("o1", &[line("A", "w", 1)], 900).unwrap();
+        l.release("o1").unwrap();
+        clock.advance(1_000);
+        // A failed callback for a released order: answered with a payment note.
+        let p = stockledger::Payment {
+            payment_id: "p1",
+            order_id: "o1",
+            succeeded: false,
+            amount_minor: 100,
+            currency: "EUR",
+        };
+        assert_eq!(l.pay(p).unwrap(), stockledger::PaymentAnswer::Released);
+        l.close().unwrap();
+    }
+    let (l, clock) = on_disk(dir.path(), Durability::Sync);
+    clock.advance(60_000);
+    l.expire_due().unwrap();
+    let conflicting = stockledger::Payment {
+        payment_id: "p1",
+        order_id: "o1",
+        succeeded: true,
+        amount_minor: 100,
+        currency: "EUR",
+    };
+    let e = l.pay(conflicting).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PaymentConflict, "{e}");
+}
+
+/// A clock that moves one millisecond each time it is read.
+struct TickingClock(std::sync::atomic::AtomicU64);
+
+impl stockledger::Clock for TickingClock {
+    fn now_ms(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+fn payment<'a>(
+    payment_id: &'a str,
+    order_id: &'a str,
+    succeeded: bool,
+) -> stockledger::Payment<'a> {
+    stockledger::Payment {
+        payment_id,
+        order_id,
+        succeeded,
+        amount_minor: 100,
+        currency: "EUR",
+    }
+}
+
+/// Defect 11: a callback checked one millisecond before the expiry and committed in it is a
+/// late payment (paid again, or refund), never a 409.
+#[test]
+fn a_payment_in_the_expiry_millisecond_takes_the_late_payment_path() {
+    let clock = Arc::new(TickingClock(std::sync::atomic::AtomicU64::new(T0)));
+    let l = Ledger::in_memory(Options {
+        clock: clock.clone(),
+        ..Options::default()
+    });
+    l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+    let r = l.reserve("o1", &[line("A", "w", 1)], 1).unwrap();
+    let expires = r.reservation.expires_at;
+    // The payment path's first read gives expires - 1, the next ones expires and later.
+    clock.0.store(expires - 1, Ordering::SeqCst);
+    let answer = l
+        .pay(payment("p1", "o1", true))
+        .unwrap_or_else(|e| panic!("a payment in the expiry millisecond was refused: {e}"));
+    assert_eq!(answer, stockledger::PaymentAnswer::Paid);
+    assert_eq!(l.stock("A", "w").unwrap().on_hand, 9);
+    l.check_invariants().unwrap();
+}
+
+/// Defect 11: a `failed` callback for a reservation already past its expiry treats it as
+/// expired (answer `expired`), not as released by the payment.
+#[test]
+fn a_failed_payment_after_the_expiry_is_an_expiry() {
+    let (l, clock) = memory();
+    l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+    l.reserve("o1", &[line("A", "w", 1)], 60).unwrap();
+    clock.advance(61_000);
+    let answer = l.pay(payment("p1", "o1", false)).unwrap();
+    assert_eq!(answer, stockledger::PaymentAnswer::Expired);
+    let r = l.reservation("o1").unwrap().unwrap();
+    assert_eq!(r.status, stockledger::Status::Expired);
+    assert_eq!(l.stock("A", "w").unwrap().available, 10);
+    // Its replay gets the same answer.
+    assert_eq!(
+        l.pay(payment("p1", "o1", false)).unwrap(),
+        stockledger::PaymentAnswer::Expired
+    );
+    let types: Vec<String> = l
+        .events(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.to_json()["type"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        !types.iter().any(|t| t == "order.payment_failed"),
+        "{types:?}"
+    );
+}
+
+fn snapshots(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rkyv"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Defect 9: the previous snapshot and the log after it are kept, so a damaged newest
+/// snapshot falls back to it and loses nothing.
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (last, expect) = {
+        let l = rolled(dir.path(), 3);
+        l.checkpoint().unwrap();
+        let mut b = 1_000;
+        while segment_count(dir.path()) < 6 {
+            l.execute(&stock_batch(b, 2000)).unwrap();
+            b += 1;
+        }
+        l.checkpoint().unwrap();
+        l.set_stock("S0", "w", 7, Source::Warehouse).unwrap();
+        let expect: Vec<u64> = (0..8)
+            .map(|i| l.stock(&format!("S{i}"), "w").unwrap().on_hand)
+            .collect();
+        (l.last_seq(), expect)
+    };
+    let snaps = snapshots(dir.path());
+    assert_eq!(snaps.len(), 2, "the previous snapshot was removed");
+    let newest = snaps.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x5a;
+    std::fs::write(newest, bytes).unwrap();
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    assert_eq!(l.last_seq(), last);
+    let got: Vec<u64> = (0..8)
+        .map(|i| l.stock(&format!("S{i}"), "w").unwrap().on_hand)
+        .collect();
+    assert_eq!(got, expect);
+    l.check_invariants().unwrap();
+}
+
+/// Defect 7 (core side): `wait_durable` returns only once every change made so far is in
+/// the log, in `async` mode too (the stock feed commits its Kafka offsets after it).
+#[test]
+fn wait_durable_covers_every_change_made_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = on_disk(dir.path(), Durability::Async);
+    for round in 0..20u64 {
+        for i in 0..500u64 {
+            l.set_stock("A", "w", round * 1000 + i, Source::Warehouse)
+                .unwrap();
+        }
+        l.wait_durable().unwrap();
+        // Read from the folder, as a restart would: every change is there.
+        let n = stockledger::read_events(dir.path(), 0).unwrap().count() as u64;
+        assert_eq!(n, (round + 1) * 500, "round {round}");
+    }
+}
+
+/// Defect 12: a sku's totals over many cells saturate instead of wrapping around.
+#[test]
+fn sku_totals_over_many_cells_saturate() {
+    let (l, _) = memory();
+    let max = stockledger::limits::MAX_ON_HAND;
+    for w in 0..2100 {
+        l.set_stock("A", &format!("w{w}"), max, Source::Warehouse)
+            .unwrap();
+    }
+    let s = l.sku_stock("A").unwrap().unwrap();
+    assert_eq!(s.warehouses.len(), 2100);
+    assert_eq!(s.total.on_hand, u64::MAX);
+    assert_eq!(s.total.available, u64::MAX);
+}
+
+fn ids(dir: &std::path::Path) -> Vec<(u64, String)> {
+    stockledger::read_events(dir, 0)
+        .unwrap()
+        .map(|e| e.map(|e| (e.seq, e.event_id)).unwrap())
+        .collect()
+}
+
+/// Defect 8: seqs given again after `truncate_corrupt_tail` cut the log get event_ids the
+/// dropped events never had; kept events keep theirs; ids are stable across restarts.
+#[test]
+fn seqs_given_again_after_a_truncation_get_new_event_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 100, Source::Warehouse).unwrap();
+        for i in 0..10 {
+            l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
+                .unwrap();
+        }
+        l.close().unwrap();
+    }
+    let before = ids(dir.path());
+    assert_eq!(before.len(), 11);
+    // Damage the 6th frame (walking the frames' length fields).
+    let seg = log_files(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut at = 64;
+    for _ in 0..5 {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 28 + len;
+    }
+    bytes[at + 30] ^= 0x10;
+    std::fs::write(&seg, bytes).unwrap();
+    let l = Ledger::open(
+        dir.path(),
+        Options {
+            truncate_corrupt_tail: true,
+            segment_bytes: 1 << 20,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let kept = l.last_seq();
+    assert_eq!(kept, 5);
+    for i in 0..3 {
+        l.reserve(&format!("n{i}"), &[line("A", "w", 1)], 900)
+            .unwrap();
+    }
+    l.close().unwrap();
+    drop(l);
+    let after = ids(dir.path());
+    assert_eq!(after.len(), 8);
+    assert_eq!(after[..5], before[..5], "kept events changed ids");
+    for (seq, id) in &after[5..] {
+        let old = &before[*seq as usize - 1];
+        assert_eq!(old.0, *seq);
+        assert_ne!(&old.1, id, "seq {seq} reuses a dropped event's id");
+    }
+    // Stable on redelivery: the same ids after a restart, and from the live feed.
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    let live: Vec<(u64, String)> = l
+        .events(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.event_id))
+        .collect();
+    assert_eq!(live, after);
+}
+
+/// Defect 8 (cursor side): after `new_epoch` (the publisher's cursor clamp), events get ids
+/// no earlier event had; earlier ones keep theirs; both survive a restart unchanged.
+#[test]
+fn a_new_epoch_gives_new_event_ids_and_keeps_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let first;
+    {
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 100, Source::Warehouse).unwrap();
+        first = ids(dir.path());
+        l.new_epoch().unwrap();
+        // Twice in a row, with no record in between, too.
+        l.new_epoch().unwrap();
+        l.set_stock("A", "w", 50, Source::Warehouse).unwrap();
+        l.close().unwrap();
+    }
+    let all = ids(dir.path());
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], first[0]);
+    assert!(all[1].1.contains(".2-"), "{:?}", all[1]);
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    l.set_stock("A", "w", 40, Source::Warehouse).unwrap();
+    let live: Vec<(u64, String)> = l
+        .events(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.event_id))
+        .collect();
+    assert_eq!(live[..2], all[..]);
+    assert!(
+        live[2].1.contains(".2-"),
+        "the epoch was lost at restart: {:?}",
+        live[2]
+    );
 }

@@ -13,6 +13,7 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_EVENTS_TOPIC: &str = "inventory.events";
 pub const DEFAULT_STOCK_TOPIC: &str = "warehouse.stock";
+pub const DEFAULT_EVENTS_RETENTION: &str = "24h";
 
 #[derive(Debug, Parser, Default)]
 #[command(
@@ -64,6 +65,9 @@ pub struct Args {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// Events kept readable at least this long, e.g. 24h, 90m [default: 24h]
+    #[arg(long, env = "STOCKLEDGER_EVENTS_RETENTION", value_name = "DURATION")]
+    pub events_retention: Option<String>,
     /// TOML file with the same keys (flags and environment win)
     #[arg(long, env = "STOCKLEDGER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -99,6 +103,7 @@ struct FileConfig {
     #[serde(alias = "partner-token")]
     partner_tokens: Option<StrOrList>,
     admin_token: Option<String>,
+    events_retention: Option<String>,
 }
 
 /// One partner token.
@@ -127,6 +132,8 @@ pub struct Config {
     pub payment_secret: Option<String>,
     pub partner_tokens: Vec<PartnerToken>,
     pub admin_token: Option<String>,
+    /// Log segments are kept this long after their last event, for `GET /v1/events`.
+    pub events_retention: std::time::Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -144,6 +151,7 @@ impl std::fmt::Debug for Config {
             )
             .field("partner_tokens", &self.partner_tokens)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("events_retention", &self.events_retention)
             .finish()
     }
 }
@@ -281,7 +289,16 @@ impl Config {
             });
         }
 
+        let retention_s = args
+            .events_retention
+            .or(file.events_retention)
+            .unwrap_or_else(|| DEFAULT_EVENTS_RETENTION.into());
+        let events_retention = humantime::parse_duration(retention_s.trim()).map_err(|e| {
+            format!("events-retention: {retention_s:?} is not a duration like 24h or 90m: {e}")
+        })?;
+
         Ok(Config {
+            events_retention,
             data_dir,
             listen,
             durability,
@@ -330,6 +347,19 @@ mod tests {
         assert_eq!(c.events_topic, "inventory.events");
         assert_eq!(c.stock_topic, "warehouse.stock");
         assert!(c.payment_secret.is_none() && c.admin_token.is_none());
+        assert_eq!(
+            c.events_retention,
+            std::time::Duration::from_secs(24 * 3600)
+        );
+    }
+
+    /// Defect 3: `--events-retention` (cli.md) is read and checked.
+    #[test]
+    fn events_retention() {
+        let c = Config::resolve(args(&["--events-retention", "90m"])).unwrap();
+        assert_eq!(c.events_retention, std::time::Duration::from_secs(90 * 60));
+        let e = Config::resolve(args(&["--events-retention", "soon"])).unwrap_err();
+        assert!(e.starts_with("events-retention:"), "{e}");
     }
 
     #[test]

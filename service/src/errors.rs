@@ -143,6 +143,10 @@ impl From<Error> for ApiError {
             Error::SkuNotFound { .. } | Error::Forbidden { .. } => format!("sku: {e}"),
             Error::AdjustmentConflict { .. } => format!("adjustment_id: {e}"),
             Error::PaymentConflict { .. } => format!("payment_id: {e}"),
+            Error::EventsPruned { oldest_seq } => {
+                err.extra.insert("oldest_seq".into(), json!(oldest_seq));
+                format!("after: {e}")
+            }
             _ => e.to_string(),
         };
         err
@@ -160,3 +164,17 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defect 3: pruned events are a 410 `events_pruned` naming the oldest readable seq.
+    #[test]
+    fn pruned_events_are_a_410_with_the_oldest_seq() {
+        let e = ApiError::from(Error::EventsPruned { oldest_seq: 42 });
+        assert_eq!(e.status, StatusCode::GONE);
+        assert_eq!(e.code, "events_pruned");
+        assert_eq!(e.extra.get("oldest_seq"), Some(&json!(42)));
+    }
+}

@@ -31,6 +31,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs the service until SIGTERM/SIGINT. The error is the message for stderr.
 pub async fn run(cfg: Config) -> Result<(), String> {
     let handle = metrics::install()?;
+    let upkeep = metrics::spawn_upkeep(handle.clone(), metrics::UPKEEP_EVERY);
 
     // Recovery first: the port opens only once the ledger holds its whole state.
     let dir = cfg.data_dir.clone();
@@ -47,6 +48,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
                 cfg.data_dir.display()
             )
         })?;
+    // Without Kafka nothing else pins the log: readers of the feed get this long.
+    ledger.retain_events_for(cfg.events_retention);
     let ledger = Arc::new(ledger);
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
@@ -131,6 +134,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
 
     expirer.stop();
+    upkeep.abort();
     if let Some(h) = kafka {
         if let Ok(mut g) = state.lag.write() {
             *g = None;

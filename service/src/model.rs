@@ -111,7 +111,7 @@ impl From<&Reservation> for ReservationBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WarehouseStock {
     pub warehouse: String,
     pub on_hand: u64,
@@ -119,7 +119,7 @@ pub struct WarehouseStock {
     pub available: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SkuStockBody {
     pub sku: String,
     pub on_hand: u64,

@@ -32,6 +32,7 @@ use crate::types::{Durability, Options};
 pub(crate) struct SegmentMeta {
     pub(crate) first_lsn: u64,
     pub(crate) first_seq: u64,
+    pub(crate) epoch: u32,
     pub(crate) path: PathBuf,
     /// (first seq of a frame, its offset), increasing.
     pub(crate) index: Vec<(u64, u32)>,
@@ -71,6 +72,10 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_lock: Mutex<()>,
     /// Segments holding events above this seq are kept (the Kafka outbox); MAX: no pin.
     pub(crate) keep_after_seq: AtomicU64,
+    /// The epoch new segments are written with (see `SegmentHeader::epoch`).
+    pub(crate) epoch: std::sync::atomic::AtomicU32,
+    /// An epoch asked for by `new_epoch`, which the writer starts before its next batch.
+    pub(crate) epoch_wanted: std::sync::atomic::AtomicU32,
     /// Segments last written less than this long ago are kept for the events feed.
     pub(crate) events_retention_ms: AtomicU64,
     pub(crate) checkpoint_kick: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
@@ -310,6 +315,8 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
         bytes_since_checkpoint: AtomicU64::new(0),
         checkpoint_lock: Mutex::new(()),
         keep_after_seq: AtomicU64::new(u64::MAX),
+        epoch: std::sync::atomic::AtomicU32::new(0),
+        epoch_wanted: std::sync::atomic::AtomicU32::new(0),
         events_retention_ms: AtomicU64::new(0),
         checkpoint_kick: Mutex::new(None),
         fsyncs: AtomicU64::new(0),
@@ -347,6 +354,8 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
     shared.durable_lsn.store(rec.next_lsn - 1, Ordering::SeqCst);
     shared.durable_seq.store(rec.next_seq - 1, Ordering::SeqCst);
     *shared.segments.lock() = rec.segments.clone();
+    shared.epoch.store(rec.epoch, Ordering::SeqCst);
+    shared.epoch_wanted.store(rec.epoch, Ordering::SeqCst);
     let state = Arc::new(rec.state);
     let seq = Arc::new(Sequencer::new(rec.next_lsn));
     let writer = writer::Writer::on_disk(
@@ -442,6 +451,39 @@ impl Ledger {
             .shared
             .keep_after_seq
             .store(seq.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Starts a new epoch: events written from now on get event_ids no earlier event had,
+    /// even where their seqs repeat ones given before (the Kafka publisher calls it when its
+    /// cursor is past the log, i.e. when the seqs after the log's end were given before).
+    /// Returns once a segment of the new epoch is durable. Memory-only ledgers: no-op.
+    pub fn new_epoch(&self) -> Result<()> {
+        let s = &self.log.shared;
+        if s.dir.is_none() {
+            return Ok(());
+        }
+        self.log.check_writable()?;
+        let wanted = s.epoch.load(Ordering::SeqCst).saturating_add(1);
+        s.epoch_wanted.fetch_max(wanted, Ordering::SeqCst);
+        loop {
+            // The segment's meta is listed only once its header and folder are synced.
+            if s.segments.lock().last().is_some_and(|m| m.epoch >= wanted) {
+                return Ok(());
+            }
+            if s.poisoned.load(Ordering::Acquire) || s.closed.load(Ordering::Acquire) {
+                return Err(s.unavailable());
+            }
+            // Rare (a cursor clamp at start-up): a short poll, not a waiter list entry.
+            s.wake_writer();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Waits until every change made so far (by any caller) is durable, whatever the
+    /// durability mode; fails if the log cannot make it so. What an `async` caller does
+    /// before telling an outside system a change is safe (the stock feed's Kafka offsets).
+    pub fn wait_durable(&self) -> Result<()> {
+        self.log.flush(self.seq.next_lsn() - 1)
     }
 
     /// Keeps log segments written less than `retention` ago even once a snapshot covers

@@ -39,7 +39,7 @@ fn scan(
     after: u64,
     max_lsn: u64,
     limit: usize,
-    ledger_id: u64,
+    (ledger_id, epoch): (u64, u32),
     out: &mut Vec<Event>,
 ) -> Stop {
     loop {
@@ -61,7 +61,7 @@ fn scan(
                     let events = entries.into_iter().filter(|e| e.is_event());
                     for (seq, e) in (f.first_seq..).zip(events) {
                         if seq > after {
-                            out.push(Event::new(ledger_id, seq, e));
+                            out.push(Event::in_epoch(ledger_id, epoch, seq, e));
                         }
                     }
                 }
@@ -90,9 +90,15 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
             .partition_point(|(first, _)| *first <= after + 1)
             .saturating_sub(1);
         for (_, chunk) in mem.chunks.iter().skip(start) {
-            if let Stop::Full(_) =
-                scan(chunk, 0, after, u64::MAX, limit, shared.ledger_id, &mut out)
-            {
+            if let Stop::Full(_) = scan(
+                chunk,
+                0,
+                after,
+                u64::MAX,
+                limit,
+                (shared.ledger_id, 0),
+                &mut out,
+            ) {
                 break;
             }
         }
@@ -100,7 +106,7 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
         return Ok(out);
     }
     // Which segment, and where in it, holds `after + 1`.
-    let plan: Vec<(PathBuf, usize)> = {
+    let plan: Vec<(PathBuf, usize, u32)> = {
         let segments = shared.segments.lock();
         if let Some(first) = segments.first() {
             if first.first_seq > after + 1 {
@@ -126,11 +132,11 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
                 } else {
                     HEADER_LEN
                 };
-                (s.path.clone(), offset)
+                (s.path.clone(), offset, s.epoch)
             })
             .collect()
     };
-    for (path, offset) in plan {
+    for (path, offset, epoch) in plan {
         let bytes = match map_segment(&path) {
             Ok(b) => b,
             Err(e) => {
@@ -156,7 +162,7 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
             after,
             durable_lsn,
             limit,
-            shared.ledger_id,
+            (shared.ledger_id, epoch),
             &mut out,
         ) {
             Stop::Full(_) => break,
@@ -201,7 +207,7 @@ pub struct EventReader {
     /// (header, path) of every segment, read on first use.
     segments: Option<Vec<(SegmentHeader, PathBuf)>>,
     next_segment: usize,
-    current: Option<(memmap2::Mmap, usize, bool, u64)>,
+    current: Option<(memmap2::Mmap, usize, bool, (u64, u32))>,
     buffer: VecDeque<Event>,
     done: bool,
 }
@@ -279,14 +285,14 @@ impl EventReader {
                         )))
                     }
                 };
-                self.current = Some((bytes, HEADER_LEN, is_last, h.ledger_id));
+                self.current = Some((bytes, HEADER_LEN, is_last, (h.ledger_id, h.epoch)));
                 self.next_segment += 1;
             }
-            let Some((bytes, at, is_last, ledger_id)) = self.current.as_mut() else {
+            let Some((bytes, at, is_last, id)) = self.current.as_mut() else {
                 break;
             };
             let mut out = Vec::new();
-            let stop = scan(bytes, *at, self.after, u64::MAX, 1024, *ledger_id, &mut out);
+            let stop = scan(bytes, *at, self.after, u64::MAX, 1024, *id, &mut out);
             if let Some(last) = out.last() {
                 self.after = last.seq;
             }

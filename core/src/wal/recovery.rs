@@ -29,6 +29,8 @@ pub(crate) struct Recovered {
     pub(crate) next_seq: u64,
     pub(crate) segments: Vec<SegmentMeta>,
     pub(crate) tail: Option<Tail>,
+    /// The epoch new segments get: the newest one's, plus one if records were cut.
+    pub(crate) epoch: u32,
 }
 
 /// What replay may do to damaged files.
@@ -83,6 +85,7 @@ pub(crate) fn recover(
         next_seq: out.next_seq,
         segments: out.segments,
         tail: out.tail,
+        epoch: out.epoch,
     })
 }
 
@@ -91,6 +94,7 @@ pub(crate) struct ReplayEnd {
     pub(crate) next_seq: u64,
     pub(crate) segments: Vec<SegmentMeta>,
     pub(crate) tail: Option<Tail>,
+    pub(crate) epoch: u32,
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
@@ -111,8 +115,23 @@ fn read_header(path: &Path) -> Result<SegmentHeader> {
 
 pub(crate) fn map(path: &Path) -> Result<memmap2::Mmap> {
     let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
-    // SAFETY: segments are only appended to past what readers look at (the durable part),
-    // and truncated only by recovery, which holds the folder's lock.
+    // SAFETY (why a read-only shared map of a file that is being written is sound here):
+    // - Size: a segment is sized once, when created (`set_len`, before its header is
+    //   written and before any reader can know it), and never truncated or shortened
+    //   afterwards (recovery zero-fills, it does not truncate), so no access through the
+    //   map is beyond EOF (no SIGBUS). Truncation in `truncate_corrupt_tail` removes whole
+    //   later segments, which unlinks the name but keeps mapped pages valid.
+    // - Content: the live readers (events feed, publisher, checkpoints) interpret only frames
+    //   with lsn <= durable_lsn, whose bytes were written and fdatasync'd before durable_lsn
+    //   was published (Release/Acquire) and are never written again. The one rewrite of
+    //   durable-looking bytes, recovery zeroing a torn tail, runs before the ledger exists
+    //   (folder lock held, no live reader) and after replay dropped its own map.
+    // - The rest: past durable_lsn the writer may be writing the bytes a reader maps (the
+    //   frame after the last durable one, or an outside `read_events` racing the writer).
+    //   Those bytes are only copied out and checked (length bounds, CRC-32C) before any is
+    //   trusted; a torn or changing frame fails the check and ends the scan. This is the
+    //   one place that relies on byte reads of a concurrently written shared mapping being
+    //   merely stale-or-new, as every mmap-based log reader on Linux does.
     unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))
 }
 
@@ -134,6 +153,8 @@ pub(crate) fn replay(
     }
     let mut metas = Vec::new();
     let mut tail = None;
+    let mut epoch = 0u32;
+    let mut cut = false;
     let count = segments.len();
     let mut i = 0;
     while i < count {
@@ -150,9 +171,11 @@ pub(crate) fn replay(
             if let Mode::Repair { .. } = mode {
                 match map(path).map(|b| SegmentHeader::decode(&b)) {
                     Ok(Ok(h)) if h.first_lsn == *name_lsn && h.ledger_id == state.ledger_id => {
+                        epoch = epoch.max(h.epoch);
                         metas.push(SegmentMeta {
                             first_lsn: h.first_lsn,
                             first_seq: h.first_seq,
+                            epoch: h.epoch,
                             path: path.clone(),
                             index: Vec::new(),
                         })
@@ -182,9 +205,11 @@ pub(crate) fn replay(
                 header.first_lsn
             )));
         }
+        epoch = epoch.max(header.epoch);
         let mut meta = SegmentMeta {
             first_lsn: header.first_lsn,
             first_seq: header.first_seq,
+            epoch: header.epoch,
             path: path.clone(),
             index: Vec::new(),
         };
@@ -269,6 +294,7 @@ pub(crate) fn replay(
                         for (_, later) in &segments[i + 1..] {
                             std::fs::remove_file(later).map_err(|e| io_err(later, e))?;
                         }
+                        cut = true;
                     } else {
                         return Err(corrupt(
                             path,
@@ -276,13 +302,30 @@ pub(crate) fn replay(
                             "bad checksum with valid records after it (open with truncate_corrupt_tail to cut the log here)",
                         ));
                     }
-                    zero_from(*storage, path, bad as u64, bytes.len() as u64)?;
-                    metas.push(meta);
-                    tail = Some(Tail {
-                        path: path.clone(),
-                        offset: bad as u64,
-                        capacity: bytes.len() as u64,
-                    });
+                    // The map must be gone before the file changes under it: a `&[u8]`
+                    // whose bytes change is undefined behaviour, however coherent the
+                    // page cache is.
+                    let len = bytes.len() as u64;
+                    drop(bytes);
+                    zero_from(*storage, path, bad as u64, len)?;
+                    if cut {
+                        // Seqs after the cut will be given again: they go to a new segment of
+                        // a new epoch, so their event_ids differ from the dropped ones'.
+                        if bad == HEADER_LEN {
+                            // Nothing left in it, and the new segment takes its name.
+                            std::fs::remove_file(path).map_err(|e| io_err(path, e))?;
+                        } else {
+                            metas.push(meta);
+                        }
+                        tail = None;
+                    } else {
+                        metas.push(meta);
+                        tail = Some(Tail {
+                            path: path.clone(),
+                            offset: bad as u64,
+                            capacity: len,
+                        });
+                    }
                     break;
                 }
             }
@@ -303,6 +346,7 @@ pub(crate) fn replay(
         next_seq,
         segments: metas,
         tail,
+        epoch: if cut { epoch.saturating_add(1) } else { epoch },
     })
 }
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! segment header (64 bytes): magic "SLEDGLOG" | version u8 | 7 zero | ledger_id u64
-//!                            | first_lsn u64 | first_seq u64 | crc32c(bytes 0..40) u32 | zeros
+//!                            | first_lsn u64 | first_seq u64 | crc32c(bytes 0..40) u32
+//!                            | epoch u32 | crc32c(bytes 44..48) u32 (both 0: epoch 0) | zeros
 //! frame: crc32c u32 | len u32 | lsn u64 | first_seq u64 | events u16 | entries u16 | payload
 //!        crc covers every byte after itself, from len to the end of the payload.
 //! ```
@@ -22,6 +23,9 @@ pub(crate) struct SegmentHeader {
     pub(crate) ledger_id: u64,
     pub(crate) first_lsn: u64,
     pub(crate) first_seq: u64,
+    /// Changes whenever seqs can repeat (a log truncated by `truncate_corrupt_tail`): part
+    /// of every event_id, so consumers never take a new event for an old one.
+    pub(crate) epoch: u32,
 }
 
 impl SegmentHeader {
@@ -34,6 +38,12 @@ impl SegmentHeader {
         h[32..40].copy_from_slice(&self.first_seq.to_le_bytes());
         let crc = crc32c::crc32c(&h[0..40]);
         h[40..44].copy_from_slice(&crc.to_le_bytes());
+        if self.epoch != 0 {
+            // Kept out of the first checksum so segments of epoch 0 read as before.
+            h[44..48].copy_from_slice(&self.epoch.to_le_bytes());
+            let crc = crc32c::crc32c(&h[44..48]);
+            h[48..52].copy_from_slice(&crc.to_le_bytes());
+        }
         h
     }
 
@@ -51,7 +61,13 @@ impl SegmentHeader {
         if crc != crc32c::crc32c(&bytes[0..40]) {
             return Err("segment header checksum mismatch".into());
         }
+        let epoch = u32::from_le_bytes(le4(&bytes[44..48]));
+        let epoch_crc = u32::from_le_bytes(le4(&bytes[48..52]));
+        if (epoch, epoch_crc) != (0, 0) && epoch_crc != crc32c::crc32c(&bytes[44..48]) {
+            return Err("segment header epoch checksum mismatch".into());
+        }
         Ok(SegmentHeader {
+            epoch,
             ledger_id: u64::from_le_bytes(le8(&bytes[16..24])),
             first_lsn: u64::from_le_bytes(le8(&bytes[24..32])),
             first_seq: u64::from_le_bytes(le8(&bytes[32..40])),
@@ -236,8 +252,11 @@ mod tests {
             ledger_id: 42,
             first_lsn: 9,
             first_seq: 5,
+            epoch: 0,
         };
         assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        let e = SegmentHeader { epoch: 3, ..h };
+        assert_eq!(SegmentHeader::decode(&e.encode()), Ok(e));
         let mut bad = h.encode();
         bad[30] ^= 1;
         assert!(SegmentHeader::decode(&bad).is_err());

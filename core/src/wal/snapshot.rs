@@ -279,6 +279,9 @@ pub(crate) fn checkpoint(shared: &Shared) -> Result<u64> {
         Some(s) => s,
         None => (State::new(shared.ledger_id), 1, 1),
     };
+    // What this checkpoint starts from becomes the previous snapshot: it and the log after
+    // it are kept, so a damaged new snapshot can fall back to it.
+    let (base_lsn, base_seq) = (next_lsn - 1, next_seq - 1);
     let segments = list_segments(dir)
         .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", dir.display())))?;
     let end = recovery::replay(
@@ -292,7 +295,7 @@ pub(crate) fn checkpoint(shared: &Shared) -> Result<u64> {
     let lsn = end.next_lsn - 1;
     let seq = end.next_seq - 1;
     write(dir, &capture(&state, lsn, seq))?;
-    prune_files(shared, dir, lsn, seq);
+    prune_files(shared, dir, base_lsn, base_seq);
     Ok(seq)
 }
 
@@ -322,8 +325,9 @@ fn write(dir: &Path, snap: &Snapshot) -> Result<()> {
     Ok(())
 }
 
-/// Removes older snapshots and the segments the new one covers (unless pinned for the
-/// outbox). Failures here lose nothing, so they are only logged.
+/// Removes the snapshots older than the previous one (at `lsn`, `seq`; 0 when there was
+/// none) and the segments that one covers (unless pinned for the outbox or retained for the
+/// feed). Failures here lose nothing, so they are only logged.
 fn prune_files(shared: &Shared, dir: &Path, lsn: u64, seq: u64) {
     if let Ok(snaps) = list_snapshots(dir) {
         for (l, p) in snaps {

@@ -134,6 +134,18 @@ impl Writer {
 
     pub(crate) fn run(mut self) {
         loop {
+            if self.shared.epoch_wanted.load(Ordering::Acquire)
+                > self.shared.epoch.load(Ordering::Acquire)
+                && !self.shared.poisoned.load(Ordering::Acquire)
+            {
+                // Before any record staged from now: nothing of the new epoch may share a
+                // segment with the old one.
+                if let Err(e) = self.start_epoch() {
+                    self.seq.halt();
+                    self.shared.poison(e.to_string());
+                }
+                self.shared.notify();
+            }
             self.seq.take_lanes(&mut self.spare, &mut self.lanes);
             self.collect();
             self.seq.drained.store(self.next_lsn, Ordering::Release);
@@ -412,6 +424,35 @@ impl Writer {
         }
     }
 
+    /// Starts a segment of the wanted epoch at the next lsn (the active one, if it holds
+    /// no frame yet, is started again: a segment is named after its first lsn).
+    fn start_epoch(&mut self) -> Result<()> {
+        let wanted = self.shared.epoch_wanted.load(Ordering::Acquire);
+        let empty = self
+            .disk
+            .as_ref()
+            .and_then(|d| d.active.as_ref())
+            .is_some_and(|a| a.offset == HEADER_LEN as u64);
+        if empty {
+            if let Some(d) = self.disk.as_mut() {
+                d.active = None;
+            }
+            let mut segments = self.shared.segments.lock();
+            if segments
+                .last()
+                .is_some_and(|m| m.first_lsn == self.next_lsn)
+            {
+                segments.pop();
+            }
+        }
+        self.shared.epoch.store(wanted, Ordering::Release);
+        let (lsn, seq) = (self.next_lsn, self.next_seq);
+        if self.disk.is_some() {
+            self.roll(lsn, seq)?;
+        }
+        Ok(())
+    }
+
     /// One attempt at starting the segment whose first frame is `lsn`.
     fn try_roll(&mut self, lsn: u64, seq: u64) -> Result<()> {
         let Some(disk) = self.disk.as_mut() else {
@@ -437,19 +478,29 @@ impl Writer {
                 .create(&path, disk.segment_bytes, false)
                 .map_err(|e| io("cannot create", e))?,
         };
+        let epoch = self.shared.epoch.load(Ordering::SeqCst);
         let header = SegmentHeader {
             ledger_id: self.shared.ledger_id,
             first_lsn: lsn,
             first_seq: seq,
+            epoch,
         };
-        // A failure from here on leaves a file holding no record under `path`: the next
-        // attempt creates it again (truncating), and recovery drops it if never finished.
-        file.write_at(&header.encode(), 0)
-            .map_err(|e| io("cannot write header of", e))?;
-        file.sync_data().map_err(|e| io("cannot sync", e))?;
-        disk.storage
-            .sync_dir(&disk.dir)
-            .map_err(|e| io("cannot sync folder of", e))?;
+        let started = file
+            .write_at(&header.encode(), 0)
+            .map_err(|e| io("cannot write header of", e))
+            .and_then(|()| file.sync_data().map_err(|e| io("cannot sync", e)))
+            .and_then(|()| {
+                disk.storage
+                    .sync_dir(&disk.dir)
+                    .map_err(|e| io("cannot sync folder of", e))
+            });
+        if let Err(e) = started {
+            // The file holds no record. Unlink it rather than truncate it on the next
+            // attempt: an outside reader may have it mapped, and unlinking (unlike
+            // truncating) keeps its pages valid. Recovery drops a leftover one.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         let capacity = std::fs::metadata(&path)
             .map(|m| m.len())
             .unwrap_or(disk.segment_bytes);
@@ -463,6 +514,7 @@ impl Writer {
         self.shared.segments.lock().push(SegmentMeta {
             first_lsn: lsn,
             first_seq: seq,
+            epoch,
             path,
             index: Vec::new(),
         });

@@ -35,14 +35,22 @@ const POLL: Duration = Duration::from_millis(100);
 pub struct ConsContext {
     log: LogContext,
     topic: String,
-    /// Next offset to commit per partition: messages before it are durable in the ledger.
+    /// Next offset to commit per partition: messages before it are applied in the ledger
+    /// (durable only once `ledger.wait_durable()` says so, in `async` mode).
     done: Mutex<HashMap<i32, i64>>,
+    ledger: Arc<Ledger>,
 }
 
 impl ConsContext {
     fn take_done(&self) -> Option<TopicPartitionList> {
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         if done.is_empty() {
+            return None;
+        }
+        // events.md: offsets are committed only after the change is durable. Every change
+        // in `done` was applied before this call, so waiting for all staged ones covers them.
+        if let Err(e) = self.ledger.wait_durable() {
+            tracing::warn!(error = %e, "stock feed offsets not committed: the changes are not durable");
             return None;
         }
         let mut tpl = TopicPartitionList::new();
@@ -91,8 +99,10 @@ impl ConsumerContext for ConsContext {
 pub fn new_consumer(
     config: &ClientConfig,
     topic: &str,
+    ledger: Arc<Ledger>,
 ) -> Result<BaseConsumer<ConsContext>, String> {
     let ctx = ConsContext {
+        ledger,
         log: LogContext::new("consumer"),
         topic: topic.to_string(),
         done: Mutex::new(HashMap::new()),

@@ -76,6 +76,13 @@ pub async fn start(
             "the kafka cursor is past the log's last event; resuming after the last event"
         );
         delivered = last;
+        // The seqs after `last` were published before: the events that get them now must
+        // not carry the event_ids consumers already de-duplicate by (events.md).
+        let l = ledger.clone();
+        tokio::task::spawn_blocking(move || l.new_epoch())
+            .await
+            .map_err(|e| format!("kafka: starting a new event epoch failed: {e}"))?
+            .map_err(|e| format!("kafka: cannot start a new event epoch: {e}"))?;
     }
     // Pin before anything else so no checkpoint drops what is still to deliver.
     ledger.keep_events_after(Some(delivered));
@@ -86,7 +93,8 @@ pub async fn start(
     let producer = publisher::new_producer(&producer_config)?;
     let consumer_config =
         client::client_config(&cfg, &env, client::Role::Consumer, CONSUMER_DEFAULTS);
-    let consumer = consumer::new_consumer(&consumer_config, cfg.stock_topic.trim())?;
+    let consumer =
+        consumer::new_consumer(&consumer_config, cfg.stock_topic.trim(), ledger.clone())?;
 
     let shared = Arc::new(publisher::Shared::default());
     shared.delivered.store(delivered, Ordering::SeqCst);

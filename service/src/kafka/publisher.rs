@@ -175,6 +175,12 @@ impl Publisher {
             let room = (MAX_IN_FLIGHT - self.window.len()).min(READ_BATCH);
             match self.ledger.events(self.sent, room) {
                 Ok(events) => self.backlog.extend(events),
+                // Truly gone (removed before this publisher pinned them): the only case
+                // in which events are skipped. Any other read error is retried.
+                Err(stockledger::Error::EventsPruned { oldest_seq }) => {
+                    self.skip_gap(oldest_seq);
+                    return 0;
+                }
                 Err(e) => {
                     if self
                         .last_read_error
@@ -229,7 +235,7 @@ impl Publisher {
     /// pinned them: Kafka enabled on an older ledger folder). Skips them once all that was
     /// sent is acknowledged; returns whether it did.
     fn skip_gap(&mut self, seq: u64) -> bool {
-        if !self.window.is_empty() {
+        if !self.window.is_empty() || seq <= self.sent + 1 {
             return false;
         }
         tracing::error!(

@@ -16,6 +16,7 @@ use crate::state::{blocking, Shared};
     responses(
         (status = 200, description = "A page of events", body = EventsBody),
         (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 410, description = "events_pruned: the events after `after` are no longer retained; `oldest_seq` is the first still readable", body = ErrorBody),
     ))]
 pub async fn events(State(s): State<Shared>, RawQuery(q): RawQuery) -> ApiResult<Json<EventsBody>> {
     let mut after: u64 = 0;
@@ -29,8 +30,9 @@ pub async fn events(State(s): State<Shared>, RawQuery(q): RawQuery) -> ApiResult
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
             "after" => {
-                after =
-                    int(v).ok_or_else(|| ApiError::invalid("after", "must be an integer >= 0"))?
+                after = int(v).filter(|a| *a < 1 << 53).ok_or_else(|| {
+                    ApiError::invalid("after", "must be an integer between 0 and 2^53-1")
+                })?
             }
             "limit" => {
                 limit = int(v).filter(|l| (1..=1000).contains(l)).ok_or_else(|| {

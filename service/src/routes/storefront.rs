@@ -117,13 +117,29 @@ pub async fn query(
     if req.skus.is_empty() || req.skus.len() > 1000 {
         return Err(ApiError::invalid("skus", "must hold 1 to 1000 entries"));
     }
-    let mut items = Vec::with_capacity(req.skus.len());
     for (i, sku) in req.skus.iter().enumerate() {
         limits::check_name(&format!("skus[{i}]"), sku)?;
-        items.push(match s.ledger.sku_stock(sku)? {
-            Some(st) => SkuStockBody::of(&st),
-            None => SkuStockBody::empty(sku),
-        });
     }
+    // Each distinct sku is looked up once (duplicates are allowed, and a sku may have
+    // thousands of cells), off the async runtime.
+    let ledger = s.ledger.clone();
+    let items = blocking(move || {
+        let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+        let mut items: Vec<SkuStockBody> = Vec::with_capacity(req.skus.len());
+        for sku in &req.skus {
+            if let Some(&first) = seen.get(sku.as_str()) {
+                let again = items[first].clone();
+                items.push(again);
+                continue;
+            }
+            seen.insert(sku, items.len());
+            items.push(match ledger.sku_stock(sku)? {
+                Some(st) => SkuStockBody::of(&st),
+                None => SkuStockBody::empty(sku),
+            });
+        }
+        Ok(items)
+    })
+    .await?;
     Ok(Json(StockQueryBody { items }))
 }
