@@ -309,7 +309,15 @@ fn run(ledger: &Ledger, clock: &stockledger::ManualClock, op: &Op) -> Res {
     }
 }
 
-fn assert_same_state(ledger: &Ledger, model: &Model) -> Result<(), TestCaseError> {
+/// `after_restart`: the ledger was reopened. Pruning after retention writes no record, so
+/// a reopened ledger may hold again a finished order the live one had pruned; the domain
+/// keeps finished orders *at least* 24 h, so that is allowed (found by proptest: reserve,
+/// commit, advance a day, expire_due, reopen).
+fn assert_same_state(
+    ledger: &Ledger,
+    model: &Model,
+    after_restart: bool,
+) -> Result<(), TestCaseError> {
     for s in SKUS {
         for w in WHS {
             let (on_hand, reserved) = model.level(&(s.to_string(), w.to_string()));
@@ -338,6 +346,10 @@ fn assert_same_state(ledger: &Ledger, model: &Model) -> Result<(), TestCaseError
                     .collect();
                 prop_assert_eq!(sorted(&lines), sorted(&m.lines));
             }
+            (Some(r), None)
+                if after_restart
+                    && r.status.is_finished()
+                    && r.finished_at.unwrap_or(0) < model.now.saturating_sub(DAY) => {}
             (g, m) => prop_assert!(false, "order {}: ledger {:?} model {:?}", id, g, m),
         }
     }
@@ -364,7 +376,7 @@ proptest! {
             let got = run(&ledger, &clock, op);
             prop_assert_eq!(&got, &want, "op #{} {:?}", i, op);
         }
-        assert_same_state(&ledger, &model)?;
+        assert_same_state(&ledger, &model, false)?;
         // The event stream is gap-free from 1.
         let evs = ledger.events(0, 10_000).unwrap();
         for (i, e) in evs.iter().enumerate() {
@@ -436,7 +448,32 @@ proptest! {
                 }
             }
             let (ledger, _) = on_disk(path, Durability::Sync);
-            assert_same_state(&ledger, model)?;
+            assert_same_state(&ledger, model, true)?;
         }
     }
+}
+
+/// The input proptest found (2026-12-02): an order pruned by the live ledger after its
+/// retention comes back, finished, when the folder is reopened (pruning writes no record).
+/// Allowed ("at least 24 h"), but the reopened state must be consistent and the order must
+/// be finished, never live again.
+#[test]
+fn an_order_pruned_before_a_restart_may_come_back_only_as_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (ledger, clock) = on_disk(dir.path(), Durability::Sync);
+        ledger.set_stock("B", "w1", 1, Source::Warehouse).unwrap();
+        ledger.reserve("o0", &[line("B", "w1", 1)], 1).unwrap();
+        ledger.commit("o0").unwrap();
+        clock.advance(DAY + 1000);
+        assert!(ledger.expire_due().unwrap().is_empty());
+        assert_eq!(ledger.reservation("o0").unwrap(), None, "pruned after retention");
+    }
+    let (ledger, _) = on_disk(dir.path(), Durability::Sync);
+    if let Some(r) = ledger.reservation("o0").unwrap() {
+        assert_eq!(r.status, Status::Paid);
+    }
+    let level = ledger.stock("B", "w1").unwrap();
+    assert_eq!((level.on_hand, level.reserved), (0, 0));
+    ledger.check_invariants().unwrap();
 }
