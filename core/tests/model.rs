@@ -467,7 +467,11 @@ fn an_order_pruned_before_a_restart_may_come_back_only_as_finished() {
         ledger.commit("o0").unwrap();
         clock.advance(DAY + 1000);
         assert!(ledger.expire_due().unwrap().is_empty());
-        assert_eq!(ledger.reservation("o0").unwrap(), None, "pruned after retention");
+        assert_eq!(
+            ledger.reservation("o0").unwrap(),
+            None,
+            "pruned after retention"
+        );
     }
     let (ledger, _) = on_disk(dir.path(), Durability::Sync);
     if let Some(r) = ledger.reservation("o0").unwrap() {
