@@ -14,6 +14,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 
 use crate::cell::Cell;
+use crate::inline::InlineBytes;
 
 pub(crate) type SkuId = u32;
 pub(crate) type CellId = u32;
@@ -58,39 +59,13 @@ const _: () = assert!(std::mem::size_of::<CellSlot>() == 64);
 /// Encoded names of up to this many bytes are stored inline.
 const INLINE_NAMES: usize = 38;
 
-enum Names {
-    Inline { len: u8, bytes: [u8; INLINE_NAMES] },
-    Heap(Box<[u8]>),
-}
-
-impl Names {
-    fn new(encoded: &[u8]) -> Names {
-        if encoded.len() <= INLINE_NAMES {
-            let mut bytes = [0u8; INLINE_NAMES];
-            bytes[..encoded.len()].copy_from_slice(encoded);
-            Names::Inline {
-                len: encoded.len() as u8,
-                bytes,
-            }
-        } else {
-            Names::Heap(encoded.into())
-        }
-    }
-
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Names::Inline { len, bytes } => &bytes[..*len as usize],
-            Names::Heap(b) => b,
-        }
-    }
-}
+type Names = InlineBytes<INLINE_NAMES>;
 
 impl CellSlot {
     /// (u16 len, sku, u16 len, warehouse), exactly as log records carry a line's names.
     #[inline]
     pub(crate) fn names(&self) -> &[u8] {
-        self.names.bytes()
+        self.names.as_bytes()
     }
 
     pub(crate) fn warehouse(&self) -> &str {

@@ -20,6 +20,7 @@ mod catalog;
 mod cell;
 mod error;
 mod event;
+mod inline;
 mod ledger;
 pub mod limits;
 mod orders;

@@ -19,6 +19,7 @@ use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 
 use crate::catalog::CellId;
+use crate::inline::InlineBytes;
 use crate::time::Millis;
 use crate::types::Status;
 
@@ -31,7 +32,6 @@ const INLINE_ID_BYTES: usize = 38;
 
 const _: () = assert!(SHARDS.is_power_of_two());
 const _: () = assert!(MAX_ORDERS / SHARDS < u32::MAX as usize);
-const _: () = assert!(INLINE_ID_BYTES <= u8::MAX as usize);
 
 type Hasher = foldhash::fast::FixedState;
 
@@ -58,41 +58,11 @@ pub(crate) struct Order {
 }
 
 /// An order id, inline when short.
-#[derive(Debug, Clone)]
-enum OrderId {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_ID_BYTES],
-    },
-    Heap(Box<str>),
-}
+type OrderId = InlineBytes<INLINE_ID_BYTES>;
 
-impl OrderId {
-    fn new(id: &str) -> OrderId {
-        if id.len() <= INLINE_ID_BYTES {
-            let mut bytes = [0u8; INLINE_ID_BYTES];
-            bytes[..id.len()].copy_from_slice(id.as_bytes());
-            OrderId::Inline {
-                len: id.len() as u8,
-                bytes,
-            }
-        } else {
-            OrderId::Heap(id.into())
-        }
-    }
-
-    #[inline]
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            OrderId::Inline { len, bytes } => &bytes[..*len as usize],
-            OrderId::Heap(s) => s.as_bytes(),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        // Only whole `&str`s are stored, so the bytes are always UTF-8.
-        std::str::from_utf8(self.as_bytes()).unwrap_or("")
-    }
+fn id_str(id: &OrderId) -> &str {
+    // Only whole `&str`s are stored, so the bytes are always UTF-8.
+    std::str::from_utf8(id.as_bytes()).unwrap_or("")
 }
 
 struct Slot {
@@ -204,7 +174,7 @@ impl OrderMap {
         self.slots
             .iter()
             .filter(|s| s.occupied)
-            .map(|s| (s.id.as_str(), &s.order))
+            .map(|s| (id_str(&s.id), &s.order))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -222,7 +192,7 @@ impl OrderMap {
     }
 
     pub(crate) fn id(&self, s: SlotId) -> &str {
-        self.slots[s as usize].id.as_str()
+        id_str(&self.slots[s as usize].id)
     }
 
     fn generation(&self, s: SlotId) -> u32 {
@@ -238,7 +208,7 @@ impl OrderMap {
                 debug_assert!(!slot.occupied);
                 slot.hash = hash;
                 slot.occupied = true;
-                slot.id = OrderId::new(id);
+                slot.id = OrderId::new(id.as_bytes());
                 slot.order = order;
                 s
             }
@@ -248,7 +218,7 @@ impl OrderMap {
                     hash,
                     generation: 0,
                     occupied: true,
-                    id: OrderId::new(id),
+                    id: OrderId::new(id.as_bytes()),
                     order,
                 });
                 s
@@ -271,10 +241,7 @@ impl OrderMap {
         assert!(slot.occupied, "freeing a free slot");
         slot.occupied = false;
         slot.generation = slot.generation.wrapping_add(1);
-        slot.id = OrderId::Inline {
-            len: 0,
-            bytes: [0; INLINE_ID_BYTES],
-        };
+        slot.id = OrderId::new(&[]);
         self.free.push(s);
         std::mem::replace(&mut slot.order, Order::vacant())
     }
