@@ -68,6 +68,9 @@ pub struct Args {
     /// Events kept readable at least this long, e.g. 24h, 90m [default: 24h]
     #[arg(long, env = "STOCKLEDGER_EVENTS_RETENTION", value_name = "DURATION")]
     pub events_retention: Option<String>,
+    /// Reservations kept, live and retained [default: 50000000]
+    #[arg(long, env = "STOCKLEDGER_MAX_ORDERS", value_name = "N")]
+    pub max_orders: Option<usize>,
     /// TOML file with the same keys (flags and environment win)
     #[arg(long, env = "STOCKLEDGER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -104,6 +107,7 @@ struct FileConfig {
     partner_tokens: Option<StrOrList>,
     admin_token: Option<String>,
     events_retention: Option<String>,
+    max_orders: Option<usize>,
 }
 
 /// One partner token.
@@ -134,6 +138,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Log segments are kept this long after their last event, for `GET /v1/events`.
     pub events_retention: std::time::Duration,
+    /// Reservations the ledger keeps at once (`Options::max_orders`).
+    pub max_orders: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -152,6 +158,7 @@ impl std::fmt::Debug for Config {
             .field("partner_tokens", &self.partner_tokens)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("events_retention", &self.events_retention)
+            .field("max_orders", &self.max_orders)
             .finish()
     }
 }
@@ -297,7 +304,16 @@ impl Config {
             format!("events-retention: {retention_s:?} is not a duration like 24h or 90m: {e}")
         })?;
 
+        let max_orders = args
+            .max_orders
+            .or(file.max_orders)
+            .unwrap_or(stockledger::Options::default().max_orders);
+        if max_orders == 0 {
+            return Err("max-orders: must be at least 1".into());
+        }
+
         Ok(Config {
+            max_orders,
             events_retention,
             data_dir,
             listen,
@@ -351,6 +367,17 @@ mod tests {
             c.events_retention,
             std::time::Duration::from_secs(24 * 3600)
         );
+    }
+
+    /// `--max-orders` (cli.md) reaches the ledger's `max_orders`; 0 is refused.
+    #[test]
+    fn max_orders() {
+        let c = Config::resolve(args(&["--max-orders", "1000"])).unwrap();
+        assert_eq!(c.max_orders, 1000);
+        let d = Config::resolve(args(&[])).unwrap();
+        assert_eq!(d.max_orders, 50_000_000);
+        let e = Config::resolve(args(&["--max-orders", "0"])).unwrap_err();
+        assert!(e.starts_with("max-orders:"), "{e}");
     }
 
     /// Defect 3: `--events-retention` (cli.md) is read and checked.

@@ -37,6 +37,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let dir = cfg.data_dir.clone();
     let options = Options {
         durability: cfg.durability,
+        max_orders: cfg.max_orders,
         ..Options::default()
     };
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir, options))
