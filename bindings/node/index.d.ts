@@ -59,6 +59,14 @@ export declare class Ledger {
    * the existing reservation (`created: false`); other lines give ORDER_CONFLICT.
    */
   reserve(orderId: string, lines: Array<Line>, options?: ReserveOptions): Promise<Reservation>
+  /**
+   * Reserves many orders in one call, each all-or-nothing and independent of the others,
+   * with one wait for the log. Resolves to one result per order, in order: `true`
+   * (reserved now), `false` (already reserved with the same lines) or the error `reserve`
+   * would reject with (returned, not thrown). A malformed array rejects with
+   * INVALID_REQUEST naming the field and reserves nothing. At most 10,000 orders.
+   */
+  reserveMany(orders: Array<OrderInput>, options?: ReserveOptions): Promise<Array<boolean | LedgerError>>
   /** `reserved` -> `paid` (payment succeeded); a no-op for a paid one. */
   commit(orderId: string): Promise<Reservation>
   /** `reserved` -> `released`; a no-op for a released or expired one. */
@@ -99,6 +107,12 @@ export interface Line {
 export interface OpenOptions {
   /** 'sync' (default): acknowledged after fsync; 'async': fsync'd within 10 ms; 'none': memory only. */
   durability?: 'sync' | 'async' | 'none'
+}
+
+/** One order of `reserveMany` (for the TypeScript declarations). */
+export interface OrderInput {
+  orderId: string
+  lines: Array<Line>
 }
 
 /** A reservation. `created` is set by `reserve` only: false for an idempotent replay. */

@@ -20,7 +20,8 @@ use crate::sequencer::{Lsn, Sequencer};
 use crate::state::{adjustment_key, AdjustmentKey, State, WAREHOUSE_SOURCE};
 use crate::time::Millis;
 use crate::types::{
-    Durability, Line, Options, Reservation, Reserved, SkuStock, Source, Status, StockLevel,
+    Durability, Line, Options, OrderLine, Reservation, Reserved, SkuStock, Source, Status,
+    StockLevel,
 };
 use crate::wal::Log;
 
@@ -225,10 +226,10 @@ impl Ledger {
     }
 
     /// The reserve decision without waiting for durability: (created, status, lsn to ack).
-    pub(crate) fn reserve_nowait(
+    pub(crate) fn reserve_nowait<L: OrderLine>(
         &self,
         order_id: &str,
-        lines: &[Line],
+        lines: &[L],
         ttl_seconds: u64,
     ) -> Result<(bool, Status, Lsn)> {
         limits::check_key("order_id", order_id)?;
@@ -292,7 +293,7 @@ impl Ledger {
     /// A found cell proves its names valid (they were checked when it was made), so the
     /// full check of `limits::check_lines` runs only for unknown cells, bad quantities or
     /// duplicates, where it also yields the error naming the field.
-    fn resolve(&self, lines: &[Line]) -> Result<(Lines, bool)> {
+    fn resolve<L: OrderLine>(&self, lines: &[L]) -> Result<(Lines, bool)> {
         if lines.is_empty() || lines.len() > limits::MAX_LINES {
             limits::check_lines(lines)?;
         }
@@ -300,14 +301,15 @@ impl Ledger {
         let mut unknown = false;
         let mut slow = false;
         for line in lines {
-            if !(1..=limits::MAX_QTY).contains(&line.qty) {
+            let qty = line.qty();
+            if !(1..=limits::MAX_QTY).contains(&qty) {
                 slow = true;
                 continue;
             }
-            match self.state.catalog.find_cell(&line.sku, &line.warehouse) {
+            match self.state.catalog.find_cell(line.sku(), line.warehouse()) {
                 Some(cell) => held.push(HeldLine {
                     cell,
-                    qty: line.qty as u32,
+                    qty: qty as u32,
                 }),
                 None => unknown = true,
             }
@@ -353,18 +355,18 @@ impl Ledger {
         Err(())
     }
 
-    fn shortfalls(&self, lines: &[Line]) -> Error {
+    fn shortfalls<L: OrderLine>(&self, lines: &[L]) -> Error {
         let mut shortfalls = Vec::new();
         for line in lines {
-            let available = match self.state.catalog.find_cell(&line.sku, &line.warehouse) {
+            let available = match self.state.catalog.find_cell(line.sku(), line.warehouse()) {
                 Some(id) => self.level(id).available,
                 None => 0,
             };
-            if available < line.qty {
+            if available < line.qty() {
                 shortfalls.push(Shortfall {
-                    sku: line.sku.clone(),
-                    warehouse: line.warehouse.clone(),
-                    requested: line.qty,
+                    sku: line.sku().to_owned(),
+                    warehouse: line.warehouse().to_owned(),
+                    requested: line.qty(),
                     available,
                 });
             }
@@ -374,13 +376,13 @@ impl Ledger {
             // it was requested, with what is available now, rather than an empty list.
             if let Some(line) = lines.first() {
                 let available = self
-                    .stock(&line.sku, &line.warehouse)
+                    .stock(line.sku(), line.warehouse())
                     .map(|l| l.available)
                     .unwrap_or(0);
                 shortfalls.push(Shortfall {
-                    sku: line.sku.clone(),
-                    warehouse: line.warehouse.clone(),
-                    requested: line.qty,
+                    sku: line.sku().to_owned(),
+                    warehouse: line.warehouse().to_owned(),
+                    requested: line.qty(),
                     available,
                 });
             }

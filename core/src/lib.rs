@@ -42,6 +42,7 @@ pub use record::{Entry, RefundReason};
 pub use stats::StatsSnapshot;
 pub use time::{format_rfc3339, Clock, ManualClock, Millis, SystemClock};
 pub use types::{
-    Durability, Line, Options, Reservation, Reserved, SkuStock, Source, Status, StockLevel,
+    Durability, Line, LineRef, Options, OrderLine, OrderRef, Reservation, Reserved, SkuStock,
+    Source, Status, StockLevel,
 };
 pub use wal::{read_events, EventReader};

@@ -1,7 +1,7 @@
 //! The limits of `domain.md`, enforced here so that every interface inherits them.
 
 use crate::error::{Error, Result};
-use crate::types::Line;
+use crate::types::OrderLine;
 
 pub const MAX_NAME_BYTES: usize = 64;
 pub const MAX_KEY_BYTES: usize = 128;
@@ -86,14 +86,14 @@ pub fn check_reason(reason: Option<&str>) -> Result<()> {
 }
 
 /// Field paths are built only on the error path, so a valid order allocates nothing here.
-pub fn check_lines(lines: &[Line]) -> Result<()> {
+pub fn check_lines<L: OrderLine>(lines: &[L]) -> Result<()> {
     if lines.is_empty() || lines.len() > MAX_LINES {
         return Err(Error::invalid("lines", "must hold 1 to 100 lines"));
     }
     for (i, line) in lines.iter().enumerate() {
-        check_name("sku", &line.sku).map_err(|e| reroot(e, i))?;
-        check_name("warehouse", &line.warehouse).map_err(|e| reroot(e, i))?;
-        if !(1..=MAX_QTY).contains(&line.qty) {
+        check_name("sku", line.sku()).map_err(|e| reroot(e, i))?;
+        check_name("warehouse", line.warehouse()).map_err(|e| reroot(e, i))?;
+        if !(1..=MAX_QTY).contains(&line.qty()) {
             return Err(Error::invalid(
                 format!("lines[{i}].qty"),
                 "must be between 1 and 1000000",
@@ -103,7 +103,7 @@ pub fn check_lines(lines: &[Line]) -> Result<()> {
     // Duplicate cells: quadratic for tiny orders beats hashing.
     for i in 1..lines.len() {
         for j in 0..i {
-            if lines[i].sku == lines[j].sku && lines[i].warehouse == lines[j].warehouse {
+            if lines[i].sku() == lines[j].sku() && lines[i].warehouse() == lines[j].warehouse() {
                 return Err(Error::invalid(
                     format!("lines[{i}]"),
                     format!(

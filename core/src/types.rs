@@ -22,6 +22,54 @@ impl Line {
     }
 }
 
+/// One order line borrowing the caller's strings: bindings decode a batch into these
+/// without copying a name per line (see [`crate::Ledger::reserve_many`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LineRef<'a> {
+    pub sku: &'a str,
+    pub warehouse: &'a str,
+    pub qty: u64,
+}
+
+/// What the reservation path reads of a line, owned ([`Line`]) or borrowed ([`LineRef`]).
+pub trait OrderLine {
+    fn sku(&self) -> &str;
+    fn warehouse(&self) -> &str;
+    fn qty(&self) -> u64;
+}
+
+impl OrderLine for Line {
+    fn sku(&self) -> &str {
+        &self.sku
+    }
+    fn warehouse(&self) -> &str {
+        &self.warehouse
+    }
+    fn qty(&self) -> u64 {
+        self.qty
+    }
+}
+
+impl OrderLine for LineRef<'_> {
+    fn sku(&self) -> &str {
+        self.sku
+    }
+    fn warehouse(&self) -> &str {
+        self.warehouse
+    }
+    fn qty(&self) -> u64 {
+        self.qty
+    }
+}
+
+/// One order of [`crate::Ledger::reserve_many`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderRef<'a> {
+    pub order_id: &'a str,
+    pub lines: &'a [LineRef<'a>],
+    pub ttl_seconds: u64,
+}
+
 /// The state of a reservation (see the state diagram of `domain.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {

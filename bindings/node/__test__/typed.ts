@@ -44,6 +44,14 @@ export async function usage(): Promise<void> {
     }
   }
 
+  const many: Array<boolean | LedgerError> = await ledger.reserveMany(
+    [{ orderId: 'o-9', lines: [{ sku: 'A1', warehouse: 'kol', qty: 1 }] }],
+    { ttlSeconds: 60 },
+  );
+  for (const r of many) if (r !== true && r !== false) void r.code;
+  // @ts-expect-error an order needs its lines
+  await ledger.reserveMany([{ orderId: 'o-10' }]);
+
   // @ts-expect-error durability is one of three strings
   await Ledger.open('x', { durability: 'fast' });
   // @ts-expect-error qty is a number

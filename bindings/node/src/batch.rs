@@ -31,6 +31,8 @@ const MAX_BATCH: usize = 4096;
 pub enum Op {
     /// Reserve, commit, release, set or adjust stock: batched through `execute`.
     Cmd(Command),
+    /// `reserveMany`: one core call for the whole array.
+    ReserveMany(Box<crate::many::Batch>),
     ExpireDue,
     Checkpoint,
     Close,
@@ -42,6 +44,7 @@ pub enum Done {
     Stock(stockledger::StockLevel),
     Ids(Vec<String>),
     Seq(u64),
+    Many(Vec<Res<(bool, stockledger::Status)>>),
     Unit,
 }
 
@@ -52,6 +55,7 @@ impl Done {
             Done::Stock(s) => inner.shapes.level(env, s),
             Done::Ids(ids) => convert::to_js(env, ids),
             Done::Seq(n) => convert::to_js(env, n as f64),
+            Done::Many(results) => crate::many::to_js(env, &results),
             Done::Unit => convert::to_js(env, ()),
         }
     }
@@ -269,6 +273,7 @@ fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
                 cmds.push(c);
                 continue;
             }
+            Op::ReserveMany(b) => Single::ReserveMany(b),
             Op::ExpireDue => Single::ExpireDue,
             Op::Checkpoint => Single::Checkpoint,
             Op::Close => Single::Close,
@@ -276,6 +281,7 @@ fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
         flush(ledger, &mut cmds, &mut out);
         orders.clear();
         out.push(match single {
+            Single::ReserveMany(b) => b.run(ledger).map(Done::Many),
             Single::ExpireDue => ledger.expire_due().map(Done::Ids),
             Single::Checkpoint => ledger.checkpoint().map(Done::Seq),
             Single::Close => ledger.close().map(|()| Done::Unit),
@@ -295,6 +301,7 @@ fn order_of(c: &Command) -> Option<&str> {
 }
 
 enum Single {
+    ReserveMany(Box<crate::many::Batch>),
     ExpireDue,
     Checkpoint,
     Close,

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod convert;
 pub mod errors;
+pub mod many;
 pub mod shapes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -251,6 +252,28 @@ impl Ledger {
                 lines,
                 ttl_seconds,
             }))
+        })
+    }
+
+    /// Reserves many orders in one call, each all-or-nothing and independent of the others,
+    /// with one wait for the log. Resolves to one result per order, in order: `true`
+    /// (reserved now), `false` (already reserved with the same lines) or the error `reserve`
+    /// would reject with (returned, not thrown). A malformed array rejects with
+    /// INVALID_REQUEST naming the field and reserves nothing. At most 10,000 orders.
+    #[napi(
+        ts_args_type = "orders: Array<OrderInput>, options?: ReserveOptions",
+        ts_return_type = "Promise<Array<boolean | LedgerError>>"
+    )]
+    pub fn reserve_many(
+        &self,
+        env: Env,
+        orders: Unknown,
+        options: Unknown,
+    ) -> napi::Result<PromiseValue> {
+        self.submit(&env, || {
+            Ok(Op::ReserveMany(Box::new(many::Batch::decode(
+                &orders, &options,
+            )?)))
         })
     }
 

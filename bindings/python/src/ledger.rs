@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBool, PyDict, PyList};
 use stockledger::{limits, Durability, Line, Options, Source};
 
+use crate::batch::Batch;
 use crate::convert::{self, Arg};
 use crate::errors::{self, to_py};
 use crate::events::event_to_dict;
@@ -189,6 +190,40 @@ impl Ledger {
         py.detach(|| ledger.reserve(&order_id, &lines, ttl))
             .map(|r| Reservation::from(r.reservation))
             .map_err(|e| to_py(py, e))
+    }
+
+    /// Reserves many orders in one call. ``orders``: a list of ``(order_id, lines)``, each
+    /// all-or-nothing and independent of the others, with one wait for the log for all.
+    /// Returns one result per order, in order: ``True`` (reserved now), ``False`` (already
+    /// reserved with the same lines), or the exception ``reserve`` would raise, returned
+    /// rather than raised. A malformed batch raises ``InvalidInput`` and reserves nothing.
+    /// At most 10,000 orders per call.
+    #[pyo3(signature = (orders, ttl_seconds = Arg::Default), text_signature = "(orders, ttl_seconds=900)")]
+    fn reserve_many<'py>(
+        &self,
+        py: Python<'py>,
+        orders: &Bound<'py, PyAny>,
+        ttl_seconds: Arg<'py>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let ledger = self.live(py)?;
+        let ttl = match ttl_seconds {
+            Arg::Default => limits::DEFAULT_TTL_SECONDS,
+            Arg::Given(t) => {
+                convert::int(&t, "ttl_seconds", 1, limits::MAX_TTL_SECONDS as i64)? as u64
+            }
+        };
+        let batch = Batch::decode(orders)?;
+        let borrowed = batch.borrow();
+        let refs = borrowed.orders(ttl);
+        let results = py
+            .detach(|| ledger.reserve_many(&refs))
+            .map_err(|e| to_py(py, e))?;
+        debug_assert_eq!(results.len(), batch.len());
+        let items = results.into_iter().map(|r| match r {
+            Ok((created, _)) => PyBool::new(py, created).to_owned().into_any(),
+            Err(e) => to_py(py, e).into_value(py).into_bound(py).into_any(),
+        });
+        PyList::new(py, items)
     }
 
     /// Marks a reservation paid: its lines leave the warehouse. A paid one again is a no-op.

@@ -1,6 +1,7 @@
 //! Python bindings of stockledger: the native module `stockledger._stockledger`, re-exported
 //! by the `stockledger` package. The contract is `python-api.md`.
 
+mod batch;
 mod convert;
 mod errors;
 mod events;

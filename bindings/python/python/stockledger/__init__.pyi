@@ -101,6 +101,13 @@ class Ledger:
         self, order_id: str, lines: Sequence[Line], ttl_seconds: int = 900
     ) -> Reservation:
         """Holds stock for an order, all lines or none; idempotent by ``order_id``."""
+    def reserve_many(
+        self, orders: Sequence[Tuple[str, Sequence[Line]]], ttl_seconds: int = 900
+    ) -> List[Union[bool, "StockLedgerError"]]:
+        """Reserves many orders in one call, each all-or-nothing, one log wait for all.
+
+        One result per order: ``True`` (reserved now), ``False`` (already reserved with the
+        same lines) or the exception ``reserve`` would raise, returned, not raised."""
     def commit(self, order_id: str) -> Reservation:
         """Marks a reservation paid: its lines leave the warehouse."""
     def release(self, order_id: str) -> Reservation:
