@@ -256,18 +256,20 @@ impl BatchTask {
 /// Runs a batch in order: each run of consecutive commands is one `execute` call.
 fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
     let mut out = Vec::with_capacity(ops.len());
-    let mut cmds: Vec<Command> = Vec::new();
-    // Order ids in `cmds`: a second call on the same order starts a new `execute`, so that
-    // each call's answer shows the reservation as that call left it.
-    let mut orders: HashSet<String> = HashSet::new();
+    let mut cmds: Vec<Command> = Vec::with_capacity(ops.len());
+    // Hashes of the order ids in `cmds`: a second call on the same order starts a new
+    // `execute`, so that each call's answer shows the reservation as that call left it. A
+    // hash collision only splits a batch; hashing spares a copy of every id.
+    let mut orders: HashSet<u64> = HashSet::with_capacity(ops.len());
     for op in ops {
         let single = match op {
             Op::Cmd(c) => {
                 if let Some(id) = order_of(&c) {
-                    if !orders.insert(id.to_string()) {
+                    let h = id_hash(id);
+                    if !orders.insert(h) {
                         flush(ledger, &mut cmds, &mut out);
                         orders.clear();
-                        orders.insert(id.to_string());
+                        orders.insert(h);
                     }
                 }
                 cmds.push(c);
@@ -289,6 +291,11 @@ fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
     }
     flush(ledger, &mut cmds, &mut out);
     out
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
 }
 
 fn order_of(c: &Command) -> Option<&str> {

@@ -9,6 +9,8 @@
    (argument checks, string copies, releasing the interpreter, the Reservation object).
 2. Throughput: durability "none" and "sync", 1 and 4 Python threads sharing one Ledger,
    orders of one line spread over 1,000 skus.
+3. Batches: `reserve_many` with 10,000 orders per call (the orders list built beforehand,
+   once per call, and timed apart), durability "none" and "sync".
 """
 
 import argparse
@@ -90,6 +92,27 @@ def throughput(mode: str, threads: int, per_thread: int, skus: int = 1000) -> fl
         return threads * per_thread / elapsed
 
 
+def batches(mode: str, calls: int, size: int = 10_000, skus: int = 1000) -> None:
+    with tempfile.TemporaryDirectory() as d, sl.Ledger(d, durability=mode) as led:
+        for s in range(skus):
+            led.set_stock(f"S{s}", "kol", 10**12)
+        lines = [[(f"S{s}", "kol", 1)] for s in range(skus)]
+        build = call = 0.0
+        for c in range(calls):
+            t0 = time.perf_counter()
+            orders = [(f"b-{c}-{i}", lines[(i * 7) % skus]) for i in range(size)]
+            t1 = time.perf_counter()
+            got = led.reserve_many(orders)
+            t2 = time.perf_counter()
+            assert got.count(True) == size, got[:3]
+            build += t1 - t0
+            call += t2 - t1
+        n = calls * size
+        print(f"  durability={mode:<5} reserve_many x{size}: {n / call:>12,.0f}/s "
+              f"({call / n * 1e6:.2f} us/order in the call; building the list took "
+              f"{build / n * 1e6:.2f} us/order more)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -104,6 +127,9 @@ def main() -> None:
             n = max(100, int(per * scale / threads))
             rate = best_of(2, lambda: -throughput(mode, threads, n)) * -1
             print(f"  durability={mode:<5} threads={threads}  {rate:>10,.0f}/s")
+    print("batches (reserve_many, 1 thread, 1 line each, 1,000 skus)")
+    for mode in ("none", "sync"):
+        batches(mode, max(2, int(100 * scale)))
     sys.stdout.flush()
 
 
