@@ -129,7 +129,7 @@ pub fn element<'e>(arr: &Object<'e>, i: u32, field: &str) -> Res<Unknown<'e>> {
 
 /// The order lines of `reserve`. More than the domain's 100 lines are refused before reading
 /// them, so a huge array costs nothing.
-pub fn lines(v: &Unknown) -> Res<Vec<stockledger::Line>> {
+pub fn lines(v: &Unknown, keys: &crate::names::Values) -> Res<Vec<stockledger::Line>> {
     let (arr, len) = array(v, "lines")?;
     if len == 0 || len as usize > stockledger::limits::MAX_LINES {
         return Err(invalid("lines", "must hold 1 to 100 lines"));
@@ -144,13 +144,13 @@ pub fn lines(v: &Unknown) -> Res<Vec<stockledger::Line>> {
         let obj = object(&item, &field)?;
         let base = field.len();
         field.push_str(".sku");
-        let sku = string(&get(&obj, "sku", &field)?, &field)?;
+        let sku = string(&keys.get(&obj, keys.sku, &field)?, &field)?;
         field.truncate(base);
         field.push_str(".warehouse");
-        let warehouse = string(&get(&obj, "warehouse", &field)?, &field)?;
+        let warehouse = string(&keys.get(&obj, keys.warehouse, &field)?, &field)?;
         field.truncate(base);
         field.push_str(".qty");
-        let qty = uint(&get(&obj, "qty", &field)?, &field)?;
+        let qty = uint(&keys.get(&obj, keys.qty, &field)?, &field)?;
         out.push(stockledger::Line {
             sku,
             warehouse,

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod convert;
 pub mod errors;
 pub mod many;
+pub mod names;
 pub mod shapes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,7 @@ pub struct Inner {
     queue: Mutex<batch::Queue>,
     scheduler: batch::Scheduler,
     shapes: shapes::Shapes,
+    names: names::Names,
 }
 
 impl Inner {
@@ -94,6 +96,7 @@ impl<'t> ScopedTask<'t> for OpenTask {
                 flush,
             },
             shapes: shapes::Shapes::new(env)?,
+            names: names::Names::new(env)?,
         });
         let _ = target.set(Arc::downgrade(&inner));
         Ok(Ledger { inner })
@@ -238,12 +241,13 @@ impl Ledger {
         options: Unknown,
     ) -> napi::Result<PromiseValue> {
         self.submit(&env, || {
+            let keys = self.inner.names.values(env.raw())?;
             let order_id = convert::string(&order_id, "orderId")?;
-            let lines = convert::lines(&lines)?;
+            let lines = convert::lines(&lines, &keys)?;
             let ttl_seconds = match convert::opt_object(&options, "options")? {
                 None => None,
                 Some(o) => {
-                    convert::opt_uint(&convert::get(&o, "ttlSeconds", "ttlSeconds")?, "ttlSeconds")?
+                    convert::opt_uint(&keys.get(&o, keys.ttl_seconds, "ttlSeconds")?, "ttlSeconds")?
                 }
             }
             .unwrap_or(stockledger::limits::DEFAULT_TTL_SECONDS);
@@ -272,7 +276,9 @@ impl Ledger {
     ) -> napi::Result<PromiseValue> {
         self.submit(&env, || {
             Ok(Op::ReserveMany(Box::new(many::Batch::decode(
-                &orders, &options,
+                &orders,
+                &options,
+                &self.inner.names,
             )?)))
         })
     }

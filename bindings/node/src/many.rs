@@ -11,6 +11,7 @@ use stockledger::{limits, Error, LineRef, OrderRef, Status};
 
 use crate::convert;
 use crate::errors::{self, invalid};
+use crate::names::{Names, Values};
 
 type Res<T> = std::result::Result<T, Error>;
 
@@ -39,15 +40,16 @@ pub struct Batch {
 impl Batch {
     /// Reads `orders` (an array of `{ orderId, lines }`); a wrong shape or type is
     /// INVALID_REQUEST naming the field, before anything is reserved.
-    pub fn decode(orders: &Unknown, options: &Unknown) -> Res<Batch> {
+    pub fn decode(orders: &Unknown, options: &Unknown, names: &Names) -> Res<Batch> {
         let (arr, len) = convert::array(orders, "orders")?;
         if len > MAX_ORDERS {
             return Err(invalid("orders", "must hold at most 10000 orders"));
         }
+        let keys = names.values(orders.value().env)?;
         let ttl_seconds = match convert::opt_object(options, "options")? {
             None => None,
             Some(o) => {
-                convert::opt_uint(&convert::get(&o, "ttlSeconds", "ttlSeconds")?, "ttlSeconds")?
+                convert::opt_uint(&keys.get(&o, keys.ttl_seconds, "ttlSeconds")?, "ttlSeconds")?
             }
         }
         .unwrap_or(limits::DEFAULT_TTL_SECONDS);
@@ -60,7 +62,6 @@ impl Batch {
             line_counts: Vec::with_capacity(len as usize),
             ttl_seconds,
         };
-        let keys = Keys::new(orders)?;
         if batch.read_fast(arr.raw(), len, &keys).is_some() {
             return Ok(batch);
         }
@@ -86,7 +87,7 @@ impl Batch {
     /// Reads a well-formed batch with about half the napi calls of the checked path (no
     /// type query before each read: a read of the wrong type fails by itself). `None` at
     /// the first value that does not read as expected.
-    fn read_fast(&mut self, arr: sys::napi_value, len: u32, k: &Keys) -> Option<()> {
+    fn read_fast(&mut self, arr: sys::napi_value, len: u32, k: &Values) -> Option<()> {
         for i in 0..len {
             let order = k.element(arr, i)?;
             let id = self.text_fast(k, k.prop(order, k.order_id)?)?;
@@ -110,7 +111,7 @@ impl Batch {
 
     /// One napi call for a string of up to `FAST_TEXT_BYTES - 1` bytes; `None` for a
     /// longer one or a value that is not a string.
-    fn text_fast(&mut self, k: &Keys, v: sys::napi_value) -> Option<Range<u32>> {
+    fn text_fast(&mut self, k: &Values, v: sys::napi_value) -> Option<Range<u32>> {
         let start = self.text.len();
         if start + FAST_TEXT_BYTES > MAX_TEXT_BYTES {
             return None;
@@ -140,7 +141,7 @@ impl Batch {
         Some(start as u32..(start + written) as u32)
     }
 
-    fn push_order(&mut self, arr: &Object, i: u32, keys: &Keys, field: &mut String) -> Res<()> {
+    fn push_order(&mut self, arr: &Object, i: u32, keys: &Values, field: &mut String) -> Res<()> {
         use std::fmt::Write;
         field.clear();
         let _ = write!(field, "orders[{i}]");
@@ -262,100 +263,6 @@ impl Batch {
 
 /// Strings up to this many bytes (less one, for napi's NUL) are read with one call.
 const FAST_TEXT_BYTES: usize = 512;
-
-/// The property names, made once per call: a property read by a Rust `&str` name copies
-/// it into a C string and looks it up in V8's string table every time.
-struct Keys {
-    env: sys::napi_env,
-    order_id: sys::napi_value,
-    lines: sys::napi_value,
-    sku: sys::napi_value,
-    warehouse: sys::napi_value,
-    qty: sys::napi_value,
-}
-
-impl Keys {
-    fn new(any: &Unknown) -> Res<Keys> {
-        let env = any.value().env;
-        let key = |name: &str| -> Res<sys::napi_value> {
-            let mut v = std::ptr::null_mut();
-            // SAFETY: a valid env on its own thread; the name's bytes and length are given.
-            let status = unsafe {
-                sys::napi_create_string_utf8(env, name.as_ptr().cast(), name.len() as isize, &mut v)
-            };
-            if status != sys::Status::napi_ok {
-                return Err(errors::unavailable("could not create a property name"));
-            }
-            Ok(v)
-        };
-        Ok(Keys {
-            env,
-            order_id: key("orderId")?,
-            lines: key("lines")?,
-            sku: key("sku")?,
-            warehouse: key("warehouse")?,
-            qty: key("qty")?,
-        })
-    }
-
-    fn clear_exception(&self) {
-        let mut pending = false;
-        let mut e = std::ptr::null_mut();
-        // SAFETY: a valid env on its own thread.
-        unsafe {
-            if sys::napi_is_exception_pending(self.env, &mut pending) == sys::Status::napi_ok
-                && pending
-            {
-                sys::napi_get_and_clear_last_exception(self.env, &mut e);
-            }
-        }
-    }
-
-    fn prop(&self, obj: sys::napi_value, key: sys::napi_value) -> Option<sys::napi_value> {
-        let mut v = std::ptr::null_mut();
-        // SAFETY: live values of this env; a non-object fails (or coerces) inside napi.
-        let status = unsafe { sys::napi_get_property(self.env, obj, key, &mut v) };
-        (status == sys::Status::napi_ok).then_some(v)
-    }
-
-    fn element(&self, arr: sys::napi_value, i: u32) -> Option<sys::napi_value> {
-        let mut v = std::ptr::null_mut();
-        // SAFETY: as `prop`.
-        let status = unsafe { sys::napi_get_element(self.env, arr, i, &mut v) };
-        (status == sys::Status::napi_ok).then_some(v)
-    }
-
-    /// The length of an array; `None` for anything else.
-    fn array_len(&self, v: sys::napi_value) -> Option<u32> {
-        let mut n = 0u32;
-        // SAFETY: as `prop`; napi answers napi_array_expected for a non-array.
-        let status = unsafe { sys::napi_get_array_length(self.env, v, &mut n) };
-        (status == sys::Status::napi_ok).then_some(n)
-    }
-
-    /// A number that is a non-negative safe integer.
-    fn safe_uint(&self, v: sys::napi_value) -> Option<u64> {
-        let mut n = 0f64;
-        // SAFETY: as `prop`; napi answers napi_number_expected for a non-number.
-        let status = unsafe { sys::napi_get_value_double(self.env, v, &mut n) };
-        let ok = status == sys::Status::napi_ok
-            && n.is_finite()
-            && n.fract() == 0.0
-            && (0.0..=convert::MAX_SAFE).contains(&n);
-        ok.then_some(n as u64)
-    }
-
-    fn get<'e>(&self, obj: &Object<'e>, key: sys::napi_value, field: &str) -> Res<Unknown<'e>> {
-        let mut v = std::ptr::null_mut();
-        // SAFETY: `obj` and `key` are live values of this env.
-        let status = unsafe { sys::napi_get_property(self.env, obj.raw(), key, &mut v) };
-        if status != sys::Status::napi_ok {
-            return Err(invalid(field, "could not be read"));
-        }
-        // SAFETY: a value just returned by napi in this env.
-        Ok(unsafe { Unknown::from_raw_unchecked(self.env, v) })
-    }
-}
 
 /// The answer array: `true` (reserved now), `false` (already reserved) or the error.
 pub fn to_js<'e>(env: &'e Env, results: &[Res<(bool, Status)>]) -> napi::Result<Unknown<'e>> {

@@ -8,7 +8,7 @@ use napi::bindgen_prelude::{Function, FunctionRef, JsObjectValue, Object, Unknow
 use napi::{check_status, sys, Env, JsValue};
 
 const SOURCE: &str = r#"(function () {
-  function reservation(orderId, status, flat, createdAt, expiresAt, finishedAt, created) {
+  function reservation(orderId, status, createdAt, expiresAt, finishedAt, created, ...flat) {
     const lines = [];
     for (let i = 0; i < flat.length; i += 3) {
       lines.push({ sku: flat[i], warehouse: flat[i + 1], qty: flat[i + 2] });
@@ -54,16 +54,6 @@ impl Shapes {
         created: Option<bool>,
     ) -> napi::Result<Unknown<'e>> {
         let e = env.raw();
-        let mut flat = std::ptr::null_mut();
-        check_status!(unsafe {
-            sys::napi_create_array_with_length(e, r.lines.len() * 3, &mut flat)
-        })?;
-        for (i, l) in r.lines.iter().enumerate() {
-            let i = i as u32 * 3;
-            set(e, flat, i, string(e, &l.sku)?)?;
-            set(e, flat, i + 1, string(e, &l.warehouse)?)?;
-            set(e, flat, i + 2, number(e, l.qty as f64)?)?;
-        }
         let created = match created {
             Some(c) => {
                 let mut v = std::ptr::null_mut();
@@ -72,16 +62,34 @@ impl Shapes {
             }
             None => undefined(e)?,
         };
-        let args = [
+        // The lines go as trailing arguments (sku, warehouse, qty, ...): V8 gathers them into
+        // an array itself, far cheaper than an array filled element by element through napi.
+        let head = [
             string(e, &r.order_id)?,
             string(e, r.status.as_str())?,
-            flat,
             number(e, r.created_at as f64)?,
             number(e, r.expires_at as f64)?,
             number(e, r.finished_at.map_or(-1.0, |t| t as f64))?,
             created,
         ];
-        call(env, &self.reservation, &args)
+        const INLINE: usize = 6 + 3 * 4;
+        let mut inline = [std::ptr::null_mut(); INLINE];
+        let mut spilled = Vec::new();
+        let n = head.len() + 3 * r.lines.len();
+        let args: &mut [sys::napi_value] = if n <= INLINE {
+            &mut inline[..n]
+        } else {
+            spilled.resize(n, std::ptr::null_mut());
+            &mut spilled
+        };
+        args[..head.len()].copy_from_slice(&head);
+        for (i, l) in r.lines.iter().enumerate() {
+            let at = head.len() + 3 * i;
+            args[at] = string(e, &l.sku)?;
+            args[at + 1] = string(e, &l.warehouse)?;
+            args[at + 2] = number(e, l.qty as f64)?;
+        }
+        call(env, &self.reservation, args)
     }
 
     pub fn level<'e>(&self, env: &'e Env, l: stockledger::StockLevel) -> napi::Result<Unknown<'e>> {
@@ -130,8 +138,4 @@ fn undefined(e: sys::napi_env) -> napi::Result<sys::napi_value> {
     let mut v = std::ptr::null_mut();
     check_status!(unsafe { sys::napi_get_undefined(e, &mut v) })?;
     Ok(v)
-}
-
-fn set(e: sys::napi_env, arr: sys::napi_value, i: u32, v: sys::napi_value) -> napi::Result<()> {
-    check_status!(unsafe { sys::napi_set_element(e, arr, i, v) })
 }
