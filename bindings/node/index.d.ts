@@ -109,7 +109,7 @@ export interface OpenOptions {
   durability?: 'sync' | 'async' | 'none'
 }
 
-/** One order of `reserveMany` (for the TypeScript declarations). */
+/** One order of `reserveMany` (for the TypeScript declarations; input is read by hand). */
 export interface OrderInput {
   orderId: string
   lines: Array<Line>

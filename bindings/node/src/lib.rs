@@ -8,8 +8,8 @@
 pub mod batch;
 pub mod convert;
 pub mod errors;
-pub mod many;
-pub mod names;
+mod many;
+mod names;
 pub mod shapes;
 
 use std::sync::atomic::{AtomicBool, Ordering};

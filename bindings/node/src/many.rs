@@ -21,7 +21,8 @@ pub const MAX_ORDERS: u32 = 10_000;
 /// would be 256 MB: more than anyone should send at once).
 pub const MAX_TEXT_BYTES: usize = 64 << 20;
 
-/// One order of `reserveMany` (for the TypeScript declarations).
+/// One order of `reserveMany` (for the TypeScript declarations; input is read by hand).
+#[allow(dead_code)]
 #[napi(object)]
 pub struct OrderInput {
     pub order_id: String,
