@@ -227,6 +227,12 @@ impl Catalog {
         if let Some(id) = self.find_cell(sku, warehouse) {
             return Some(id);
         }
+        self.insert_cell(sku, warehouse)
+    }
+
+    /// Like [`Catalog::cell_or_insert`] without the lock-free look first: for recovery,
+    /// whose cells are (almost) all new, one look under the writer lock is enough.
+    pub(crate) fn insert_cell(&self, sku: &str, warehouse: &str) -> Option<CellId> {
         let sku_id = self.sku_or_insert(sku)?;
         let mut writer = self.writer.lock();
         if let Some(id) = self.find_cell(sku, warehouse) {
@@ -260,6 +266,34 @@ impl Catalog {
             .unwrap_or_else(|i| i);
         cells.insert(at, (wh, id));
         Some(id)
+    }
+
+    /// Sizes the cell index for `cells` cells at once (recovery knows the count), so that
+    /// loading them does not double and rehash the table again and again.
+    pub(crate) fn reserve_cells(&self, cells: usize) {
+        let writer = self.writer.lock();
+        let table = &self.tables[self.current.load(Ordering::Acquire)];
+        let want = (cells.min(MAX_CELLS) * 2).next_power_of_two();
+        if want <= table.slots.len() {
+            return;
+        }
+        let bigger = CellTable::new(want);
+        for word in table.slots.iter() {
+            let word = word.load(Ordering::Acquire);
+            if word != 0 {
+                let id = (word as u32) - 1;
+                let c = self.cell(id);
+                bigger.put(self.cell_hash(&self.sku(c.sku).name, c.warehouse()), id);
+            }
+        }
+        let next = self.tables.push(bigger);
+        self.current.store(next, Ordering::Release);
+        debug_assert!(writer.0 * 2 <= want);
+        drop(writer);
+        // At most one sku per cell: the sku index is sized for that many.
+        for shard in self.index.iter() {
+            shard.write().reserve(cells.min(MAX_CELLS) / INDEX_SHARDS);
+        }
     }
 
     /// Keeps the table at most half full; only the writer calls it.

@@ -177,6 +177,12 @@ impl OrderMap {
             .map(|s| (id_str(&s.id), &s.order))
     }
 
+    fn reserve(&mut self, additional: usize) {
+        let slots = &self.slots;
+        self.index
+            .reserve(additional, |&(t, _)| slots[t as usize].hash);
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
@@ -396,6 +402,16 @@ impl Orders {
     }
 
     /// Orders one shard may hold when the whole table may hold `max_orders`.
+    /// Sizes every shard's index for `total` orders spread evenly (recovery knows the
+    /// count), so that loading them does not rehash each table many times over.
+    pub(crate) fn reserve(&self, total: usize) {
+        let per_shard = total / SHARDS + total / SHARDS / 8 + 16;
+        for shard in self.shards() {
+            let mut shard = shard;
+            shard.map.reserve(per_shard);
+        }
+    }
+
     pub(crate) fn per_shard(max_orders: usize) -> usize {
         max_orders.div_ceil(SHARDS).max(1)
     }

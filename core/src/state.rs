@@ -353,12 +353,16 @@ impl State {
     /// Checks invariants 1-3 of `domain.md` over the whole state. Only meaningful while no
     /// writer runs (tests, recovery).
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
-        let mut held: HashMap<CellId, u64> = HashMap::new();
+        // Cell ids are dense (0..count): a plain vector beats a map by far at a million cells.
+        let mut held: Vec<u64> = vec![0; self.catalog.cell_count()];
         for shard in self.orders.shards() {
             for (id, o) in shard.map.iter() {
                 if o.status == Status::Reserved {
                     for l in o.lines.iter() {
-                        *held.entry(l.cell).or_default() += l.qty as u64;
+                        let Some(sum) = held.get_mut(l.cell as usize) else {
+                            return Err(format!("order {id} holds unknown cell {}", l.cell));
+                        };
+                        *sum += l.qty as u64;
                     }
                 }
                 if o.lines.is_empty() {
@@ -373,7 +377,7 @@ impl State {
                     "cell {id}: reserved {reserved} > on_hand {on_hand}"
                 ));
             }
-            let expect = held.get(&id).copied().unwrap_or(0);
+            let expect = held.get(id as usize).copied().unwrap_or(0);
             if reserved != expect {
                 return Err(format!(
                     "cell {id}: reserved {reserved} but live reservations hold {expect}"

@@ -151,11 +151,13 @@ fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
 
 fn restore(a: &ArchivedSnapshot) -> Option<State> {
     let state = State::new(a.ledger_id.to_native());
+    state.catalog.reserve_cells(a.cells.len());
+    state.orders.reserve(a.orders.len());
     let mut ids = Vec::with_capacity(a.cells.len());
     for c in a.cells.iter() {
         let id = state
             .catalog
-            .cell_or_insert(c.sku.as_str(), c.warehouse.as_str())?;
+            .insert_cell(c.sku.as_str(), c.warehouse.as_str())?;
         let (on_hand, reserved) = (c.on_hand.to_native(), c.reserved.to_native());
         if reserved > on_hand {
             return None;
