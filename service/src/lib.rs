@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod routes;
 pub mod state;
+pub mod ui;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
