@@ -155,6 +155,11 @@ fn a_healthy_folder_verifies_and_reads_back_without_being_changed() {
     assert_eq!(code(&admin(&["stock", s(&dir), "bad sku!"])), 2);
     assert_eq!(code(&admin(&["log", s(&dir), "--after", "x"])), 2);
     assert_eq!(code(&admin(&["log", s(&dir), "--bogus"])), 2);
+    // A subcommand is recognised only as the first argument: elsewhere it is the flag
+    // parser's business, as before.
+    let o = admin(&["--data-dir", s(&dir), "verify"]);
+    assert_eq!(code(&o), 2, "{:?}", text(&o));
+    assert!(text(&o).1.contains("unexpected argument"), "{:?}", text(&o));
     let o = admin(&["stock", s(&dir), "NOPE"]);
     assert_eq!(code(&o), 1);
     assert!(text(&o).1.contains("not found"), "{:?}", text(&o));

@@ -47,6 +47,8 @@ const STREAM_POLL: Duration = Duration::from_millis(200);
 
 struct Ui {
     tracker: Mutex<Tracker>,
+    /// One sample at a time: two would read the same events and count them twice.
+    sampling: Mutex<()>,
     started: AtomicBool,
     streams: Arc<tokio::sync::Semaphore>,
 }
@@ -82,6 +84,7 @@ struct Tracker {
 pub fn routes() -> Router<Shared> {
     let ui = Arc::new(Ui {
         tracker: Mutex::new(Tracker::default()),
+        sampling: Mutex::new(()),
         started: AtomicBool::new(false),
         streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
     });
@@ -173,6 +176,9 @@ impl Ui {
 
     /// Takes one sample and rebuilds the `/v1/stats` answer.
     fn sample(&self, s: &AppState) -> Arc<Value> {
+        let Ok(_one) = self.sampling.lock() else {
+            return Arc::new(json!({}));
+        };
         let ledger = &s.ledger;
         let st = ledger.stats();
         let counters = Counters {
