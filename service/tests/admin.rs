@@ -314,3 +314,37 @@ fn a_folder_held_by_a_running_service_is_read_without_its_lock_and_not_repaired(
     assert!(r.status == 200 || r.status == 201, "{}", r.status);
     drop(server);
 }
+
+#[test]
+fn verify_beside_a_service_that_is_writing_never_reports_its_tail_as_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = std::sync::Arc::new(Server::start_in(&dir, &[]));
+    assert_eq!(server.set_stock(TOK1, "W1", "kol", 1_000_000).status, 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (server, stop) = (server.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = server.reserve(&format!("w{t}-{n}"), &[("W1", "kol", 1)], None);
+                    assert_eq!(r.status, 201);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        let o = admin(&["verify", s(&dir)]);
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 0, "{out}{err}");
+        assert!(out.contains("held by a running service"), "{out}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(written > 0);
+    let o = admin(&["stock", s(&dir), "W1", "--json"]);
+    assert_eq!(json_lines(&o)[0]["reserved"].as_u64(), Some(written));
+}
