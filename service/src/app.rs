@@ -82,6 +82,7 @@ pub fn openapi() -> serde_json::Value {
 pub fn router(state: Shared) -> Router {
     api()
         .0
+        .merge(crate::ui::routes())
         .route_layer(middleware::from_fn(m::track))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

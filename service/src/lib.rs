@@ -1,6 +1,7 @@
 //! `stockledgerd`: the HTTP service over the stockledger ledger (http-api.md, cli.md).
 //! Thin by design: it parses, authenticates, calls the library, and maps the results.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod routes;
 pub mod state;
+pub mod ui;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

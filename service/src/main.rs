@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = stockledger_service::admin::dispatch(&args) {
+        return code;
+    }
     let cfg = match stockledger_service::config::Config::load() {
         Ok(c) => c,
         Err(e) => {

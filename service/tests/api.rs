@@ -366,7 +366,8 @@ fn bad_input_is_400_and_changes_nothing() {
 
     // Routes and methods.
     s.get("/v1/nothing").err(404, "not_found");
-    s.get("/").err(404, "not_found");
+    // "/" is the status page (operations.md).
+    s.get("/nothing").err(404, "not_found");
     s.req("PATCH", "/v1/reservations", &[], b"{}")
         .err(405, "method_not_allowed");
     s.req("POST", "/healthz", &[], b"")
