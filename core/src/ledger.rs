@@ -883,7 +883,7 @@ impl Ledger {
         self.stats.snapshot(
             self.state.catalog.cell_count(),
             self.state.catalog.sku_count(),
-            self.state.orders.len(),
+            (self.state.orders.len(), self.state.orders.live()),
             self.log.counters(),
         )
     }

@@ -154,6 +154,11 @@ impl OrderMap {
             .map(|&(s, _)| s)
     }
 
+    /// The slot of an order id, if present.
+    pub(crate) fn slot(&self, id: &str) -> Option<SlotId> {
+        self.find(self.hasher.hash_one(id), id)
+    }
+
     pub(crate) fn get(&self, id: &str) -> Option<&Order> {
         let s = self.find(self.hasher.hash_one(id), id)?;
         Some(&self.slots[s as usize].order)
@@ -272,6 +277,8 @@ pub(crate) struct OrderShard {
     due: BinaryHeap<Reverse<(Millis, SlotId, u32)>>,
     /// Finished orders in the order they finished, for pruning after retention.
     finished: VecDeque<(Millis, SlotId, u32)>,
+    /// Orders in state `reserved` (live holds).
+    live: usize,
 }
 
 impl OrderShard {
@@ -280,6 +287,7 @@ impl OrderShard {
             map: OrderMap::new(hasher),
             due: BinaryHeap::new(),
             finished: VecDeque::new(),
+            live: 0,
         }
     }
 
@@ -287,6 +295,9 @@ impl OrderShard {
     pub(crate) fn insert(&mut self, order_id: &str, order: Order) {
         let hash = self.map.hasher.hash_one(order_id);
         if let Some(s) = self.map.find(hash, order_id) {
+            if self.map.order(s).status == Status::Reserved {
+                self.live -= 1;
+            }
             self.map.free_slot(s);
         }
         self.insert_hashed(hash, order_id, order);
@@ -298,6 +309,7 @@ impl OrderShard {
         let s = self.map.insert_new(hash, order_id, order);
         let generation = self.map.generation(s);
         if status == Status::Reserved {
+            self.live += 1;
             self.compact_due();
             self.due.push(Reverse((expires_at, s, generation)));
         } else {
@@ -322,6 +334,20 @@ impl OrderShard {
         order.finished_at = at;
         let generation = self.map.generation(s);
         self.finished.push_back((at, s, generation));
+        debug_assert!(self.live > 0);
+        self.live -= 1;
+    }
+
+    /// A finished order made `reserved` again in place (a late payment re-holds its lines
+    /// before it is paid): counted live until it finishes.
+    pub(crate) fn reopen(&mut self, s: SlotId) {
+        debug_assert_eq!(self.map.order(s).status, Status::Reserved);
+        self.live += 1;
+    }
+
+    /// Orders in state `reserved` (only the shard knows; `Orders::live` sums them).
+    pub(crate) fn live(&self) -> usize {
+        self.live
     }
 
     fn is_due_entry(&self, at: Millis, s: SlotId, generation: u32) -> bool {
@@ -410,6 +436,11 @@ impl Orders {
             let mut shard = shard;
             shard.map.reserve(per_shard);
         }
+    }
+
+    /// Reservations in state `reserved`, summed shard by shard (each shard locked in turn).
+    pub(crate) fn live(&self) -> usize {
+        self.shards().map(|s| s.live()).sum()
     }
 
     pub(crate) fn per_shard(max_orders: usize) -> usize {

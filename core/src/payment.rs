@@ -228,12 +228,14 @@ impl Ledger {
                 );
             },
         );
-        if let Some(order) = shard.map.get_mut(p.order_id) {
+        if let Some(s) = shard.map.slot(p.order_id) {
+            let order = shard.map.order_mut(s);
             order.status = Status::Reserved;
             order.created_at = now;
             order.expires_at = now + ttl;
             order.finished_at = 0;
             order.paid_by = Some(p.payment_id.into());
+            shard.reopen(s);
         }
         shard.finish(p.order_id, Status::Paid, now);
         (PaymentAnswer::Paid, lsn)

@@ -356,6 +356,17 @@ impl State {
         // Cell ids are dense (0..count): a plain vector beats a map by far at a million cells.
         let mut held: Vec<u64> = vec![0; self.catalog.cell_count()];
         for shard in self.orders.shards() {
+            let live = shard
+                .map
+                .iter()
+                .filter(|(_, o)| o.status == Status::Reserved)
+                .count();
+            if live != shard.live() {
+                return Err(format!(
+                    "a shard counts {} live reservations but holds {live}",
+                    shard.live()
+                ));
+            }
             for (id, o) in shard.map.iter() {
                 if o.status == Status::Reserved {
                     for l in o.lines.iter() {

@@ -61,6 +61,8 @@ pub struct StatsSnapshot {
     pub cells: usize,
     pub skus: usize,
     pub reservations: usize,
+    /// Reservations in state `reserved` now (live holds).
+    pub live_reservations: usize,
     /// fdatasync calls of the log writer, and records it wrote (records / fsyncs is the
     /// group-commit factor).
     pub fsyncs: u64,
@@ -72,7 +74,7 @@ impl Stats {
         &self,
         cells: usize,
         skus: usize,
-        reservations: usize,
+        reservations: (usize, usize),
         log: (u64, u64),
     ) -> StatsSnapshot {
         StatsSnapshot {
@@ -86,7 +88,8 @@ impl Stats {
             spurious_refusals: self.spurious_refusals.get(),
             cells,
             skus,
-            reservations,
+            reservations: reservations.0,
+            live_reservations: reservations.1,
             fsyncs: log.0,
             records_written: log.1,
         }
