@@ -82,22 +82,52 @@ pub struct Args {
     #[arg(long, env = "STOCKLEDGER_EVENTS_RETENTION", value_name = "DURATION")]
     pub events_retention: Option<String>,
     /// Reservations kept, live and retained [default: 50000000]
-    #[arg(long, env = "STOCKLEDGER_MAX_ORDERS", value_name = "N")]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_MAX_ORDERS",
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
     pub max_orders: Option<usize>,
     /// Connections served at once [default: 10000]
-    #[arg(long, env = "STOCKLEDGER_MAX_CONNECTIONS", value_name = "N")]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_MAX_CONNECTIONS",
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
     pub max_connections: Option<String>,
     /// Whole request head within this many seconds of opening or of the previous answer [default: 10]
-    #[arg(long, env = "STOCKLEDGER_HEADER_TIMEOUT", value_name = "SECS")]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_HEADER_TIMEOUT",
+        allow_negative_numbers = true,
+        value_name = "SECS"
+    )]
     pub header_timeout: Option<String>,
     /// Idle keep-alive connections closed after this many seconds [default: 60]
-    #[arg(long, env = "STOCKLEDGER_IDLE_TIMEOUT", value_name = "SECS")]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_IDLE_TIMEOUT",
+        allow_negative_numbers = true,
+        value_name = "SECS"
+    )]
     pub idle_timeout: Option<String>,
     /// Body and answer within this many seconds, else 408 [default: 30]
-    #[arg(long, env = "STOCKLEDGER_REQUEST_TIMEOUT", value_name = "SECS")]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_REQUEST_TIMEOUT",
+        allow_negative_numbers = true,
+        value_name = "SECS"
+    )]
     pub request_timeout: Option<String>,
     /// Ledger calls waiting at once; beyond it 503 overloaded [default: 4096]
-    #[arg(long, env = "STOCKLEDGER_MAX_PENDING_WRITES", value_name = "N")]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_MAX_PENDING_WRITES",
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
     pub max_pending_writes: Option<String>,
     /// TOML file with the same keys (flags and environment win)
     #[arg(long, env = "STOCKLEDGER_CONFIG", value_name = "FILE")]
@@ -586,6 +616,8 @@ mod tests {
             (vec!["--request-timeout", ""], "request-timeout"),
             (vec!["--request-timeout", "0s"], "request-timeout"),
             (vec!["--max-pending-writes", "0"], "max-pending-writes"),
+            (vec!["--max-pending-writes", "-1"], "max-pending-writes"),
+            (vec!["--request-timeout", "-0.5"], "request-timeout"),
         ] {
             let e = Config::resolve(args(&a)).unwrap_err();
             assert!(e.starts_with(name), "{a:?}: {e}");

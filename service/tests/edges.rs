@@ -396,6 +396,8 @@ fn invalid_connection_settings_exit_naming_the_setting() {
     for (flags, env, name) in [
         (vec!["--max-connections", "0"], None, "max-connections"),
         (vec!["--header-timeout", "soon"], None, "header-timeout"),
+        (vec!["--idle-timeout", "-5"], None, "idle-timeout"),
+        (vec!["--max-orders", "-1"], None, "max-orders"),
         (
             vec![],
             Some(("STOCKLEDGER_IDLE_TIMEOUT", "-1")),
