@@ -150,7 +150,7 @@ impl FromRequest<Shared> for SellerBody {
                 Ok(SellerBody { seller, body })
             }
             Err(e) => {
-                discard(req.into_body(), state.request_timeout);
+                discard(req, state.request_timeout);
                 Err(e)
             }
         }
@@ -165,7 +165,7 @@ impl FromRequest<Shared> for AdminOnly {
 
     async fn from_request(req: Request, state: &Shared) -> Result<AdminOnly, ApiError> {
         let r = state.auth.admin(req.headers());
-        discard(req.into_body(), state.request_timeout);
+        discard(req, state.request_timeout);
         r.map(|()| AdminOnly)
     }
 }
@@ -175,9 +175,15 @@ pub const DISCARD_MAX: u64 = 64 << 20;
 
 /// Reads an unwanted body to its end, keeping nothing, so that a client still sending gets
 /// the answer instead of a reset (closing with unread bytes resets the connection). Bounded
-/// by [`DISCARD_MAX`] and `within`; beyond either the connection is closed.
-pub fn discard(body: Body, within: Duration) {
-    if body.is_end_stream() {
+/// by [`DISCARD_MAX`] and `within`; beyond either the connection is closed. A client that
+/// waits for `100 Continue` has sent nothing yet and is not asked for the body.
+pub fn discard(req: Request, within: Duration) {
+    let waits = req
+        .headers()
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body: Body = req.into_body();
+    if waits || body.is_end_stream() {
         return;
     }
     tokio::spawn(async move {

@@ -357,6 +357,16 @@ fn partner_and_admin_auth_come_before_the_body() {
     big_request(p, "PUT", "/v1/partner/stock/A/w", Some("wrong")).err(401, "unauthorized");
     big_request(p, "POST", "/v1/partner/stock/A/w/adjust", None).err(401, "unauthorized");
     big_request(p, "POST", "/v1/admin/checkpoint", Some(TOK1)).err(401, "unauthorized");
+    // A client waiting for 100 Continue is not asked for the body: the 401 comes first.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(
+        b"PUT /v1/partner/stock/A/w HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2097152\r\n\r\n",
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    c.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 401");
     // With the token the size limit applies.
     let r = raw_request(
         p,
