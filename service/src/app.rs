@@ -1,8 +1,6 @@
 //! The router: every route of http-api.md, contract-shaped fallbacks, limits, metrics, and
 //! the OpenAPI document generated from the handlers.
 
-use std::time::Duration;
-
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::{middleware, Json, Router};
@@ -16,10 +14,6 @@ use crate::json::BODY_LIMIT;
 use crate::metrics as m;
 use crate::routes::{events, ops, partner, payments, storefront};
 use crate::state::Shared;
-
-/// Longest a request may take before it is answered 408 (a stuck client or a stuck disk must
-/// not hold a connection forever).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -87,19 +81,5 @@ pub fn router(state: Shared) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(timeout))
         .with_state(state)
-}
-
-async fn timeout(req: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => crate::errors::ApiError::new(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "request: not answered within 30 seconds",
-        )
-        .into_response(),
-    }
 }

@@ -1,6 +1,10 @@
 //! Bearer tokens (partner, admin) and the payment callback signature. Every comparison is
 //! constant-time; tokens are compared as SHA-256 digests so their lengths leak nothing either.
 
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -8,6 +12,8 @@ use subtle::ConstantTimeEq;
 
 use crate::config::PartnerToken;
 use crate::errors::ApiError;
+use crate::json::RawBody;
+use crate::state::Shared;
 
 /// How far the bank's timestamp may be from now, either way.
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
@@ -125,6 +131,79 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         ));
     }
     Ok(token.trim())
+}
+
+/// A partner request's seller and body. The token is checked before a byte of the body is
+/// read (http-api.md: no token is a 401 even for a body over 1 MiB, never a 413).
+pub struct SellerBody {
+    pub seller: String,
+    pub body: Bytes,
+}
+
+impl FromRequest<Shared> for SellerBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Shared) -> Result<SellerBody, ApiError> {
+        match state.auth.seller(req.headers()) {
+            Ok(seller) => {
+                let RawBody(body) = RawBody::from_request(req, state).await?;
+                Ok(SellerBody { seller, body })
+            }
+            Err(e) => {
+                discard(req, state.request_timeout);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An admin request: the admin token, checked before the body, which admin routes ignore.
+pub struct AdminOnly;
+
+impl FromRequest<Shared> for AdminOnly {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Shared) -> Result<AdminOnly, ApiError> {
+        let r = state.auth.admin(req.headers());
+        discard(req, state.request_timeout);
+        r.map(|()| AdminOnly)
+    }
+}
+
+/// Most bytes of an unwanted body read and thrown away before the connection is closed.
+pub const DISCARD_MAX: u64 = 64 << 20;
+
+/// Reads an unwanted body to its end, keeping nothing, so that a client still sending gets
+/// the answer instead of a reset (closing with unread bytes resets the connection). Bounded
+/// by [`DISCARD_MAX`] and `within`; beyond either the connection is closed. A client that
+/// waits for `100 Continue` has sent nothing yet and is not asked for the body.
+pub fn discard(req: Request, within: Duration) {
+    let waits = req
+        .headers()
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body: Body = req.into_body();
+    if waits || body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = std::pin::pin!(body);
+        let mut seen: u64 = 0;
+        let drain = std::future::poll_fn(|cx| loop {
+            match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Some(d) = frame.data_ref() {
+                        seen = seen.saturating_add(d.len() as u64);
+                        if seen > DISCARD_MAX {
+                            return std::task::Poll::Ready(());
+                        }
+                    }
+                }
+                Some(Err(_)) | None => return std::task::Poll::Ready(()),
+            }
+        });
+        let _ = tokio::time::timeout(within, drain).await;
+    });
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, `<ts>.<body>`), as the bank computes it.

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
@@ -14,6 +15,18 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_EVENTS_TOPIC: &str = "inventory.events";
 pub const DEFAULT_STOCK_TOPIC: &str = "warehouse.stock";
 pub const DEFAULT_EVENTS_RETENTION: &str = "24h";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Highest `max-connections` accepted (each connection needs a file descriptor).
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest timeout accepted (a day): longer is a typo, not a setting.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Ledger calls (reservations and others) accepted and not yet answered; more get 503
+/// `overloaded`.
+pub const DEFAULT_MAX_PENDING_WRITES: usize = 4096;
+pub const MAX_MAX_PENDING_WRITES: usize = 1_000_000;
 
 #[derive(Debug, Parser, Default)]
 #[command(
@@ -69,11 +82,75 @@ pub struct Args {
     #[arg(long, env = "STOCKLEDGER_EVENTS_RETENTION", value_name = "DURATION")]
     pub events_retention: Option<String>,
     /// Reservations kept, live and retained [default: 50000000]
-    #[arg(long, env = "STOCKLEDGER_MAX_ORDERS", value_name = "N")]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_MAX_ORDERS",
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
     pub max_orders: Option<usize>,
+    /// Connections served at once [default: 10000]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_MAX_CONNECTIONS",
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub max_connections: Option<String>,
+    /// Whole request head within this many seconds of opening or of the previous answer [default: 10]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_HEADER_TIMEOUT",
+        allow_negative_numbers = true,
+        value_name = "SECS"
+    )]
+    pub header_timeout: Option<String>,
+    /// Idle keep-alive connections closed after this many seconds [default: 60]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_IDLE_TIMEOUT",
+        allow_negative_numbers = true,
+        value_name = "SECS"
+    )]
+    pub idle_timeout: Option<String>,
+    /// Body and answer within this many seconds, else 408 [default: 30]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_REQUEST_TIMEOUT",
+        allow_negative_numbers = true,
+        value_name = "SECS"
+    )]
+    pub request_timeout: Option<String>,
+    /// Ledger calls waiting at once; beyond it 503 overloaded [default: 4096]
+    #[arg(
+        long,
+        env = "STOCKLEDGER_MAX_PENDING_WRITES",
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub max_pending_writes: Option<String>,
     /// TOML file with the same keys (flags and environment win)
     #[arg(long, env = "STOCKLEDGER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// A number written as a TOML integer, float or string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Num {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Num {
+    fn text(self) -> String {
+        match self {
+            Num::Int(i) => i.to_string(),
+            Num::Float(f) => f.to_string(),
+            Num::Text(s) => s,
+        }
+    }
 }
 
 /// A list written either as one comma-separated string or as a TOML array.
@@ -108,6 +185,11 @@ struct FileConfig {
     admin_token: Option<String>,
     events_retention: Option<String>,
     max_orders: Option<usize>,
+    max_connections: Option<Num>,
+    header_timeout: Option<Num>,
+    idle_timeout: Option<Num>,
+    request_timeout: Option<Num>,
+    max_pending_writes: Option<Num>,
 }
 
 /// One partner token.
@@ -140,6 +222,16 @@ pub struct Config {
     pub events_retention: std::time::Duration,
     /// Reservations the ledger keeps at once (`Options::max_orders`).
     pub max_orders: usize,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// A whole request head within this of opening or of the previous answer.
+    pub header_timeout: Duration,
+    /// Keep-alive connections idle this long are closed.
+    pub idle_timeout: Duration,
+    /// Body and answer within this, else 408 `request_timeout`.
+    pub request_timeout: Duration,
+    /// Ledger calls accepted and not yet answered; beyond it 503 `overloaded`.
+    pub max_pending_writes: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -159,6 +251,11 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("events_retention", &self.events_retention)
             .field("max_orders", &self.max_orders)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_pending_writes", &self.max_pending_writes)
             .finish()
     }
 }
@@ -312,7 +409,41 @@ impl Config {
             return Err("max-orders: must be at least 1".into());
         }
 
+        let max_connections = count(
+            "max-connections",
+            args.max_connections.or(file.max_connections.map(Num::text)),
+            DEFAULT_MAX_CONNECTIONS,
+            MAX_MAX_CONNECTIONS,
+        )?;
+        let max_pending_writes = count(
+            "max-pending-writes",
+            args.max_pending_writes
+                .or(file.max_pending_writes.map(Num::text)),
+            DEFAULT_MAX_PENDING_WRITES,
+            MAX_MAX_PENDING_WRITES,
+        )?;
+        let header_timeout = seconds(
+            "header-timeout",
+            args.header_timeout.or(file.header_timeout.map(Num::text)),
+            DEFAULT_HEADER_TIMEOUT,
+        )?;
+        let idle_timeout = seconds(
+            "idle-timeout",
+            args.idle_timeout.or(file.idle_timeout.map(Num::text)),
+            DEFAULT_IDLE_TIMEOUT,
+        )?;
+        let request_timeout = seconds(
+            "request-timeout",
+            args.request_timeout.or(file.request_timeout.map(Num::text)),
+            DEFAULT_REQUEST_TIMEOUT,
+        )?;
+
         Ok(Config {
+            max_connections,
+            max_pending_writes,
+            header_timeout,
+            idle_timeout,
+            request_timeout,
             max_orders,
             events_retention,
             data_dir,
@@ -325,6 +456,40 @@ impl Config {
             partner_tokens,
             admin_token,
         })
+    }
+}
+
+/// A whole number in 1..=max, or the default when unset.
+fn count(setting: &str, v: Option<String>, default: usize, max: usize) -> Result<usize, String> {
+    let Some(v) = v else {
+        return Ok(default);
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{setting}: {v:?} must be a whole number from 1 to {max}"
+        )),
+    }
+}
+
+/// Seconds (`10`, `0.5`) or a duration (`10s`, `2m`), above zero and at most a day.
+fn seconds(setting: &str, v: Option<String>, default: Duration) -> Result<Duration, String> {
+    let Some(v) = v else {
+        return Ok(default);
+    };
+    let t = v.trim();
+    let parsed = match t.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= MAX_TIMEOUT.as_secs_f64() => {
+            Some(Duration::from_secs_f64(f))
+        }
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(t).ok(),
+    };
+    match parsed {
+        Some(d) if !d.is_zero() && d <= MAX_TIMEOUT => Ok(d),
+        _ => Err(format!(
+            "{setting}: {v:?} must be a number of seconds above 0 and at most 86400 (or a duration like 10s)"
+        )),
     }
 }
 
@@ -387,6 +552,82 @@ mod tests {
         assert_eq!(c.events_retention, std::time::Duration::from_secs(90 * 60));
         let e = Config::resolve(args(&["--events-retention", "soon"])).unwrap_err();
         assert!(e.starts_with("events-retention:"), "{e}");
+    }
+
+    /// Issue 11: the connection settings of cli.md, from flags, environment-free defaults
+    /// and the TOML file; invalid values name the setting.
+    #[test]
+    fn connection_settings() {
+        let d = Config::resolve(args(&[])).unwrap();
+        assert_eq!(d.max_connections, 10_000);
+        assert_eq!(d.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.idle_timeout, Duration::from_secs(60));
+        assert_eq!(d.request_timeout, Duration::from_secs(30));
+        assert_eq!(d.max_pending_writes, DEFAULT_MAX_PENDING_WRITES);
+
+        let c = Config::resolve(args(&[
+            "--max-connections",
+            "50",
+            "--header-timeout",
+            "1",
+            "--idle-timeout",
+            "0.5",
+            "--request-timeout",
+            "2m",
+            "--max-pending-writes",
+            "8",
+        ]))
+        .unwrap();
+        assert_eq!(c.max_connections, 50);
+        assert_eq!(c.header_timeout, Duration::from_secs(1));
+        assert_eq!(c.idle_timeout, Duration::from_millis(500));
+        assert_eq!(c.request_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_pending_writes, 8);
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "max-connections = 300\nheader-timeout = 3\nidle-timeout = 4.5\nrequest-timeout = \"7s\"\nmax-pending-writes = 9\n",
+        )
+        .unwrap();
+        let path = f.to_str().unwrap();
+        let c = Config::resolve(args(&["--config", path])).unwrap();
+        assert_eq!(c.max_connections, 300);
+        assert_eq!(c.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.idle_timeout, Duration::from_millis(4500));
+        assert_eq!(c.request_timeout, Duration::from_secs(7));
+        assert_eq!(c.max_pending_writes, 9);
+        // The flag wins over the file.
+        let c = Config::resolve(args(&["--config", path, "--max-connections", "20"])).unwrap();
+        assert_eq!(c.max_connections, 20);
+        assert_eq!(c.header_timeout, Duration::from_secs(3));
+
+        for (a, name) in [
+            (vec!["--max-connections", "0"], "max-connections"),
+            (vec!["--max-connections", "-3"], "max-connections"),
+            (vec!["--max-connections", "lots"], "max-connections"),
+            (vec!["--max-connections", "1000001"], "max-connections"),
+            (vec!["--header-timeout", "0"], "header-timeout"),
+            (vec!["--header-timeout", "-1"], "header-timeout"),
+            (vec!["--header-timeout", "soon"], "header-timeout"),
+            (vec!["--idle-timeout", "nan"], "idle-timeout"),
+            (vec!["--idle-timeout", "86401"], "idle-timeout"),
+            (vec!["--request-timeout", ""], "request-timeout"),
+            (vec!["--request-timeout", "0s"], "request-timeout"),
+            (vec!["--max-pending-writes", "0"], "max-pending-writes"),
+            (vec!["--max-pending-writes", "-1"], "max-pending-writes"),
+            (vec!["--request-timeout", "-0.5"], "request-timeout"),
+        ] {
+            let e = Config::resolve(args(&a)).unwrap_err();
+            assert!(e.starts_with(name), "{a:?}: {e}");
+        }
+        std::fs::write(&f, "header-timeout = -2\n").unwrap();
+        let e = Config::resolve(args(&["--config", path])).unwrap_err();
+        assert!(e.starts_with("header-timeout"), "{e}");
+        std::fs::write(&f, "max-connections = true\n").unwrap();
+        let e = Config::resolve(args(&["--config", path])).unwrap_err();
+        assert!(e.contains("max-connections"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,9 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use stockledger::{Error, ErrorCode};
 
+/// `Retry-After` of a 503 `overloaded`: the queue drains in well under a second.
+pub const RETRY_AFTER_SECS: &str = "1";
+
 /// An error answer of the HTTP API.
 #[derive(Debug)]
 pub struct ApiError {
@@ -64,6 +67,16 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "ledger_unavailable",
             format!("ledger unavailable: {}", reason.into()),
+        )
+    }
+
+    /// 503 `overloaded`: too much work already waits for the ledger; nothing was done.
+    /// The answer carries `Retry-After`.
+    pub fn overloaded() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "request: too many requests wait for the ledger (max-pending-writes); nothing was done, retry later",
         )
     }
 
@@ -143,6 +156,11 @@ impl From<Error> for ApiError {
             Error::SkuNotFound { .. } | Error::Forbidden { .. } => format!("sku: {e}"),
             Error::AdjustmentConflict { .. } => format!("adjustment_id: {e}"),
             Error::PaymentConflict { .. } => format!("payment_id: {e}"),
+            Error::CapacityExhausted { limit, max } => {
+                err.extra.insert("limit".into(), json!(limit));
+                err.extra.insert("max".into(), json!(max));
+                format!("{limit}: {e}; nothing changed")
+            }
             Error::EventsPruned { oldest_seq } => {
                 err.extra.insert("oldest_seq".into(), json!(oldest_seq));
                 format!("after: {e}")
@@ -159,7 +177,14 @@ impl IntoResponse for ApiError {
         body.insert("error".into(), Value::String(self.code.into()));
         body.insert("message".into(), Value::String(self.message));
         body.extend(self.extra);
-        (self.status, Json(Value::Object(body))).into_response()
+        let mut r = (self.status, Json(Value::Object(body))).into_response();
+        if self.code == "overloaded" {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        r
     }
 }
 
@@ -176,5 +201,31 @@ mod tests {
         assert_eq!(e.status, StatusCode::GONE);
         assert_eq!(e.code, "events_pruned");
         assert_eq!(e.extra.get("oldest_seq"), Some(&json!(42)));
+    }
+
+    /// Issue 11: a full capacity is a 503 naming the limit, not `ledger_unavailable`.
+    #[test]
+    fn capacity_names_the_limit() {
+        let e = ApiError::from(Error::CapacityExhausted {
+            limit: "max_orders",
+            max: 7,
+        });
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "capacity_exhausted");
+        assert!(e.message.starts_with("max_orders:"), "{}", e.message);
+        assert_eq!(e.extra.get("limit"), Some(&json!("max_orders")));
+        assert_eq!(e.extra.get("max"), Some(&json!(7)));
+    }
+
+    #[test]
+    fn overloaded_says_when_to_retry() {
+        let r = ApiError::overloaded().into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let plain = ApiError::unavailable("x").into_response();
+        assert!(plain.headers().get("retry-after").is_none());
     }
 }

@@ -58,6 +58,14 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             );
         }
     }
+    // Fast path: plain serde_json. Only a body that fails is parsed again with path
+    // tracking, which costs on every field but names the offending one.
+    let mut fast = serde_json::Deserializer::from_slice(body);
+    if let Ok(v) = T::deserialize(&mut fast) {
+        if fast.end().is_ok() {
+            return Ok(v);
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();

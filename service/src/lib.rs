@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod model;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod ui;
 
@@ -33,6 +34,24 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs the service until SIGTERM/SIGINT. The error is the message for stderr.
 pub async fn run(cfg: Config) -> Result<(), String> {
     let handle = metrics::install()?;
+    // Each connection is a file descriptor: take what the hard limit allows, and keep room
+    // for the ledger's files and Kafka's sockets below the connection cap.
+    let fd_limit = server::raise_fd_limit();
+    let max_connections = server::fit_connections(cfg.max_connections, fd_limit);
+    if max_connections < cfg.max_connections {
+        tracing::warn!(
+            wanted = cfg.max_connections,
+            serving = max_connections,
+            fd_limit = fd_limit.unwrap_or(0),
+            "max-connections lowered to fit the open-files limit"
+        );
+    }
+    let limits = server::Limits {
+        max_connections,
+        header_timeout: cfg.header_timeout,
+        idle_timeout: cfg.idle_timeout,
+        request_timeout: cfg.request_timeout,
+    };
     let upkeep = metrics::spawn_upkeep(handle.clone(), metrics::UPKEEP_EVERY);
 
     // Recovery first: the port opens only once the ledger holds its whole state.
@@ -61,7 +80,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         "ledger recovered"
     );
 
-    let reserver = Reserver::start(ledger.clone(), RESERVE_THREADS)
+    state::set_pending_limit(cfg.max_pending_writes);
+    let reserver = Reserver::start(ledger.clone(), RESERVE_THREADS, cfg.max_pending_writes)
         .map_err(|e| format!("cannot start reservation workers: {e}"))?;
     let expirer = Expirer::start(ledger.clone(), EXPIRY_PERIOD)
         .map_err(|e| format!("cannot start the expiry task: {e}"))?;
@@ -77,6 +97,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         metrics: handle,
         lag: RwLock::new(None),
         openapi: app::openapi(),
+        request_timeout: cfg.request_timeout,
     });
 
     // The single Kafka call site: off unless brokers are configured.
@@ -115,26 +136,14 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .unwrap_or_default();
     tracing::info!(listen = %bound, "stockledgerd serving");
 
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let notify = stopping.clone();
-    let server =
-        axum::serve(listener, app::router(state.clone())).with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested: draining requests in flight");
-            notify.notify_waiters();
-        });
-    let drain_deadline = async {
-        stopping.notified().await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        r = server => {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "server error");
-            }
-        }
-        _ = drain_deadline => tracing::warn!("requests still in flight after 10 s; closing anyway"),
-    }
+    server::serve(
+        listener,
+        app::router(state.clone()),
+        limits,
+        shutdown_signal(),
+        DRAIN_TIMEOUT,
+    )
+    .await;
 
     expirer.stop();
     upkeep.abort();

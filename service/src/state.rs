@@ -1,7 +1,7 @@
 //! Shared state of the handlers and the bridges from async handlers to the ledger, whose
 //! writes block until the log is durable.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ pub struct AppState {
     pub lag: RwLock<Option<LagSource>>,
     /// The served OpenAPI document.
     pub openapi: serde_json::Value,
+    /// `--request-timeout`: also bounds reading and discarding unwanted bodies.
+    pub request_timeout: Duration,
 }
 
 pub type Shared = Arc<AppState>;
@@ -40,13 +42,66 @@ impl AppState {
     }
 }
 
-/// Runs a ledger call on the blocking pool (it may wait for an fsync).
+// ---- bounded work for the ledger --------------------------------------------------------
+
+/// Ledger calls accepted and not yet answered (queued reservations, calls on the blocking
+/// pool). Process-wide because `blocking` is called from every handler; the limit is set
+/// once at start-up (`--max-pending-writes`).
+struct Pending {
+    limit: AtomicUsize,
+    count: AtomicUsize,
+}
+
+static PENDING: Pending = Pending {
+    limit: AtomicUsize::new(crate::config::DEFAULT_MAX_PENDING_WRITES),
+    count: AtomicUsize::new(0),
+};
+
+pub fn set_pending_limit(limit: usize) {
+    PENDING.limit.store(limit.max(1), Ordering::Relaxed);
+}
+
+/// Ledger calls accepted and not yet answered now.
+pub fn pending_now() -> usize {
+    PENDING.count.load(Ordering::Relaxed)
+}
+
+/// One accepted ledger call; its slot is given back when this is dropped (after the answer,
+/// or when the call is abandoned).
+#[must_use]
+pub struct PendingSlot(());
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        PENDING.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A slot for one more ledger call, or 503 `overloaded` (nothing was done) when the bound is
+/// reached: the caller never waits in an unbounded queue.
+pub fn pending_slot() -> ApiResult<PendingSlot> {
+    let limit = PENDING.limit.load(Ordering::Relaxed);
+    let prev = PENDING.count.fetch_add(1, Ordering::AcqRel);
+    if prev >= limit {
+        PENDING.count.fetch_sub(1, Ordering::AcqRel);
+        return Err(ApiError::overloaded());
+    }
+    Ok(PendingSlot(()))
+}
+
+/// Runs a ledger call on the blocking pool (it may wait for an fsync); 503 `overloaded`
+/// when too many already wait.
 pub async fn blocking<T, F>(f: F) -> ApiResult<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Error> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
+    let slot = pending_slot()?;
+    let run = move || {
+        let _slot = slot;
+        f()
+    };
+    match tokio::task::spawn_blocking(run).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(ApiError::unavailable(format!("ledger call failed: {e}"))),
     }
@@ -59,6 +114,8 @@ struct Job {
     lines: Vec<Line>,
     ttl_seconds: u64,
     reply: oneshot::Sender<Result<(Reservation, bool), Error>>,
+    /// Held until the job is answered: queued and running jobs count against the bound.
+    _slot: PendingSlot,
 }
 
 /// Most reservations in one `execute` call.
@@ -73,8 +130,14 @@ pub struct Reserver {
 }
 
 impl Reserver {
-    pub fn start(ledger: Arc<Ledger>, threads: usize) -> std::io::Result<Reserver> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+    /// `capacity` bounds the queue; with every job holding a [`PendingSlot`] it is never
+    /// reached when it is at least the pending limit.
+    pub fn start(
+        ledger: Arc<Ledger>,
+        threads: usize,
+        capacity: usize,
+    ) -> std::io::Result<Reserver> {
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(capacity.max(1));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             let ledger = ledger.clone();
@@ -90,24 +153,27 @@ impl Reserver {
         order_id: String,
         lines: Vec<Line>,
         ttl_seconds: u64,
-    ) -> Result<(Reservation, bool), Error> {
+    ) -> ApiResult<(Reservation, bool)> {
+        let slot = pending_slot()?;
         let (reply, rx) = oneshot::channel();
         let job = Job {
             order_id,
             lines,
             ttl_seconds,
             reply,
+            _slot: slot,
         };
-        if self.tx.send(job).is_err() {
-            return Err(Error::LedgerUnavailable {
-                reason: "the service is shutting down".into(),
-            });
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(crossbeam_channel::TrySendError::Full(_)) => return Err(ApiError::overloaded()),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                return Err(ApiError::unavailable("the service is shutting down"))
+            }
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(Error::LedgerUnavailable {
-                reason: "the reservation worker stopped".into(),
-            })
-        })
+        match rx.await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(_) => Err(ApiError::unavailable("the reservation worker stopped")),
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Operations: liveness, readiness, metrics, the OpenAPI document, admin checkpoint.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::auth::AdminOnly;
 use crate::errors::{ApiError, ApiResult};
 use crate::metrics as m;
 use crate::model::*;
@@ -66,9 +67,8 @@ pub async fn metrics(State(s): State<Shared>) -> Response {
     ))]
 pub async fn checkpoint(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    _admin: AdminOnly,
 ) -> ApiResult<Json<CheckpointBody>> {
-    s.auth.admin(&headers)?;
     let ledger = s.ledger.clone();
     let seq = blocking(move || ledger.checkpoint()).await?;
     Ok(Json(CheckpointBody { seq }))

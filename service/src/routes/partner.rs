@@ -2,12 +2,12 @@
 //! (400), ownership (403, decided by the ledger with `Source::Seller`), then the operation (409).
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use stockledger::{limits, Source};
 
+use crate::auth::SellerBody;
 use crate::errors::ApiResult;
-use crate::json::{parse, RawBody, Segments};
+use crate::json::{parse, Segments};
 use crate::model::*;
 use crate::state::{blocking, Shared};
 
@@ -30,11 +30,9 @@ use crate::state::{blocking, Shared};
     ))]
 pub async fn set_stock(
     State(s): State<Shared>,
-    headers: HeaderMap,
     path: Segments,
-    RawBody(body): RawBody,
+    SellerBody { seller, body }: SellerBody,
 ) -> ApiResult<Json<CellBody>> {
-    let seller = s.auth.seller(&headers)?;
     let (sku, warehouse) = path.two()?;
     limits::check_name("sku", &sku)?;
     limits::check_name("warehouse", &warehouse)?;
@@ -69,11 +67,9 @@ pub async fn set_stock(
     ))]
 pub async fn adjust_stock(
     State(s): State<Shared>,
-    headers: HeaderMap,
     path: Segments,
-    RawBody(body): RawBody,
+    SellerBody { seller, body }: SellerBody,
 ) -> ApiResult<Json<CellBody>> {
-    let seller = s.auth.seller(&headers)?;
     let (sku, warehouse) = path.two()?;
     limits::check_name("sku", &sku)?;
     limits::check_name("warehouse", &warehouse)?;

@@ -20,7 +20,7 @@ use crate::state::{blocking, Shared};
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 409, description = "insufficient_stock or order_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
-        (status = 503, description = "ledger_unavailable", body = ErrorBody),
+        (status = 503, description = "ledger_unavailable, capacity_exhausted (names the limit), or overloaded (with Retry-After; nothing was done)", body = ErrorBody),
     ))]
 pub async fn reserve(
     State(s): State<Shared>,
@@ -43,8 +43,8 @@ pub async fn reserve(
             Ok((StatusCode::OK, Json(ReservationBody::from(&r))))
         }
         Err(e) => {
-            m::reservation(e.code().as_str());
-            Err(e.into())
+            m::reservation(e.code);
+            Err(e)
         }
     }
 }

@@ -105,24 +105,62 @@ impl Server {
         s
     }
 
+    /// A fresh server with extra flags and environment variables.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_opts(extra, env, None)
+    }
+
+    /// A fresh server whose open-files limit (soft and hard) is `nofile`.
+    pub fn start_limited(nofile: u64, extra: &[&str]) -> Server {
+        Server::start_opts(extra, &[], Some(nofile))
+    }
+
+    fn start_opts(extra: &[&str], env: &[(&str, &str)], nofile: Option<u64>) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut s = Server::spawn(&data, extra, env, nofile);
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// A server on `data` (kept by the caller), standard credentials plus `extra`.
     pub fn start_in(data: &Path, extra: &[&str]) -> Server {
+        Server::spawn(data, extra, &[], None)
+    }
+
+    fn spawn(data: &Path, extra: &[&str], env: &[(&str, &str)], nofile: Option<u64>) -> Server {
         for _ in 0..5 {
             let port = free_port();
             let stderr = data.with_extension(format!("stderr-{port}"));
             let mut args = std_args();
             args.extend(extra.iter().map(|s| s.to_string()));
-            let child = Command::new(bin())
-                .arg("--data-dir")
+            let mut cmd = Command::new(bin());
+            cmd.arg("--data-dir")
                 .arg(data)
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
                 .args(&args)
                 .env("RUST_LOG", "warn")
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&stderr).unwrap())
-                .spawn()
-                .unwrap();
+                .stderr(std::fs::File::create(&stderr).unwrap());
+            if let Some(n) = nofile {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: only async-signal-safe setrlimit between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let lim = libc::rlimit {
+                            rlim_cur: n as libc::rlim_t,
+                            rlim_max: n as libc::rlim_t,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            let child = cmd.spawn().unwrap();
             let mut s = Server {
                 child: Some(child),
                 port,

@@ -1,0 +1,477 @@
+//! The HTTP front: our own accept loop over hyper's HTTP/1 connection, so that slow and idle
+//! clients cannot hold the service (http-api.md "Connections and overload"):
+//! - at most `max_connections` connections are served at once; beyond it new connections wait
+//!   in the listen backlog (the loop only accepts while it holds a slot);
+//! - a request head must arrive within `header_timeout` of opening or of the previous
+//!   response (hyper's header-read timer), an idle keep-alive connection is closed after
+//!   `idle_timeout`, and a request gets 408 `request_timeout` unless its body and answer are
+//!   done within `request_timeout`;
+//! - accept errors (EMFILE above all) back off instead of spinning and flooding the log.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, HttpBody};
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::errors::ApiError;
+
+/// The connection settings of cli.md.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// File descriptors kept free for the ledger (log segments, snapshots) and Kafka's sockets.
+pub const FD_HEADROOM_MIN: u64 = 256;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force
+/// (None where it cannot be read).
+pub fn raise_fd_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain syscalls writing into a local struct.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        // rlim_t is u64 on Linux but not everywhere.
+        #[allow(clippy::unnecessary_cast)]
+        Some(lim.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The connection cap that fits in `fd_limit` while leaving room for the ledger and Kafka.
+pub fn fit_connections(wanted: usize, fd_limit: Option<u64>) -> usize {
+    let Some(limit) = fd_limit else {
+        return wanted;
+    };
+    let headroom = FD_HEADROOM_MIN.max(limit / 10);
+    let room = limit.saturating_sub(headroom).max(16);
+    wanted.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets the
+/// requests in flight finish (at most `drain`), and returns.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut backoff = Backoff::default();
+    tokio::pin!(shutdown);
+    loop {
+        // A slot first: beyond the cap, connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            r = listener.accept() => r,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => {
+                backoff.reset();
+                stream
+            }
+            Err(e) => {
+                // Errors of the one connection being accepted: just take the next.
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::Interrupted
+                ) {
+                    continue;
+                }
+                // EMFILE/ENFILE/ENOBUFS: retrying at once cannot succeed; wait for
+                // connections to close (the slot is kept meanwhile).
+                let pause = backoff.next(&e);
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                continue;
+            }
+        };
+        let router = router.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            connection(stream, router, limits, stop).await;
+            drop(permit);
+        });
+    }
+    // Stop accepting: new connections are refused from here on.
+    drop(listener);
+    let _ = stop_tx.send(true);
+    tracing::info!("shutdown requested: draining requests in flight");
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {} s; closing anyway",
+            drain.as_secs()
+        );
+    }
+}
+
+/// Exponential pause after failed accepts, and a warning at most every 10 s.
+#[derive(Default)]
+struct Backoff {
+    pause: Option<Duration>,
+    last_warn: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_millis(500);
+    const WARN_EVERY: Duration = Duration::from_secs(10);
+
+    fn next(&mut self, e: &io::Error) -> Duration {
+        let pause = self.pause.map_or(Self::FIRST, |p| (p * 2).min(Self::MAX));
+        self.pause = Some(pause);
+        let now = Instant::now();
+        if self
+            .last_warn
+            .is_none_or(|t| now.duration_since(t) >= Self::WARN_EVERY)
+        {
+            tracing::warn!(
+                error = %e,
+                repeated = self.suppressed,
+                "accept failed; pausing before the next accept"
+            );
+            self.last_warn = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        pause
+    }
+
+    fn reset(&mut self) {
+        self.pause = None;
+    }
+}
+
+/// One connection until it closes, times out, or the service stops.
+async fn connection(
+    stream: TcpStream,
+    router: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let svc = ConnService {
+        router,
+        activity: activity.clone(),
+        request_timeout: limits.request_timeout,
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let idle = idle_watch(&activity, limits.idle_timeout);
+    tokio::pin!(idle);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                // Timeouts and clients going away are routine: not worth a warning each.
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+                return;
+            }
+            // Dropping the connection closes the socket; nothing is in flight then.
+            _ = &mut idle => return,
+            r = stop.changed(), if !stopping => {
+                stopping = true;
+                if r.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the connection has had no request in flight and no bytes either way for
+/// `idle` (hyper's own timer covers the head; this covers keep-alive between requests).
+async fn idle_watch(a: &Activity, idle: Duration) {
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+    loop {
+        let now = a.now_ms();
+        let wait = if a.in_flight.load(Ordering::Acquire) > 0 {
+            idle_ms
+        } else {
+            let due = a.last.load(Ordering::Acquire).saturating_add(idle_ms);
+            if now >= due {
+                return;
+            }
+            due - now
+        };
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// When a connection last moved bytes, and how many of its requests are being answered.
+struct Activity {
+    base: Instant,
+    /// Milliseconds since `base`.
+    last: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            base: Instant::now(),
+            last: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self) {
+        self.last.store(self.now_ms(), Ordering::Release);
+    }
+}
+
+/// Marks a request in flight until its response body is finished or dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(a: &Arc<Activity>) -> InFlight {
+        a.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// The socket, noting every transfer in the connection's [`Activity`].
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The router as a hyper service of one connection, with the request timeout.
+struct ConnService {
+    router: Router,
+    activity: Arc<Activity>,
+    request_timeout: Duration,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<Guarded>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Guarded>, Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let guard = InFlight::new(&self.activity);
+        let mut router = self.router.clone();
+        let limit = self.request_timeout;
+        let fut = tower_service::Service::call(&mut router, req.map(Body::new));
+        Box::pin(async move {
+            let resp = match tokio::time::timeout(limit, fut).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(never)) => match never {},
+                Err(_) => request_timeout(limit),
+            };
+            Ok(resp.map(|body| Guarded {
+                body,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// 408 `request_timeout`; the connection is closed after it (the body may be half read).
+pub fn request_timeout(limit: Duration) -> Response<Body> {
+    let mut r = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "request: the body and its answer were not done within {} s (request-timeout)",
+            limit.as_secs_f64()
+        ),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// A response body that keeps its request counted in flight until it is sent (a long
+/// streamed answer is not an idle connection).
+struct Guarded {
+    body: Body,
+    _guard: InFlight,
+}
+
+impl HttpBody for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_leave_fd_headroom() {
+        assert_eq!(fit_connections(10_000, None), 10_000);
+        assert_eq!(fit_connections(10_000, Some(1 << 20)), 10_000);
+        // 1024 descriptors: 256 kept back.
+        assert_eq!(fit_connections(10_000, Some(1024)), 768);
+        // 100k: a tenth kept back.
+        assert_eq!(fit_connections(95_000, Some(100_000)), 90_000);
+        assert_eq!(fit_connections(50, Some(10)), 16);
+    }
+
+    #[test]
+    fn backoff_grows_and_resets() {
+        let mut b = Backoff::default();
+        let e = io::Error::from_raw_os_error(libc::EMFILE);
+        assert_eq!(b.next(&e), Duration::from_millis(10));
+        assert_eq!(b.next(&e), Duration::from_millis(20));
+        for _ in 0..10 {
+            b.next(&e);
+        }
+        assert_eq!(b.next(&e), Duration::from_millis(500));
+        assert_eq!(b.suppressed, 12);
+        b.reset();
+        assert_eq!(b.next(&e), Duration::from_millis(10));
+    }
+}
