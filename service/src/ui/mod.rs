@@ -55,6 +55,7 @@ struct Ui {
 
 #[derive(Clone, Copy, Default)]
 struct Counters {
+    live: u64,
     reserved: u64,
     refused: u64,
     paid: u64,
@@ -182,6 +183,7 @@ impl Ui {
         let ledger = &s.ledger;
         let st = ledger.stats();
         let counters = Counters {
+            live: st.live_reservations as u64,
             reserved: st.reserved,
             refused: st.refused,
             paid: st.committed,
@@ -361,7 +363,6 @@ fn render(
         })
         .collect();
     let c = newest.map(|x| x.counters).unwrap_or_default();
-    let finished = c.paid + c.released + c.expired;
     let fsync_p99 = match (oldest, newest) {
         (Some(a), Some(b)) if samples.len() > 1 => p99(&a.fsync, &b.fsync),
         _ => None,
@@ -373,7 +374,7 @@ fn render(
         "ready": s.ledger.unavailable_reason().is_none(),
         "last_seq": last_seq,
         "outbox_lag": s.outbox_lag(),
-        "live_holds": c.reserved.saturating_sub(finished),
+        "live_holds": c.live,
         "rates": {
             "reservations": rate(|c| c.reserved),
             "refusals": rate(|c| c.refused),
