@@ -68,7 +68,7 @@ async function batchWorker() {
     }
   }
 }
-const run = batch ? () => Array.from({ length: Math.min(inflight, 2) }, batchWorker)
+const run = batch ? () => Array.from({ length: Math.min(inflight, Number(opt("batch-workers", "2"))) }, batchWorker)
   : () => Array.from({ length: inflight }, worker);
 
 // Warm up, then measure.

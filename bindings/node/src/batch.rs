@@ -24,6 +24,10 @@ use crate::Inner;
 
 type Res<T> = std::result::Result<T, Error>;
 
+/// Calls that start a batch at once when the pool is idle, without waiting for the turn's
+/// other calls (which then form the next batch).
+const EAGER_BATCH: usize = 16;
+
 /// Most calls in one batch (core's `execute` takes at most 10,000).
 const MAX_BATCH: usize = 4096;
 
@@ -112,12 +116,18 @@ pub fn submit(env: &Env, inner: &Arc<Inner>, op: Res<Op>) -> napi::Result<Promis
     match op {
         Err(e) => settle(env, inner, deferred, Err(e)),
         Ok(op) => {
-            let start = {
+            let (start, eager) = {
                 let mut q = lock(inner);
                 q.waiting.push((op, deferred));
-                q.running.is_none() && !std::mem::replace(&mut q.scheduled, true)
+                let idle = q.running.is_none();
+                let eager = idle && q.waiting.len() >= EAGER_BATCH;
+                (idle && !std::mem::replace(&mut q.scheduled, true), eager)
             };
-            if start {
+            if eager {
+                // Enough calls for a batch while the pool is idle: start it now, so the pool
+                // works on it while this turn makes the rest (which go next).
+                dispatch(env, inner);
+            } else if start {
                 schedule(env, inner);
             }
         }
@@ -170,7 +180,18 @@ fn dispatch(env: &Env, inner: &Arc<Inner>) {
         if q.running.is_some() || q.waiting.is_empty() {
             return;
         }
-        let n = q.waiting.len().min(MAX_BATCH);
+        // A `reserveMany` is a batch already: it runs alone, so that the next one can run
+        // on the pool while JavaScript handles the answer of this one.
+        let n = match q
+            .waiting
+            .iter()
+            .position(|(op, _)| matches!(op, Op::ReserveMany(_)))
+        {
+            Some(0) => 1,
+            Some(i) => i,
+            None => q.waiting.len(),
+        }
+        .min(MAX_BATCH);
         let (ops, deferreds): (Vec<Op>, Vec<Deferred>) = q.waiting.drain(..n).unzip();
         q.running = Some(deferreds);
         ops
@@ -221,6 +242,11 @@ impl<'t> ScopedTask<'t> for BatchTask {
 
     fn resolve(&mut self, env: &'t Env, out: Self::Output) -> napi::Result<()> {
         let deferreds = lock(&self.inner).running.take().unwrap_or_default();
+        // Calls that gathered while this batch ran start now, before its Promises settle:
+        // the pool works on them while the JavaScript thread runs the continuations. (Left
+        // to a microtask, they would wait behind those continuations and the two threads
+        // would take turns instead of working together.)
+        dispatch(env, &self.inner);
         for (d, r) in deferreds.into_iter().zip(out) {
             settle(env, &self.inner, d, r);
         }
