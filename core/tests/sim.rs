@@ -18,7 +18,7 @@
 //!   no acknowledged event is lost.
 //!
 //! `STOCKLEDGER_SIM_SEED=<n>` reruns one seed; `STOCKLEDGER_SIM_SEEDS=<count>` sets how many
-//! seeds the run covers (default 150, ~1 min in release on 2 cores); `STOCKLEDGER_SIM_STEPS`
+//! seeds the run covers (default 100, ~1 min in release on a busy 2-core machine); `STOCKLEDGER_SIM_STEPS`
 //! the steps per seed (default 400). A failing seed is printed.
 //!
 //! Determinism: the operations, the fault schedule and the crash damage come from the seed
@@ -37,7 +37,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use stockledger::wal::{FsStorage, Storage, StorageFile};
 use stockledger::{
-    Clock, Durability, Error, ErrorCode, Ledger, Line, ManualClock, Options, Source, Status,
+    Clock, Command, Durability, Error, ErrorCode, Ledger, Line, ManualClock, Options, Source,
+    Status,
 };
 
 const SKUS: [&str; 3] = ["A", "B", "C"];
@@ -95,15 +96,29 @@ struct Disk {
     /// The process is dead: nothing reaches the disk any more.
     dead: bool,
     fired: Vec<FaultKind>,
+    /// The ledger tries to start a segment (a header write at offset 0, a create) on a
+    /// broken or dead device: it retries that until it is closed, so the caller waits for
+    /// good. The watchdog then closes it, as an operator (or a request timeout and a
+    /// restart) would.
+    stuck: bool,
+    /// The watchdog of this ledger is no longer wanted.
+    stop: bool,
 }
 
 #[derive(Debug, Clone, Default)]
-struct SimStorage(Arc<Mutex<Disk>>);
+struct SimStorage(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    disk: Mutex<Disk>,
+    /// Notified when the ledger gets stuck (see `Disk::stuck`).
+    stuck: parking_lot::Condvar,
+}
 
 struct SimFile {
     path: PathBuf,
     inner: Box<dyn StorageFile>,
-    disk: Arc<Mutex<Disk>>,
+    disk: Arc<Shared>,
 }
 
 fn eio(what: &str) -> io::Error {
@@ -139,7 +154,11 @@ impl Disk {
 
 impl StorageFile for SimFile {
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let mut disk = self.disk.lock();
+        let mut disk = self.disk.disk.lock();
+        if (disk.dead || disk.broken) && offset == 0 {
+            disk.stuck = true;
+            self.disk.stuck.notify_all();
+        }
         if disk.dead {
             return Err(eio("process is dead"));
         }
@@ -175,7 +194,7 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        let mut disk = self.disk.lock();
+        let mut disk = self.disk.disk.lock();
         if disk.dead || disk.broken {
             return Err(eio("device broken"));
         }
@@ -191,11 +210,15 @@ impl StorageFile for SimFile {
 
 impl Storage for SimStorage {
     fn create(&self, path: &Path, len: u64, zero_fill: bool) -> io::Result<Box<dyn StorageFile>> {
-        if self.0.lock().dead {
+        let mut disk = self.0.disk.lock();
+        if disk.dead {
+            disk.stuck = true;
+            self.0.stuck.notify_all();
             return Err(eio("process is dead"));
         }
+        drop(disk);
         let inner = FsStorage.create(path, len, zero_fill)?;
-        self.0.lock().pending.remove(path);
+        self.0.disk.lock().pending.remove(path);
         Ok(Box::new(SimFile {
             path: path.to_path_buf(),
             inner,
@@ -203,7 +226,7 @@ impl Storage for SimStorage {
         }))
     }
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        if self.0.lock().dead {
+        if self.0.disk.lock().dead {
             return Err(eio("process is dead"));
         }
         Ok(Box::new(SimFile {
@@ -213,7 +236,7 @@ impl Storage for SimStorage {
         }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut disk = self.0.lock();
+        let mut disk = self.0.disk.lock();
         if disk.dead {
             return Err(eio("process is dead"));
         }
@@ -224,7 +247,7 @@ impl Storage for SimStorage {
         Ok(())
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        if self.0.lock().dead {
+        if self.0.disk.lock().dead {
             return Err(eio("process is dead"));
         }
         FsStorage.sync_dir(dir)
@@ -235,7 +258,7 @@ impl SimStorage {
     /// The power cut: every write not covered by an fsync is kept, lost, or torn (a prefix
     /// of it kept). Undone newest first so overlapping writes restore the right bytes.
     fn crash(&self, rng: &mut Rng, log: &mut String) {
-        let mut disk = self.0.lock();
+        let mut disk = self.0.disk.lock();
         disk.dead = true;
         let mut pending: Vec<_> = disk.pending.drain().collect();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
@@ -296,6 +319,14 @@ enum Op {
     ExpireDue,
     Checkpoint,
     WaitDurable,
+    /// One `execute` batch of `count` set_stock commands on one cell, the last setting
+    /// `final`: a lot of log in one call, so segments roll (1 MiB at the least).
+    Bulk(String, String, u64, u64),
+}
+
+/// The on_hand the k-th (0-based) command of a bulk batch sets.
+fn bulk_value(count: u64, last: u64, k: u64) -> u64 {
+    last + (count - 1 - k)
 }
 
 impl Op {
@@ -528,6 +559,13 @@ impl Model {
                 Res::Ok(format!("{expired:?}"))
             }
             Op::Checkpoint | Op::WaitDurable => Res::Ok(String::new()),
+            Op::Bulk(s, w, count, last) => {
+                let k = (s.clone(), w.clone());
+                let reserved = self.level(&k).1;
+                assert!(*last >= reserved, "the generator keeps bulk values valid");
+                self.cells.insert(k, (*last, reserved));
+                Res::Ok(format!("{count} ok"))
+            }
         }
     }
 }
@@ -549,6 +587,7 @@ fn events_of(op: &Op, before: &Model, res: &Res) -> u64 {
         Op::Commit(id) | Op::Release(id) => u64::from(active(id)),
         Op::ExpireDue => text.matches('"').count() as u64 / 2,
         Op::Checkpoint | Op::WaitDurable => 0,
+        Op::Bulk(_, _, count, _) => *count,
     }
 }
 
@@ -598,6 +637,25 @@ fn run(ledger: &Ledger, op: &Op) -> Res {
             Ok(()) => Res::Ok(String::new()),
             Err(e) => err(e),
         },
+        Op::Bulk(s, w, count, last) => {
+            let cmds: Vec<Command> = (0..*count)
+                .map(|k| Command::SetStock {
+                    sku: s.clone(),
+                    warehouse: w.clone(),
+                    on_hand: bulk_value(*count, *last, k),
+                })
+                .collect();
+            match ledger.execute(&cmds) {
+                Ok(results) => {
+                    let ok = results.iter().filter(|r| r.is_ok()).count();
+                    match results.into_iter().find_map(|r| r.err()) {
+                        Some(e) => err(e),
+                        None => Res::Ok(format!("{ok} ok")),
+                    }
+                }
+                Err(e) => err(e),
+            }
+        }
     }
 }
 
@@ -669,7 +727,8 @@ struct Sim {
     dir: PathBuf,
     clock: Arc<ManualClock>,
     storage: SimStorage,
-    ledger: Option<Ledger>,
+    ledger: Option<Arc<Ledger>>,
+    watchdog: Option<std::thread::JoinHandle<()>>,
     durability: Durability,
     model: Model,
     /// Async mode: the model after each operation since the last durable point (the
@@ -697,6 +756,10 @@ struct Stats {
     faults: u64,
     restarts: u64,
     uncertain_kept: u64,
+    /// Ledgers stuck retrying a roll on a broken device, closed by the watchdog.
+    stuck: u64,
+    /// The most log segments seen in the folder at a restart (rolls happened if > 1).
+    max_segments: u64,
 }
 
 impl Sim {
@@ -707,6 +770,7 @@ impl Sim {
             clock: Arc::new(ManualClock::new(common::T0)),
             storage: SimStorage::default(),
             ledger: None,
+            watchdog: None,
             durability: Durability::Sync,
             model: Model::default(),
             history: Vec::new(),
@@ -721,7 +785,7 @@ impl Sim {
     }
 
     fn ledger(&self) -> &Ledger {
-        self.ledger.as_ref().expect("the ledger is open")
+        self.ledger.as_deref().expect("the ledger is open")
     }
 
     fn open(&mut self) -> Result<(), String> {
@@ -742,6 +806,18 @@ impl Sim {
         };
         let _ = writeln!(self.trace, "  open {:?}", self.durability);
         let ledger = Ledger::open(&self.dir, options).map_err(|e| format!("open: {e}"))?;
+        let ledger = Arc::new(ledger);
+        let (l, shared) = (ledger.clone(), self.storage.0.clone());
+        self.watchdog = Some(std::thread::spawn(move || {
+            let mut disk = shared.disk.lock();
+            while !disk.stuck && !disk.stop {
+                shared.stuck.wait(&mut disk);
+            }
+            if !disk.stop {
+                drop(disk);
+                let _ = l.close();
+            }
+        }));
         self.ledger = Some(ledger);
         Ok(())
     }
@@ -827,6 +903,13 @@ impl Sim {
             64..=73 => Op::Release(self.order_id()),
             74..=83 => Op::ExpireDue,
             84..=86 => Op::Checkpoint,
+            87..=89 => {
+                let s = self.pick(&SKUS).to_string();
+                let w = self.pick(&WHS).to_string();
+                let reserved = self.model.level(&(s.clone(), w.clone())).1;
+                let count = self.rng.range(1, 4000);
+                Op::Bulk(s, w, count, reserved + self.rng.below(10))
+            }
             _ => Op::WaitDurable,
         }
     }
@@ -889,7 +972,7 @@ impl Sim {
                 };
                 let after = self.rng.below(6);
                 let _ = writeln!(self.trace, "  arm {kind:?} after {after}");
-                self.storage.0.lock().armed = Some((kind, after));
+                self.storage.0.disk.lock().armed = Some((kind, after));
             }
             _ => {}
         }
@@ -902,7 +985,7 @@ impl Sim {
         let got = run(self.ledger(), &op);
         self.stats.ops += 1;
         let _ = writeln!(self.trace, "  {op:?} -> {got:?}");
-        let fired = !self.storage.0.lock().fired.is_empty();
+        let fired = !self.storage.0.disk.lock().fired.is_empty();
         match &got {
             Res::Err(code) if code == ErrorCode::LedgerUnavailable.as_str() => {
                 // Refused because the log failed: not acknowledged. It may have reached the
@@ -974,6 +1057,19 @@ impl Sim {
     /// The states an expiry pass cut short may leave (empty for other operations), from
     /// the model before or after the pass (the orders it lists are put back first).
     fn partials(&self, op: &Op, res: &Res, now: u64, seq_before: u64) -> Vec<(Model, u64)> {
+        if let (Op::Bulk(s, w, count, last), Res::Ok(_)) = (op, res) {
+            // Cut after the k-th command (if the batch is not one record).
+            let k = (s.clone(), w.clone());
+            return (1..*count)
+                .map(|done| {
+                    let mut m = self.model.clone();
+                    let reserved = m.level(&k).1;
+                    m.cells
+                        .insert(k.clone(), (bulk_value(*count, *last, done - 1), reserved));
+                    (m, seq_before + done)
+                })
+                .collect();
+        }
         let (Op::ExpireDue, Res::Ok(text)) = (op, res) else {
             return Vec::new();
         };
@@ -1013,7 +1109,22 @@ impl Sim {
         let _ = writeln!(self.trace, "  {why}");
         self.stats.crashes += 1;
         // The process dies: the ledger's threads see a dead disk from now on.
-        self.storage.0.lock().dead = true;
+        {
+            let mut disk = self.storage.0.disk.lock();
+            if disk.stuck {
+                self.stats.stuck += 1;
+                let _ = writeln!(
+                    self.trace,
+                    "  (the watchdog closed a ledger stuck in a roll)"
+                );
+            }
+            disk.dead = true;
+            disk.stop = true;
+            self.storage.0.stuck.notify_all();
+        }
+        if let Some(w) = self.watchdog.take() {
+            w.join().expect("the watchdog");
+        }
         if let Some(l) = self.ledger.take() {
             drop(l);
         }
@@ -1022,6 +1133,16 @@ impl Sim {
         self.rng = rng;
         self.open()?;
         self.stats.restarts += 1;
+        let segments = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                })
+                .count() as u64
+            })
+            .unwrap_or(0);
+        self.stats.max_segments = self.stats.max_segments.max(segments);
         // The recovered state must be one the model allows, and the one whose last seq
         // the ledger recovered (operations that write no event leave equal candidates).
         let last = self.ledger().last_seq();
@@ -1081,23 +1202,36 @@ impl Sim {
                 self.acked_seq
             ));
         }
-        let evs = match self.ledger().events(0, 100_000) {
-            Ok(e) => e,
-            Err(Error::EventsPruned { oldest_seq }) => self
-                .ledger()
-                .events(oldest_seq - 1, 100_000)
-                .map_err(|e| format!("events after {oldest_seq}: {e}"))?,
-            Err(e) => return Err(format!("events: {e}")),
-        };
-        for w in evs.windows(2) {
-            if w[1].seq != w[0].seq + 1 {
-                return Err(format!("events: gap between {} and {}", w[0].seq, w[1].seq));
+        // Read on from the last event an earlier check saw (it must still be there), page by
+        // page: the feed is gap-free and ends at last_seq.
+        let mut after = self.acked_seq.saturating_sub(1);
+        let mut first = true;
+        loop {
+            let page = match self.ledger().events(after, 10_000) {
+                Ok(p) => p,
+                Err(Error::EventsPruned { oldest_seq }) if first => {
+                    after = oldest_seq - 1;
+                    first = false;
+                    continue;
+                }
+                Err(e) => return Err(format!("events after {after}: {e}")),
+            };
+            let Some(end) = page.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in &page {
+                if e.seq != after + 1 {
+                    return Err(format!("events: {} follows {after}", e.seq));
+                }
+                after = e.seq;
+            }
+            first = false;
+            if end >= last {
+                break;
             }
         }
-        if let Some(e) = evs.last() {
-            if e.seq != last {
-                return Err(format!("events: feed ends at {}, last_seq {last}", e.seq));
-            }
+        if after != last {
+            return Err(format!("events: feed ends at {after}, last_seq {last}"));
         }
         self.acked_seq = last;
         self.seq = last;
@@ -1182,7 +1316,7 @@ fn simulate() {
     let seeds: Vec<u64> = match env_u64("STOCKLEDGER_SIM_SEED") {
         Some(s) => vec![s],
         None => {
-            let count = env_u64("STOCKLEDGER_SIM_SEEDS").unwrap_or(150);
+            let count = env_u64("STOCKLEDGER_SIM_SEEDS").unwrap_or(100);
             // A fixed base so CI is reproducible; STOCKLEDGER_SIM_BASE moves the window.
             let base = env_u64("STOCKLEDGER_SIM_BASE").unwrap_or(0);
             (base..base + count).collect()
@@ -1191,6 +1325,7 @@ fn simulate() {
     let started = std::time::Instant::now();
     let mut total = Stats::default();
     let mut failures = Vec::new();
+    let mut rolled = 0u64;
     for &seed in &seeds {
         match run_seed(seed, steps) {
             Ok(s) => {
@@ -1200,6 +1335,9 @@ fn simulate() {
                 total.faults += s.faults;
                 total.restarts += s.restarts;
                 total.uncertain_kept += s.uncertain_kept;
+                total.max_segments = total.max_segments.max(s.max_segments);
+                total.stuck += s.stuck;
+                rolled += u64::from(s.max_segments > 1);
             }
             Err(e) => {
                 eprintln!("{e}\nrerun: STOCKLEDGER_SIM_SEED={seed}");
@@ -1211,7 +1349,7 @@ fn simulate() {
         }
     }
     eprintln!(
-        "sim: {} seeds x {steps} steps in {:.1?}: {total:?}",
+        "sim: {} seeds x {steps} steps in {:.1?} ({rolled} rolled segments): {total:?}",
         seeds.len(),
         started.elapsed()
     );
