@@ -23,6 +23,27 @@ struct Disk {
     refused: Mutex<u64>,
     changed: Condvar,
     creates: AtomicU64,
+    /// Writes at offset 0 (a new segment's header) fail with EIO, as on a device gone bad.
+    eio_headers: AtomicBool,
+}
+
+struct File {
+    inner: Box<dyn StorageFile>,
+    disk: Arc<Disk>,
+}
+
+impl StorageFile for File {
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if offset == 0 && self.disk.eio_headers.load(Ordering::SeqCst) {
+            *self.disk.refused.lock().unwrap() += 1;
+            self.disk.changed.notify_all();
+            return Err(io::Error::other("injected EIO on a segment header"));
+        }
+        self.inner.write_at(buf, offset)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,10 +57,16 @@ impl Storage for FullDisk {
             self.0.changed.notify_all();
             return Err(io::Error::from_raw_os_error(28));
         }
-        FsStorage.create(path, len, zero_fill)
+        Ok(Box::new(File {
+            inner: FsStorage.create(path, len, zero_fill)?,
+            disk: self.0.clone(),
+        }))
     }
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        FsStorage.open(path)
+        Ok(Box::new(File {
+            inner: FsStorage.open(path)?,
+            disk: self.0.clone(),
+        }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         FsStorage.rename(from, to)
@@ -197,4 +224,29 @@ fn a_ledger_closed_while_the_disk_stays_full_keeps_everything_acknowledged() {
     drop(l);
     let l = reopen_and_check(dir.path(), &acked);
     assert!(l.reservation("after").unwrap().is_some());
+}
+
+/// Found by the simulator (seeds 4 and 31, before its watchdog): an EIO that stays on the
+/// header write of a new segment is retried like a full disk, without bound. Writers are
+/// never answered until the ledger is closed; nothing is lost. This pins that behaviour
+/// (and that close ends it); a bound on the retries is for the lead to decide
+/// (docs/reliability.md).
+#[test]
+fn an_eio_on_a_new_segment_header_is_retried_until_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FullDisk::default();
+    let l = Arc::new(open(dir.path(), &disk));
+    l.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
+    disk.0.eio_headers.store(true, Ordering::SeqCst);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let w = writer(l.clone(), 60, acked.clone());
+    disk.wait_refused(5);
+    assert!(l.unavailable_reason().is_none(), "retried, not poisoned");
+    let _ = l.close();
+    let err = w.join().unwrap().expect("the waiting writer was refused");
+    assert_eq!(err.code(), ErrorCode::LedgerUnavailable, "{err}");
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty() && acked.len() < 30_000, "{}", acked.len());
+    drop(l);
+    reopen_and_check(dir.path(), &acked);
 }
