@@ -21,6 +21,9 @@ const SKUS: usize = 8;
 const START: u64 = 10_000_000;
 const THREADS: usize = 4;
 
+/// Orders checked after a restart: id -> (lines, status).
+type Settled = BTreeMap<String, (Vec<(usize, u64)>, String)>;
+
 /// What a client tried for one order and which answers it got.
 #[derive(Debug, Clone, Default)]
 struct Attempt {
@@ -33,7 +36,7 @@ struct Attempt {
 fn lines_for(x: u64) -> Vec<(usize, u64)> {
     let a = (x % SKUS as u64) as usize;
     let mut v = vec![(a, x % 3 + 1)];
-    if x % 2 == 0 {
+    if x.is_multiple_of(2) {
         v.push(((a + 3) % SKUS, 1));
     }
     v
@@ -136,8 +139,7 @@ fn kill_dash_nine_in_cycles_loses_nothing_acknowledged() {
         }
         s.kill9();
     }
-    // Settled orders (checked after a restart): id -> (lines, status).
-    let mut settled: BTreeMap<String, (Vec<(usize, u64)>, String)> = BTreeMap::new();
+    let mut settled = Settled::new();
     let mut events_seen = 0u64;
     let mut acked_total = 0usize;
     for cycle in 0..cycles {
@@ -215,12 +217,7 @@ fn kill_dash_nine_in_cycles_loses_nothing_acknowledged() {
 /// Stock equals what the settled orders hold; the events feed is gap-free and reaches at
 /// least as far as it did before (read from the last event seen, which must still be there:
 /// the feed before it was checked gap-free from 1 by earlier calls).
-fn check(
-    s: &Server,
-    settled: &BTreeMap<String, (Vec<(usize, u64)>, String)>,
-    events_seen: &mut u64,
-    cycle: u64,
-) {
+fn check(s: &Server, settled: &Settled, events_seen: &mut u64, cycle: u64) {
     let mut reserved = [0u64; SKUS];
     let mut taken = [0u64; SKUS];
     for (lines, status) in settled.values() {
