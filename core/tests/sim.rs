@@ -17,9 +17,14 @@
 //!   prefix of the operations, never before the last `wait_durable`); events are gap-free and
 //!   no acknowledged event is lost.
 //!
-//! `STOCKLEDGER_SIM_SEED=<n>` reruns one seed; `STOCKLEDGER_SIM_SEEDS=<count>` sets how many
-//! seeds the run covers (default 100, ~1 min in release on a busy 2-core machine); `STOCKLEDGER_SIM_STEPS`
-//! the steps per seed (default 400). A failing seed is printed.
+//! - A ledger stuck retrying a roll on a broken device (it retries until closed, see
+//!   docs/reliability.md) is closed by a watchdog, as an operator would, then restarted.
+//!
+//! `STOCKLEDGER_SIM_SEED=<n>` reruns one seed (`STOCKLEDGER_SIM_TRACE=<lines>` of trace on
+//! failure); `STOCKLEDGER_SIM_SEEDS=<count>` sets how many seeds the run covers (default 100,
+//! under 1 min in release on a busy 2-core machine; the long run is 10000), from
+//! `STOCKLEDGER_SIM_BASE` (default 0); `STOCKLEDGER_SIM_STEPS` the steps per seed (default
+//! 400). A failing seed is printed.
 //!
 //! Determinism: the operations, the fault schedule and the crash damage come from the seed
 //! alone. The ledger's own threads (log writer, spare segment) are not scheduled by the
