@@ -1110,6 +1110,19 @@ impl Sim {
         m
     }
 
+    /// Ends the watchdog (it holds the ledger) and drops the ledger.
+    fn shut_down(&mut self) {
+        {
+            let mut disk = self.storage.0.disk.lock();
+            disk.stop = true;
+            self.storage.0.stuck.notify_all();
+        }
+        if let Some(w) = self.watchdog.take() {
+            w.join().expect("the watchdog");
+        }
+        self.ledger = None;
+    }
+
     fn crash_and_restart(&mut self, why: &str) -> Result<(), String> {
         let _ = writeln!(self.trace, "  {why}");
         self.stats.crashes += 1;
@@ -1296,6 +1309,7 @@ fn run_seed(seed: u64, steps: u64) -> Result<Stats, String> {
         sim.ledger().close().map_err(|e| format!("close: {e}"))?;
         Ok(())
     })();
+    sim.shut_down();
     match result {
         Ok(()) => Ok(sim.stats),
         Err(e) => {
