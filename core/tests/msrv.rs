@@ -7,7 +7,9 @@
 use std::path::Path;
 
 fn version(text: &str) -> Option<(u32, u32)> {
-    let line = text.lines().find(|l| l.trim_start().starts_with("rust-version"))?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("rust-version"))?;
     let v = line.split('"').nth(1)?;
     let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
     Some((parts.next()??, parts.next()??))
@@ -18,7 +20,10 @@ fn every_member_declares_at_least_the_workspace_rust_version() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let floor = version(&workspace).expect("workspace rust-version");
-    assert!(floor >= (1, 89), "File::try_lock needs 1.89, workspace says {floor:?}");
+    assert!(
+        floor >= (1, 89),
+        "File::try_lock needs 1.89, workspace says {floor:?}"
+    );
     let members = workspace
         .lines()
         .find(|l| l.starts_with("members"))
