@@ -528,6 +528,13 @@ pub fn fuzz_replay(bytes: &[u8]) -> usize {
     applied
 }
 
+/// For fuzzing only: `bytes` as a snapshot file, then as a snapshot archive without its
+/// header; true if either restores. Must never panic, whatever the bytes.
+#[doc(hidden)]
+pub fn fuzz_snapshot(bytes: &[u8]) -> bool {
+    snapshot::fuzz(bytes)
+}
+
 /// For fuzzing only: decodes `bytes` as a record payload of `entries` entries.
 #[doc(hidden)]
 pub fn fuzz_decode(bytes: &[u8], entries: u16) -> Option<usize> {

@@ -388,3 +388,17 @@ pub(crate) fn start_checkpointer(shared: Arc<Shared>) -> JoinHandle<()> {
         })
         .unwrap_or_else(|e| panic!("cannot start the checkpoint thread: {e}"))
 }
+
+/// For fuzzing only (`wal::fuzz_snapshot`): `bytes` as a whole snapshot file (header,
+/// checksum, archive), then as an archive alone (past the checksum, so the archive
+/// validation and `restore` see arbitrary bytes). Aligned as a mapped file would be.
+pub(crate) fn fuzz(bytes: &[u8]) -> bool {
+    let mut file = rkyv::util::AlignedVec::<16>::new();
+    file.extend_from_slice(bytes);
+    let whole = validate(&file).ok().and_then(restore).is_some();
+    let archive = rkyv::access::<ArchivedSnapshot, rkyv::rancor::Error>(&file)
+        .ok()
+        .and_then(restore)
+        .is_some();
+    whole || archive
+}
