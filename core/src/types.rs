@@ -225,6 +225,12 @@ pub struct Options {
     /// Reservations held at once, live and retained (finished ones stay for
     /// `retention_ms`); beyond it a reserve is refused with `capacity_exhausted`.
     pub max_orders: usize,
+    /// How long the log keeps retrying to start its next segment (create, header, folder
+    /// fsync: nothing acknowledged is at stake) while writers wait, before it gives up and
+    /// refuses writes with `ledger_unavailable` as for any other write failure. A full disk
+    /// freed within this time costs only the wait; a device that keeps failing does not
+    /// leave `sync` callers waiting for ever.
+    pub roll_retry_ms: u64,
 }
 
 impl Default for Options {
@@ -238,6 +244,7 @@ impl Default for Options {
             truncate_corrupt_tail: false,
             storage: None,
             max_orders: crate::orders::MAX_ORDERS,
+            roll_retry_ms: 30_000,
         }
     }
 }
@@ -251,6 +258,7 @@ impl std::fmt::Debug for Options {
             .field("checkpoint_every_bytes", &self.checkpoint_every_bytes)
             .field("truncate_corrupt_tail", &self.truncate_corrupt_tail)
             .field("max_orders", &self.max_orders)
+            .field("roll_retry_ms", &self.roll_retry_ms)
             .finish_non_exhaustive()
     }
 }

@@ -250,3 +250,46 @@ fn an_eio_on_a_new_segment_header_is_retried_until_close() {
     drop(l);
     reopen_and_check(dir.path(), &acked);
 }
+
+/// A roll that keeps failing is retried only for `Options::roll_retry_ms`: then the ledger
+/// refuses writes (`ledger_unavailable`, readiness gone) instead of leaving `sync` callers
+/// waiting for ever, and everything acknowledged before is there after a restart.
+#[test]
+fn an_eio_that_stays_gives_up_after_the_roll_retry_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FullDisk::default();
+    let l = Arc::new(
+        Ledger::open(
+            dir.path(),
+            Options {
+                durability: Durability::Sync,
+                segment_bytes: 1 << 20,
+                storage: Some(Arc::new(disk.clone())),
+                roll_retry_ms: 300,
+                ..Options::default()
+            },
+        )
+        .unwrap(),
+    );
+    l.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
+    disk.0.eio_headers.store(true, Ordering::SeqCst);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    // No close(): the writer must give up by itself.
+    let err = writer(l.clone(), 60, acked.clone())
+        .join()
+        .unwrap()
+        .expect("the waiting writer was refused");
+    assert_eq!(err.code(), ErrorCode::LedgerUnavailable, "{err}");
+    assert!(
+        l.unavailable_reason().is_some(),
+        "poisoned after the retry time"
+    );
+    let refused = l.set_stock("A", "w", 5, Source::Warehouse).unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::LedgerUnavailable);
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty() && acked.len() < 30_000, "{}", acked.len());
+    let _ = l.close();
+    drop(l);
+    disk.0.eio_headers.store(false, Ordering::SeqCst);
+    reopen_and_check(dir.path(), &acked);
+}

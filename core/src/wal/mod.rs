@@ -358,7 +358,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
     shared.epoch_wanted.store(rec.epoch, Ordering::SeqCst);
     let state = Arc::new(rec.state);
     let seq = Arc::new(Sequencer::new(rec.next_lsn));
-    let writer = writer::Writer::on_disk(
+    let mut writer = writer::Writer::on_disk(
         shared.clone(),
         seq.clone(),
         storage,
@@ -369,6 +369,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
         rec.tail,
         options.checkpoint_every_bytes,
     )?;
+    writer.set_roll_retry(std::time::Duration::from_millis(options.roll_retry_ms));
     let checkpointer = snapshot::start_checkpointer(shared.clone());
     Ok(start(
         shared,

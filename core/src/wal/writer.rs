@@ -66,6 +66,8 @@ struct Disk {
     /// that was renamed from it meanwhile.
     spare_busy: Arc<AtomicBool>,
     checkpoint_every: u64,
+    /// How long a failing roll is retried before the writer gives up (`Options::roll_retry_ms`).
+    roll_retry: Duration,
 }
 
 impl Writer {
@@ -123,6 +125,7 @@ impl Writer {
             spare: Arc::new(Mutex::new(None)),
             spare_busy: Arc::new(AtomicBool::new(false)),
             checkpoint_every,
+            roll_retry: Duration::from_secs(30),
         });
         if w.disk.as_ref().is_some_and(|d| d.active.is_none()) {
             // Opening: fail at once rather than retry.
@@ -399,6 +402,8 @@ impl Writer {
         self.sync().map_err(Error::unavailable)?;
         let mut delay = Duration::from_millis(1);
         let mut failures = 0u64;
+        let started = std::time::Instant::now();
+        let give_up = self.disk.as_ref().map_or(Duration::ZERO, |d| d.roll_retry);
         loop {
             match self.try_roll(lsn, seq) {
                 Ok(()) => {
@@ -411,6 +416,10 @@ impl Writer {
                     if self.shared.closing.load(Ordering::SeqCst) {
                         return Err(e);
                     }
+                    if started.elapsed() >= give_up {
+                        tracing::error!(error = %e, failures, "cannot start the next log segment; giving up");
+                        return Err(e);
+                    }
                     failures += 1;
                     metrics::counter!("stockledger_wal_roll_failures_total").increment(1);
                     tracing::warn!(error = %e, retry_in = ?delay, "cannot start the next log segment; writes wait");
@@ -421,6 +430,13 @@ impl Writer {
                     delay = (delay * 2).min(MAX_ROLL_BACKOFF);
                 }
             }
+        }
+    }
+
+    /// See `Options::roll_retry_ms`.
+    pub(crate) fn set_roll_retry(&mut self, retry: Duration) {
+        if let Some(d) = self.disk.as_mut() {
+            d.roll_retry = retry;
         }
     }
 
