@@ -21,8 +21,8 @@
 //!   docs/reliability.md) is closed by a watchdog, as an operator would, then restarted.
 //!
 //! `STOCKLEDGER_SIM_SEED=<n>` reruns one seed (`STOCKLEDGER_SIM_TRACE=<lines>` of trace on
-//! failure); `STOCKLEDGER_SIM_SEEDS=<count>` sets how many seeds the run covers (default 100,
-//! under 1 min in release on a busy 2-core machine; the long run is 10000), from
+//! failure); `STOCKLEDGER_SIM_SEEDS=<count>` sets how many seeds the run covers (default 300,
+//! about 40 s in release on an idle 2-core machine; the long run is 10000), from
 //! `STOCKLEDGER_SIM_BASE` (default 0); `STOCKLEDGER_SIM_STEPS` the steps per seed (default
 //! 400). A failing seed is printed.
 //!
@@ -1335,7 +1335,7 @@ fn simulate() {
     let seeds: Vec<u64> = match env_u64("STOCKLEDGER_SIM_SEED") {
         Some(s) => vec![s],
         None => {
-            let count = env_u64("STOCKLEDGER_SIM_SEEDS").unwrap_or(100);
+            let count = env_u64("STOCKLEDGER_SIM_SEEDS").unwrap_or(300);
             // A fixed base so CI is reproducible; STOCKLEDGER_SIM_BASE moves the window.
             let base = env_u64("STOCKLEDGER_SIM_BASE").unwrap_or(0);
             (base..base + count).collect()
