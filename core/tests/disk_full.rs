@@ -94,12 +94,18 @@ impl FullDisk {
 }
 
 fn open(dir: &Path, disk: &FullDisk) -> Ledger {
+    open_retrying(dir, disk, Options::default().roll_retry_ms)
+}
+
+/// `open` with how long a failing roll is retried.
+fn open_retrying(dir: &Path, disk: &FullDisk, roll_retry_ms: u64) -> Ledger {
     Ledger::open(
         dir,
         Options {
             durability: Durability::Sync,
             segment_bytes: 1 << 20, // the smallest the ledger takes
             storage: Some(Arc::new(disk.clone())),
+            roll_retry_ms,
             ..Options::default()
         },
     )
@@ -258,19 +264,7 @@ fn an_eio_on_a_new_segment_header_is_retried_until_close() {
 fn an_eio_that_stays_gives_up_after_the_roll_retry_time() {
     let dir = tempfile::tempdir().unwrap();
     let disk = FullDisk::default();
-    let l = Arc::new(
-        Ledger::open(
-            dir.path(),
-            Options {
-                durability: Durability::Sync,
-                segment_bytes: 1 << 20,
-                storage: Some(Arc::new(disk.clone())),
-                roll_retry_ms: 300,
-                ..Options::default()
-            },
-        )
-        .unwrap(),
-    );
+    let l = Arc::new(open_retrying(dir.path(), &disk, 300));
     l.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
     disk.0.eio_headers.store(true, Ordering::SeqCst);
     let acked = Arc::new(Mutex::new(Vec::new()));
