@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 
 use crate::error::Result;
 use crate::ledger::Ledger;
+use crate::payment::{Payment, PaymentAnswer};
 use crate::sequencer::Lsn;
-use crate::types::{Line, Reserved};
+use crate::types::{Line, Reservation, Reserved};
 
 /// A decision that may be acknowledged only once [`Ledger::durable`] resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,31 @@ impl Ledger {
             },
             Ticket(lsn),
         ))
+    }
+
+    /// Decides like [`Ledger::release`] without waiting for the log.
+    pub fn release_deferred(&self, order_id: &str) -> Result<(Reservation, Ticket)> {
+        let lsn = self.release_nowait(order_id)?;
+        Ok((self.answer(order_id)?, Ticket(lsn)))
+    }
+
+    /// Decides like [`Ledger::commit`] without waiting for the log.
+    pub fn commit_deferred(&self, order_id: &str) -> Result<(Reservation, Ticket)> {
+        let lsn = self.commit_nowait(order_id, None)?;
+        Ok((self.answer(order_id)?, Ticket(lsn)))
+    }
+
+    /// Decides like [`Ledger::pay`] without waiting for the log.
+    pub fn pay_deferred(&self, payment: Payment<'_>) -> Result<(PaymentAnswer, Ticket)> {
+        let (answer, lsn) = self.pay_nowait(payment)?;
+        Ok((answer, Ticket(lsn)))
+    }
+
+    fn answer(&self, order_id: &str) -> Result<Reservation> {
+        self.reservation(order_id)?
+            .ok_or_else(|| crate::Error::OrderNotFound {
+                order_id: order_id.into(),
+            })
     }
 
     /// Resolves once `ticket` may be acknowledged under the durability mode (`sync`: its
@@ -197,6 +223,12 @@ mod tests {
         let e = ledger.reserve_deferred("o", &other, 60).unwrap_err();
         assert_eq!(e.code(), ErrorCode::OrderConflict);
         assert_eq!(ledger.stock("A", "w").expect("stock").available, 7);
+        let (released, t3) = ledger.release_deferred("o").expect("release");
+        assert_eq!(released.status, Status::Released);
+        assert!(t3.0 > t2.0);
+        assert_eq!(ledger.stock("A", "w").expect("stock").available, 10);
+        let e = ledger.commit_deferred("o").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::OrderNotActive);
     }
 
     #[test]
