@@ -14,20 +14,16 @@ use std::sync::Arc;
 use crate::catalog::CellId;
 use crate::error::{Error, Result, Shortfall};
 use crate::limits;
+use crate::options::{Durability, Options};
 use crate::orders::{HeldLine, Lines, Order, OrderShard, SlotId};
 use crate::record::{Encoder, StockKind, TAG_EXPIRED, TAG_PAID, TAG_RELEASED};
 use crate::sequencer::{Lsn, Sequencer};
 use crate::state::{adjustment_key, AdjustmentKey, State, WAREHOUSE_SOURCE};
 use crate::time::Millis;
-use crate::types::{
-    Durability, Line, Options, OrderLine, Reservation, Reserved, SkuStock, Source, Status,
-    StockLevel,
-};
+use crate::types::{Line, OrderLine, Reservation, Reserved, SkuStock, Source, Status, StockLevel};
 use crate::wal::Log;
 
-/// Attempts of a multi-line reserve that failed only because a line looked short while an
-/// order that was itself being refused held it.
-const RESERVE_ATTEMPTS: u32 = 4;
+use crate::limits::RESERVE_ATTEMPTS;
 
 /// An inventory ledger. Cheap to share between threads (`Arc<Ledger>`); every method takes
 /// `&self`.
@@ -54,13 +50,27 @@ impl Ledger {
     /// from the newest snapshot and the log, and starts the log writer. With
     /// `Durability::None` the folder is not touched.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Ledger> {
-        crate::wal::open(dir.as_ref(), options)
+        let log = crate::wal::open(dir.as_ref(), &options)?;
+        Ok(Ledger::build(log, options))
     }
 
     /// A memory-only ledger (`Durability::None`).
     pub fn in_memory(mut options: Options) -> Ledger {
         options.durability = Durability::None;
-        crate::wal::open_in_memory(options)
+        Ledger::build(crate::wal::open_in_memory(), options)
+    }
+
+    /// The ledger on an opened log (the log owns the recovered state and the sequencer).
+    fn build(log: Log, options: Options) -> Ledger {
+        debug_assert_eq!(log.shared.durability, options.durability);
+        Ledger {
+            state: log.state.clone(),
+            seq: log.seq.clone(),
+            log,
+            orders_per_shard: crate::orders::Orders::per_shard(options.max_orders),
+            options,
+            stats: crate::stats::Stats::default(),
+        }
     }
 
     pub fn durability(&self) -> Durability {
@@ -782,7 +792,7 @@ impl Ledger {
         let catalog = &self.state.catalog;
         let full = || Error::CapacityExhausted {
             limit: "catalog cells",
-            max: crate::catalog::MAX_CELLS as u64,
+            max: limits::MAX_CELLS as u64,
         };
         // Ownership is checked under the sku's owner lock *before* a cell is made, so a
         // seller that loses the race to claim a new sku leaves no cell behind (a bare sku

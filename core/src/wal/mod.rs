@@ -6,7 +6,7 @@ mod reader;
 mod recovery;
 mod segment;
 mod snapshot;
-mod storage;
+
 mod writer;
 
 use std::fs::File;
@@ -17,15 +17,13 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+pub use crate::storage::{Fault, FaultyStorage, FsStorage, Storage, StorageFile};
 pub use reader::{read_events, EventReader};
-pub use storage::{Fault, FaultyStorage, FsStorage, Storage, StorageFile};
 
 use crate::error::{Error, Result};
-use crate::ledger::Ledger;
+use crate::options::{Durability, Options};
 use crate::sequencer::{Lsn, Sequencer};
 use crate::state::State;
-use crate::stats::Stats;
-use crate::types::{Durability, Options};
 
 /// A sample of where a seq starts in a segment, so readers need not scan from its start.
 #[derive(Debug, Clone)]
@@ -46,8 +44,7 @@ pub(crate) struct MemLog {
     pub(crate) bytes: usize,
 }
 
-/// Events kept in memory by a `Durability::None` ledger, at most.
-pub(crate) const MEM_LOG_BYTES: usize = 64 << 20;
+pub(crate) use crate::limits::MEM_LOG_BYTES;
 
 /// Who waits for an lsn: a blocked thread, or an async task (token, waker).
 enum Waiter {
@@ -156,8 +153,8 @@ impl Shared {
 /// The ledger's handle on its log.
 pub(crate) struct Log {
     pub(crate) shared: Arc<Shared>,
-    seq: Arc<Sequencer>,
-    state: Arc<State>,
+    pub(crate) seq: Arc<Sequencer>,
+    pub(crate) state: Arc<State>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     lock_file: Mutex<Option<File>>,
@@ -412,28 +409,29 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
     }
 }
 
-pub(crate) fn open_in_memory(options: Options) -> Ledger {
+/// A memory-only log (`Durability::None`) and its empty state.
+pub(crate) fn open_in_memory() -> Log {
     let ledger_id = new_ledger_id();
     let shared = Arc::new(new_shared(None, Durability::None, ledger_id));
     let state = Arc::new(State::new(ledger_id));
     let seq = Arc::new(Sequencer::new(1));
     let writer = writer::Writer::in_memory(shared.clone(), seq.clone(), 1, 1);
-    start(shared, seq, state, writer, None, options)
+    start(shared, seq, state, writer, None)
 }
 
-pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
+/// Locks `dir`, recovers the state from its snapshot and log, and starts the writer.
+pub(crate) fn open(dir: &Path, options: &Options) -> Result<Log> {
     let lock = lock_folder(dir)?;
     if options.durability == Durability::None {
-        let mut ledger = open_in_memory(options);
-        *ledger.log.lock_file.lock() = Some(lock);
-        ledger.options.durability = Durability::None;
-        return Ok(ledger);
+        let log = open_in_memory();
+        *log.lock_file.lock() = Some(lock);
+        return Ok(log);
     }
     let storage: Arc<dyn Storage> = options
         .storage
         .clone()
         .unwrap_or_else(|| Arc::new(FsStorage));
-    let rec = recovery::recover(dir, &options, &*storage, new_ledger_id)?;
+    let rec = recovery::recover(dir, options, &*storage, new_ledger_id)?;
     let shared = Arc::new(new_shared(
         Some(dir.to_path_buf()),
         options.durability,
@@ -465,7 +463,6 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
         state,
         writer,
         Some((lock, checkpointer)),
-        options,
     ))
 }
 
@@ -475,8 +472,7 @@ fn start(
     state: Arc<State>,
     writer: writer::Writer,
     disk: Option<(File, JoinHandle<()>)>,
-    options: Options,
-) -> Ledger {
+) -> Log {
     {
         let shared = shared.clone();
         seq.on_failure(move |why| shared.poison(why));
@@ -515,43 +511,32 @@ fn start(
         Some((l, c)) => (Some(l), Some(c)),
         None => (None, None),
     };
-    Ledger {
-        state: state.clone(),
-        seq: seq.clone(),
-        log: Log {
-            shared,
-            seq,
-            state,
-            writer: Mutex::new(handle),
-            checkpointer: Mutex::new(checkpointer),
-            lock_file: Mutex::new(lock),
-        },
-        orders_per_shard: crate::orders::Orders::per_shard(options.max_orders),
-        options,
-        stats: Stats::default(),
+    Log {
+        shared,
+        seq,
+        state,
+        writer: Mutex::new(handle),
+        checkpointer: Mutex::new(checkpointer),
+        lock_file: Mutex::new(lock),
     }
 }
 
-impl Ledger {
-    /// Keeps log segments that hold events with a seq above `seq` even once a snapshot
-    /// covers them (the Kafka publisher pins what it has not delivered yet). `None` unpins.
-    pub fn keep_events_after(&self, seq: Option<u64>) {
-        self.log
-            .shared
+impl Log {
+    /// Keeps segments holding events above `seq` even once a snapshot covers them.
+    pub(crate) fn keep_events_after(&self, seq: Option<u64>) {
+        self.shared
             .keep_after_seq
             .store(seq.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
-    /// Starts a new epoch: events written from now on get event_ids no earlier event had,
-    /// even where their seqs repeat ones given before (the Kafka publisher calls it when its
-    /// cursor is past the log, i.e. when the seqs after the log's end were given before).
-    /// Returns once a segment of the new epoch is durable. Memory-only ledgers: no-op.
-    pub fn new_epoch(&self) -> Result<()> {
-        let s = &self.log.shared;
+    /// Starts a new epoch and returns once a segment of it is durable (see
+    /// `Ledger::new_epoch`). Memory-only logs: no-op.
+    pub(crate) fn new_epoch(&self) -> Result<()> {
+        let s = &self.shared;
         if s.dir.is_none() {
             return Ok(());
         }
-        self.log.check_writable()?;
+        self.check_writable()?;
         let wanted = s.epoch.load(Ordering::SeqCst).saturating_add(1);
         s.epoch_wanted.fetch_max(wanted, Ordering::SeqCst);
         loop {
@@ -568,23 +553,11 @@ impl Ledger {
         }
     }
 
-    /// Waits until every change made so far (by any caller) is durable, whatever the
-    /// durability mode; fails if the log cannot make it so. What an `async` caller does
-    /// before telling an outside system a change is safe (the stock feed's Kafka offsets).
-    pub fn wait_durable(&self) -> Result<()> {
-        self.log.flush(self.seq.next_lsn() - 1)
-    }
-
-    /// Keeps log segments written less than `retention` ago even once a snapshot covers
-    /// them, so readers of the events feed find them (`--events-retention`). Zero (the
-    /// default) keeps only what the outbox pin asks for. Events read past what is kept
-    /// are answered with `EventsPruned`, never skipped.
-    pub fn retain_events_for(&self, retention: std::time::Duration) {
-        let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-        self.log
-            .shared
+    /// Keeps segments written less than `retention_ms` ago for the events feed.
+    pub(crate) fn retain_events_for(&self, retention_ms: u64) {
+        self.shared
             .events_retention_ms
-            .store(ms, Ordering::SeqCst);
+            .store(retention_ms, Ordering::SeqCst);
     }
 }
 
