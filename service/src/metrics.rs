@@ -1,11 +1,16 @@
 //! Prometheus metrics named in http-api.md.
 
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "stockledger_http_requests_total";
@@ -80,20 +85,76 @@ pub fn install() -> Result<PrometheusHandle, String> {
 
 /// Counts and times every routed request by its route template.
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let resp = next.run(req).await;
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     record(route, resp.status().as_u16(), started.elapsed());
     resp
 }
 
-pub fn record(route: String, status: u16, took: Duration) {
-    histogram!(HTTP_DURATION, "route" => route.clone()).record(took.as_secs_f64());
-    counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+/// The handles of one route: its duration histogram and a counter per status seen.
+struct RouteHandles {
+    duration: Histogram,
+    statuses: RwLock<Vec<(u16, Counter)>>,
+}
+
+impl RouteHandles {
+    fn new(route: &str) -> RouteHandles {
+        RouteHandles {
+            duration: histogram!(HTTP_DURATION, "route" => route.to_string()),
+            statuses: RwLock::new(Vec::new()),
+        }
+    }
+
+    fn count(&self, route: &str, status: u16) {
+        if let Ok(g) = self.statuses.read() {
+            if let Some((_, c)) = g.iter().find(|(s, _)| *s == status) {
+                c.increment(1);
+                return;
+            }
+        }
+        let c =
+            counter!(HTTP_REQUESTS, "route" => route.to_string(), "status" => status.to_string());
+        c.increment(1);
+        if let Ok(mut g) = self.statuses.write() {
+            if !g.iter().any(|(s, _)| *s == status) {
+                g.push((status, c));
+            }
+        }
+    }
+}
+
+/// Handles by route template. Bounded: keys are the router's templates and "unmatched",
+/// statuses the few a route answers; after the first request of a kind, recording is a
+/// read lock, a string-keyed lookup and two atomic updates (no label allocation, no
+/// registry lookup).
+fn route_handles() -> &'static RwLock<HashMap<Box<str>, RouteHandles>> {
+    static ROUTES: OnceLock<RwLock<HashMap<Box<str>, RouteHandles>>> = OnceLock::new();
+    ROUTES.get_or_init(Default::default)
+}
+
+pub fn record(route: &str, status: u16, took: Duration) {
+    let routes = route_handles();
+    if let Ok(g) = routes.read() {
+        if let Some(h) = g.get(route) {
+            h.duration.record(took.as_secs_f64());
+            h.count(route, status);
+            return;
+        }
+    }
+    let Ok(mut g) = routes.write() else {
+        // Poisoned only by a panic while recording: keep counting through the registry.
+        histogram!(HTTP_DURATION, "route" => route.to_string()).record(took.as_secs_f64());
+        counter!(HTTP_REQUESTS, "route" => route.to_string(), "status" => status.to_string())
+            .increment(1);
+        return;
+    };
+    let h = g
+        .entry(route.into())
+        .or_insert_with(|| RouteHandles::new(route));
+    h.duration.record(took.as_secs_f64());
+    h.count(route, status);
 }
 
 pub fn reservation(result: &'static str) {
