@@ -180,20 +180,9 @@ impl Ledger {
     /// Hard-reserves every line or none (see `domain.md`). An idempotent replay (same
     /// order id, same lines in any order) returns the existing reservation unchanged.
     pub fn reserve(&self, order_id: &str, lines: &[Line], ttl_seconds: u64) -> Result<Reserved> {
-        let (created, status, lsn) = self.reserve_nowait(order_id, lines, ttl_seconds)?;
+        let (created, _, lsn, reservation) =
+            self.reserve_decide(order_id, lines, ttl_seconds, |o| self.view(order_id, o))?;
         self.ack(lsn)?;
-        let reservation = {
-            let shard = self.state.orders.shard(order_id);
-            match shard.map.get(order_id) {
-                Some(o) => self.view(order_id, o),
-                None => {
-                    return Err(Error::OrderNotFound {
-                        order_id: order_id.into(),
-                    })
-                }
-            }
-        };
-        debug_assert!(created || status == reservation.status || status == Status::Reserved);
         Ok(Reserved {
             reservation,
             created,
@@ -232,6 +221,20 @@ impl Ledger {
         lines: &[L],
         ttl_seconds: u64,
     ) -> Result<(bool, Status, Lsn)> {
+        let (created, status, lsn, ()) =
+            self.reserve_decide(order_id, lines, ttl_seconds, |_| ())?;
+        Ok((created, status, lsn))
+    }
+
+    /// The reserve decision, with `answer` applied to the order as decided (under its
+    /// shard's lock, so no second lookup): (created, status, lsn to ack, answer).
+    pub(crate) fn reserve_decide<L: OrderLine, R>(
+        &self,
+        order_id: &str,
+        lines: &[L],
+        ttl_seconds: u64,
+        answer: impl FnOnce(&Order) -> R,
+    ) -> Result<(bool, Status, Lsn, R)> {
         limits::check_key("order_id", order_id)?;
         let (held, unknown) = self.resolve(lines)?;
         limits::check_ttl(ttl_seconds)?;
@@ -246,9 +249,10 @@ impl Ledger {
                 });
             }
             let status = existing.status;
+            let answered = answer(existing);
             drop(shard);
             self.stats.replays.inc();
-            return Ok((false, status, self.staged_so_far()));
+            return Ok((false, status, self.staged_so_far(), answered));
         }
         if unknown {
             drop(shard);
@@ -272,21 +276,19 @@ impl Ledger {
             || (),
             |enc, _| enc.created(order_id, now, expires_at, self.line_names(&held)),
         );
-        shard.insert_hashed(
-            hash,
-            order_id,
-            Order {
-                lines: held,
-                status: Status::Reserved,
-                created_at: now,
-                expires_at,
-                finished_at: 0,
-                paid_by: None,
-            },
-        );
+        let order = Order {
+            lines: held,
+            status: Status::Reserved,
+            created_at: now,
+            expires_at,
+            finished_at: 0,
+            paid_by: None,
+        };
+        let answered = answer(&order);
+        shard.insert_hashed(hash, order_id, order);
         drop(shard);
         self.stats.reserved.inc();
-        Ok((true, Status::Reserved, lsn))
+        Ok((true, Status::Reserved, lsn, answered))
     }
 
     /// Resolves the lines to cells, sorted by cell id, and says whether any cell is unknown.

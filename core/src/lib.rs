@@ -18,6 +18,7 @@
 mod batch;
 mod catalog;
 mod cell;
+mod deferred;
 mod error;
 mod event;
 mod inline;
@@ -34,6 +35,7 @@ mod types;
 pub mod wal;
 
 pub use batch::{Command, Outcome};
+pub use deferred::{Durable, Ticket};
 pub use error::{Error, ErrorCode, Result, Shortfall};
 pub use event::Event;
 pub use ledger::Ledger;

@@ -91,7 +91,7 @@ impl Ledger {
         Ok(answer)
     }
 
-    fn pay_nowait(&self, p: Payment<'_>) -> Result<(PaymentAnswer, Lsn)> {
+    pub(crate) fn pay_nowait(&self, p: Payment<'_>) -> Result<(PaymentAnswer, Lsn)> {
         check(&p)?;
         self.log.check_writable()?;
         let mut keys = self.state.payments.shard(p.payment_id);

@@ -49,6 +49,18 @@ pub(crate) struct MemLog {
 /// Events kept in memory by a `Durability::None` ledger, at most.
 pub(crate) const MEM_LOG_BYTES: usize = 64 << 20;
 
+/// Who waits for an lsn: a blocked thread, or an async task (token, waker).
+enum Waiter {
+    Thread(std::thread::Thread),
+    Task(u64, std::task::Waker),
+}
+
+impl Waiter {
+    fn is_thread(&self, id: std::thread::ThreadId) -> bool {
+        matches!(self, Waiter::Thread(t) if t.id() == id)
+    }
+}
+
 /// State shared by the ledger's threads and its log writer.
 pub(crate) struct Shared {
     pub(crate) dir: Option<PathBuf>,
@@ -62,8 +74,10 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Callers waiting for their lsn to become durable, each woken only once it is (a
     /// condvar's notify_all would wake every waiter for every batch). At most one entry per
-    /// waiting thread.
-    waiters: Mutex<Vec<(Lsn, std::thread::Thread)>>,
+    /// waiting thread or task; bounded by the callers in flight.
+    waiters: Mutex<Vec<(Lsn, Waiter)>>,
+    /// Names the next task that registers in `waiters`.
+    next_task: AtomicU64,
     pub(crate) writer_sleeping: AtomicBool,
     writer_thread: OnceLock<std::thread::Thread>,
     pub(crate) segments: Mutex<Vec<SegmentMeta>>,
@@ -99,17 +113,23 @@ impl Shared {
     pub(crate) fn notify(&self) {
         let stopped = self.poisoned.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire);
         let durable = self.durable_lsn.load(Ordering::Acquire);
-        let mut wake: smallvec::SmallVec<[std::thread::Thread; 32]> = smallvec::SmallVec::new();
-        self.waiters.lock().retain(|(lsn, thread)| {
-            let done = stopped || *lsn <= durable;
-            if done {
-                wake.push(thread.clone());
+        let mut wake: smallvec::SmallVec<[Waiter; 32]> = smallvec::SmallVec::new();
+        let mut waiters = self.waiters.lock();
+        let mut i = 0;
+        while i < waiters.len() {
+            if stopped || waiters[i].0 <= durable {
+                wake.push(waiters.swap_remove(i).1);
+            } else {
+                i += 1;
             }
-            !done
-        });
+        }
+        drop(waiters);
         // Outside the lock: each unpark may be a system call.
-        for thread in wake {
-            thread.unpark();
+        for waiter in wake {
+            match waiter {
+                Waiter::Thread(thread) => thread.unpark(),
+                Waiter::Task(_, waker) => waker.wake(),
+            }
         }
     }
 
@@ -190,7 +210,8 @@ impl Log {
                 let mut waiters = s.waiters.lock();
                 if s.durable_lsn.load(Ordering::Acquire) >= lsn {
                     if registered {
-                        waiters.retain(|(_, t)| t.id() != std::thread::current().id());
+                        let me = std::thread::current().id();
+                        waiters.retain(|(_, w)| !w.is_thread(me));
                     }
                     return Ok(());
                 }
@@ -198,9 +219,9 @@ impl Log {
                     return Err(s.unavailable());
                 }
                 let me = std::thread::current();
-                registered = waiters.iter().any(|(_, t)| t.id() == me.id());
+                registered = waiters.iter().any(|(_, w)| w.is_thread(me.id()));
                 if !registered {
-                    waiters.push((lsn, me));
+                    waiters.push((lsn, Waiter::Thread(me)));
                     registered = true;
                 }
             }
@@ -208,6 +229,72 @@ impl Log {
             // loop back to the check above.
             std::thread::park();
         }
+    }
+
+    /// The async form of [`Log::wait`]: Ready once `lsn` may be acknowledged, otherwise
+    /// registers the task's waker under `token` (0: not registered yet) and is Pending.
+    pub(crate) fn poll_ack(
+        &self,
+        lsn: Lsn,
+        token: &mut u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        use std::task::Poll;
+        let s = &self.shared;
+        if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+            return Poll::Ready(Ok(()));
+        }
+        if s.durability != Durability::Sync {
+            return Poll::Ready(self.wait_for(lsn, false));
+        }
+        if *token == 0 {
+            s.wake_writer();
+        }
+        // The same handshake as `wait_for`: registered under the lock after a last check.
+        let mut waiters = s.waiters.lock();
+        if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+            return Poll::Ready(Ok(()));
+        }
+        if s.poisoned.load(Ordering::Acquire) || s.closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(s.unavailable()));
+        }
+        let mine = (*token != 0)
+            .then(|| {
+                waiters
+                    .iter_mut()
+                    .find(|(_, w)| matches!(w, Waiter::Task(t, _) if *t == *token))
+            })
+            .flatten();
+        match mine {
+            Some((_, Waiter::Task(_, waker))) => waker.clone_from(cx.waker()),
+            _ => {
+                // Not registered, or woken (and removed) by a `notify` whose lsn was not
+                // ours yet: (re-)register.
+                if *token == 0 {
+                    *token = s.next_task.fetch_add(1, Ordering::Relaxed);
+                }
+                waiters.push((lsn, Waiter::Task(*token, cx.waker().clone())));
+            }
+        }
+        debug_assert!(*token != 0);
+        std::task::Poll::Pending
+    }
+
+    /// Threads and tasks registered as waiting.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.shared.waiters.lock().len()
+    }
+
+    /// Forgets a task that stopped waiting before its lsn became durable.
+    pub(crate) fn cancel_ack(&self, token: u64) {
+        if token == 0 {
+            return;
+        }
+        self.shared
+            .waiters
+            .lock()
+            .retain(|(_, w)| !matches!(w, Waiter::Task(t, _) if *t == token));
     }
 
     pub(crate) fn counters(&self) -> (u64, u64) {
@@ -308,6 +395,7 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         waiters: Mutex::new(Vec::new()),
+        next_task: AtomicU64::new(1),
         writer_sleeping: AtomicBool::new(false),
         writer_thread: OnceLock::new(),
         segments: Mutex::new(Vec::new()),
