@@ -19,9 +19,11 @@ pub const RESERVATIONS: &str = "stockledger_reservations_total";
 pub const WAL_FSYNC: &str = "stockledger_wal_fsync_seconds";
 pub const WAL_BATCH: &str = "stockledger_wal_batch_records";
 pub const OUTBOX_LAG: &str = "stockledger_outbox_lag_events";
-/// Service-side view of group commit: reservations per `execute` call and how long the call
-/// took (staging plus the wait for the log). The WAL's own fsync and batch figures are
-/// recorded by the core under the two `stockledger_wal_*` names.
+/// Service-side view of group commit, kept by name for the dashboards (deploy/grafana). Since
+/// reservations are decided on the handler's task and each awaits its own ticket (no batch
+/// thread, no `execute` call), there are no service-side batches: `..._requests` is exported
+/// but no longer fed (the group commit's batch is `stockledger_wal_batch_records`), and
+/// `..._seconds` is each reservation's decision plus its wait for the log.
 pub const RESERVE_BATCH: &str = "stockledger_reserve_batch_requests";
 pub const RESERVE_BATCH_WAIT: &str = "stockledger_reserve_batch_seconds";
 
@@ -75,9 +77,20 @@ pub fn install() -> Result<PrometheusHandle, String> {
         "Records per group-committed batch of reservations"
     );
     describe_gauge!(OUTBOX_LAG, "Durable events not yet delivered to Kafka");
+    describe_histogram!(
+        RESERVE_BATCH,
+        "Not fed since reservations have no service-side batches (see stockledger_wal_batch_records)"
+    );
+    describe_histogram!(
+        RESERVE_BATCH_WAIT,
+        metrics::Unit::Seconds,
+        "Time from a reservation's decision until its record is durable (staging plus group commit)"
+    );
     // Register every series so a scrape shows it before the first event of its kind.
     let _ = histogram!(WAL_FSYNC);
     let _ = histogram!(WAL_BATCH);
+    let _ = histogram!(RESERVE_BATCH);
+    let _ = histogram!(RESERVE_BATCH_WAIT);
     gauge!(OUTBOX_LAG).set(0.0);
     counter!(RESERVATIONS, "result" => "created").absolute(0);
     Ok(handle)
@@ -175,9 +188,14 @@ pub fn reservation(result: &'static str) {
         .increment(1);
 }
 
-pub fn reserve_batch(requests: usize, took: Duration) {
-    histogram!(RESERVE_BATCH).record(requests as f64);
-    histogram!(RESERVE_BATCH_WAIT).record(took.as_secs_f64());
+/// Awaits a reservation's decision and durability, recording how long both took.
+pub async fn timed_durable<T>(f: impl std::future::Future<Output = T>) -> T {
+    static WAIT: OnceLock<Histogram> = OnceLock::new();
+    let started = Instant::now();
+    let r = f.await;
+    WAIT.get_or_init(|| histogram!(RESERVE_BATCH_WAIT))
+        .record(started.elapsed().as_secs_f64());
+    r
 }
 
 pub fn outbox_lag(lag: u64) {

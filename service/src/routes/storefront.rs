@@ -10,7 +10,7 @@ use crate::errors::{ApiError, ApiResult};
 use crate::json::{parse, reply, RawBody, Segments};
 use crate::metrics as m;
 use crate::model::*;
-use crate::state::{blocking, Shared};
+use crate::state::{blocking, deferred, Shared};
 
 /// Reserve stock for an order (all lines or none).
 #[utoipa::path(post, path = "/v1/reservations", tag = "storefront",
@@ -31,15 +31,19 @@ pub async fn reserve(State(s): State<Shared>, RawBody(body): RawBody) -> ApiResu
         .map(|l| Line::new(l.sku, l.warehouse, l.qty))
         .collect();
     let ttl = req.ttl_seconds.unwrap_or(limits::DEFAULT_TTL_SECONDS);
-    match s.reserver.reserve(req.order_id, lines, ttl).await {
-        Ok((r, created)) => {
-            let (status, result) = if created {
+    // Decided here, answered once durable: no thread hop, no read-back.
+    let decided = deferred(&s.ledger, |l| {
+        l.reserve_deferred(&req.order_id, &lines, ttl)
+    });
+    match m::timed_durable(decided).await {
+        Ok(r) => {
+            let (status, result) = if r.created {
                 (StatusCode::CREATED, "created")
             } else {
                 (StatusCode::OK, "replay")
             };
             m::reservation(result);
-            reservation_reply(status, &r)
+            reservation_reply(status, &r.reservation)
         }
         Err(e) => {
             m::reservation(e.code);
@@ -76,8 +80,7 @@ pub async fn get_reservation(State(s): State<Shared>, path: Segments) -> ApiResu
     ))]
 pub async fn release(State(s): State<Shared>, path: Segments) -> ApiResult<Response> {
     let order_id = path.one()?;
-    let ledger = s.ledger.clone();
-    let r = blocking(move || ledger.release(&order_id)).await?;
+    let r = deferred(&s.ledger, |l| l.release_deferred(&order_id)).await?;
     reservation_reply(StatusCode::OK, &r)
 }
 
