@@ -11,7 +11,7 @@ use stockledger::Payment;
 use crate::errors::ApiResult;
 use crate::json::{parse, RawBody};
 use crate::model::*;
-use crate::state::{blocking, Shared};
+use crate::state::{deferred, Shared};
 
 /// Payment result after 3-D Secure, signed with HMAC-SHA256 over `<X-Timestamp>.<body>`.
 #[utoipa::path(post, path = "/v1/payments/callback", tag = "payments",
@@ -40,22 +40,18 @@ pub async fn callback(
         .unwrap_or(0);
     s.auth.payment(&headers, &body, now)?;
     let req: PaymentCallback = parse(&body)?;
-    let ledger = s.ledger.clone();
-    let answer = blocking(move || {
-        ledger
-            .pay(Payment {
-                payment_id: &req.payment_id,
-                order_id: &req.order_id,
-                succeeded: req.status == PaymentStatus::Succeeded,
-                amount_minor: req.amount_minor,
-                currency: &req.currency,
-            })
-            .map(|a| PaymentAnswerBody {
-                order_id: req.order_id.clone(),
-                payment_id: req.payment_id.clone(),
-                status: a.as_str().into(),
-            })
-    })
-    .await?;
+    let payment = Payment {
+        payment_id: &req.payment_id,
+        order_id: &req.order_id,
+        succeeded: req.status == PaymentStatus::Succeeded,
+        amount_minor: req.amount_minor,
+        currency: &req.currency,
+    };
+    let outcome = deferred(&s.ledger, |l| l.pay_deferred(payment)).await?;
+    let answer = PaymentAnswerBody {
+        order_id: req.order_id,
+        payment_id: req.payment_id,
+        status: outcome.as_str().into(),
+    };
     Ok(Json(answer))
 }
