@@ -156,19 +156,22 @@ mod tests {
         out.into_iter().flatten().collect()
     }
 
-    fn durable_ledger(dir: &std::path::Path, storage: Option<FaultyStorage>) -> Ledger {
-        let options = Options {
+    fn sync_options(storage: Option<FaultyStorage>) -> Options {
+        Options {
             durability: Durability::Sync,
             storage: storage.map(|s| Arc::new(s) as Arc<dyn crate::wal::Storage>),
             ..Options::default()
-        };
-        Ledger::open(dir, options).expect("open")
+        }
+    }
+
+    fn durable_ledger(dir: &std::path::Path) -> Ledger {
+        Ledger::open(dir, sync_options(None)).expect("open")
     }
 
     #[test]
     fn deferred_reservations_share_fsyncs_and_are_durable_when_resolved() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ledger = durable_ledger(dir.path(), None);
+        let ledger = durable_ledger(dir.path());
         ledger
             .set_stock("A", "w", 1_000, Source::Warehouse)
             .expect("stock");
@@ -200,7 +203,7 @@ mod tests {
         assert!(ledger.log.waiting() == 0);
         ledger.close().expect("close");
         drop(ledger);
-        let reopened = durable_ledger(dir.path(), None);
+        let reopened = durable_ledger(dir.path());
         assert_eq!(
             reopened.stock("A", "w").expect("stock").available,
             1_000 - 128
@@ -236,14 +239,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // Fails the first fsync of records (after the segment is created).
         let storage = FaultyStorage::new(Fault::SyncError, 2);
-        let Ok(ledger) = Ledger::open(
-            dir.path(),
-            Options {
-                durability: Durability::Sync,
-                storage: Some(Arc::new(storage)),
-                ..Options::default()
-            },
-        ) else {
+        let Ok(ledger) = Ledger::open(dir.path(), sync_options(Some(storage))) else {
             return;
         };
         let _ = ledger.set_stock("A", "w", 100, Source::Warehouse);
@@ -269,7 +265,7 @@ mod tests {
     #[test]
     fn a_dropped_wait_leaves_no_registration() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ledger = durable_ledger(dir.path(), None);
+        let ledger = durable_ledger(dir.path());
         ledger
             .set_stock("A", "w", 10, Source::Warehouse)
             .expect("stock");
