@@ -4,7 +4,7 @@
 //! removed) and one that keeps finished orders for the retention, as the ledger must.
 //!
 //! Run: `cargo bench -p stockledger --bench lifecycle` (env `SECONDS=3` per configuration,
-//! `SKUS=10000`). Each configuration gets a fresh store; workloads are built before the
+//! `SKUS=10000`, `THREADS=1,2`; a filter `=zipf/ledger` names one configuration exactly). Each configuration gets a fresh store; workloads are built before the
 //! timed region; every reserve is counted and must succeed (stock is ample), except in the
 //! flash sale, where the hot sku's refusals are checked against its stock (no oversell).
 
@@ -459,7 +459,17 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    // `=zipf/ledger` names one configuration exactly; anything else matches by substring.
+    let want = |name: &str| {
+        filter.as_deref().is_none_or(|f| match f.strip_prefix('=') {
+            Some(exact) => name == exact,
+            None => name.contains(f),
+        })
+    };
+    let thread_counts: Vec<usize> = match std::env::var("THREADS") {
+        Ok(t) => t.split(',').filter_map(|n| n.parse().ok()).collect(),
+        Err(_) => vec![1, 2],
+    };
     println!(
         "lifecycles/s (reserve, then commit or release), Zipf(1.01) over {sku_count} skus, 1-4 lines, {secs} s each; nproc {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -471,7 +481,7 @@ fn main() {
     let uniform = Arc::new(Workload::new(sku_count, 2, false));
     let flash = Arc::new(Workload::new(sku_count, 2, true));
     for (wname, w) in [("zipf", &uniform), ("flash", &flash)] {
-        for threads in [1, 2] {
+        for &threads in &thread_counts {
             let stores: [(&str, MakeStore); 4] = [
                 ("ledger", Box::new(|| ledger(w))),
                 (
@@ -503,7 +513,7 @@ fn main() {
         }
     }
     if want("batch") {
-        for threads in [1, 2] {
+        for &threads in &thread_counts {
             let rate = run_batches(&uniform, threads, secs);
             println!(
                 "| zipf | ledger execute x{BATCH} | {threads} | {rate:.0} | - | 0 | {} |",

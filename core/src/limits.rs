@@ -34,6 +34,10 @@ pub const MAX_STAGED_BYTES: u64 = 64 << 20;
 pub const MAX_FRAME_PAYLOAD: usize = 1 << 20;
 /// Framed events a memory-only ledger keeps for its events feed, at most.
 pub const MEM_LOG_BYTES: usize = 64 << 20;
+/// Frames of the memory log are kept in chunks of this size (a batch larger than it gets a
+/// chunk of its own), so that evicting the oldest chunk frees a bounded share of the log.
+pub const MEM_CHUNK_BYTES: usize = 256 << 10;
+const _: () = assert!(MEM_LOG_BYTES / MEM_CHUNK_BYTES >= 16);
 /// Events one read of the feed returns at most.
 pub const MAX_EVENTS_PER_READ: usize = 10_000;
 /// Attempts of a multi-line reserve refused only because another order, itself being

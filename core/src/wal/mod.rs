@@ -44,7 +44,7 @@ pub(crate) struct MemLog {
     pub(crate) bytes: usize,
 }
 
-pub(crate) use crate::limits::MEM_LOG_BYTES;
+pub(crate) use crate::limits::{MEM_CHUNK_BYTES, MEM_LOG_BYTES};
 
 /// Who waits for an lsn: a blocked thread, or an async task (token, waker).
 enum Waiter {

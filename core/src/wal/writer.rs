@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::sequencer::{staged_records, Sequencer, MAX_STAGED_RECORDS, STAGED_HEADER};
 
 use super::segment::{self, encode_frame, SegmentHeader, HEADER_LEN, SPARE_NAME};
-use super::{SegmentMeta, Shared, MEM_LOG_BYTES};
+use super::{SegmentMeta, Shared, MEM_CHUNK_BYTES, MEM_LOG_BYTES};
 use crate::storage::{Storage, StorageFile};
 
 /// Index a frame's seq about every this many bytes.
@@ -537,12 +537,17 @@ impl Writer {
         Ok(())
     }
 
+    /// Appends the batch's frames to the memory log's newest chunk, or to a fresh one
+    /// (an evicted chunk's buffer when there is one). Chunks are filled, not one per batch:
+    /// a batch of one record would otherwise pin a buffer of `out`'s capacity and every
+    /// batch would fault in fresh pages.
     fn keep_in_memory(&mut self) {
         let Some(&(_, _, first_seq)) = self.frames.first() else {
             return;
         };
         let mut mem = self.shared.mem.lock();
-        mem.bytes += self.out.len();
+        let batch_bytes = self.out.len();
+        mem.bytes += batch_bytes;
         let mut recycled = None;
         while mem.bytes > MEM_LOG_BYTES {
             match mem.chunks.pop_front() {
@@ -553,11 +558,21 @@ impl Writer {
                 None => break,
             }
         }
-        // The frames move into the log; the next batch reuses an evicted buffer.
-        let mut next = recycled.unwrap_or_else(|| Vec::with_capacity(self.out.capacity()));
-        next.clear();
-        let frames = std::mem::replace(&mut self.out, next);
-        mem.chunks.push_back((first_seq, frames));
+        let fits = mem
+            .chunks
+            .back()
+            .is_some_and(|(_, c)| c.len() + batch_bytes <= c.capacity());
+        if !fits {
+            let mut chunk = recycled.unwrap_or_default();
+            chunk.clear();
+            chunk.reserve_exact(MEM_CHUNK_BYTES.max(batch_bytes));
+            mem.chunks.push_back((first_seq, chunk));
+        }
+        if let Some((_, chunk)) = mem.chunks.back_mut() {
+            debug_assert!(chunk.len() + batch_bytes <= chunk.capacity());
+            chunk.extend_from_slice(&self.out);
+        }
+        self.out.clear();
     }
 }
 
