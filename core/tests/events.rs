@@ -114,7 +114,7 @@ fn memory_log_evicts_whole_chunks_and_stays_gap_free() {
     assert_eq!(after, ledger.last_seq());
     let kept_mb = (rss_bytes().saturating_sub(rss_before)) >> 20;
     // The log's 64 MiB plus the orders table (~n * 400 bytes); a buffer per batch was GiBs.
-    let limit_mb = 64 + 64 + (n * 400 >> 20);
+    let limit_mb = 64 + 64 + ((n * 400) >> 20);
     assert!(
         kept_mb <= limit_mb,
         "rss grew {kept_mb} MiB (limit {limit_mb})"
