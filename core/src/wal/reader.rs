@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::record::decode_entries;
 
-use super::segment::{list_segments, read_frame, SegmentHeader, Slot, HEADER_LEN};
+use super::segment::{
+    list_segments, read_frame, read_frame_in_memory, SegmentHeader, Slot, HEADER_LEN,
+};
 use super::Shared;
 
 /// Maps a segment read-only, keeping the I/O error's kind (a missing file is told apart).
@@ -32,6 +34,14 @@ enum Stop {
 }
 
 /// Collects events with `seq > after` from frames starting at `at`.
+/// Where frames come from: a file (checksums verified) or the memory log (none written).
+#[derive(Clone, Copy)]
+enum Source {
+    File,
+    Memory,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn scan(
     bytes: &[u8],
     mut at: usize,
@@ -39,13 +49,18 @@ fn scan(
     max_lsn: u64,
     limit: usize,
     (ledger_id, epoch): (u64, u32),
+    source: Source,
     out: &mut Vec<Event>,
 ) -> Stop {
+    let read = match source {
+        Source::File => read_frame,
+        Source::Memory => read_frame_in_memory,
+    };
     loop {
         if out.len() >= limit {
             return Stop::Full(at);
         }
-        match read_frame(bytes, at) {
+        match read(bytes, at) {
             Slot::End => return Stop::End,
             Slot::Bad => return Stop::Bad(at),
             Slot::Frame(f) => {
@@ -96,6 +111,7 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
                 u64::MAX,
                 limit,
                 (shared.ledger_id, 0),
+                Source::Memory,
                 &mut out,
             ) {
                 break;
@@ -162,6 +178,7 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
             durable_lsn,
             limit,
             (shared.ledger_id, epoch),
+            Source::File,
             &mut out,
         ) {
             Stop::Full(_) => break,
@@ -291,7 +308,16 @@ impl EventReader {
                 break;
             };
             let mut out = Vec::new();
-            let stop = scan(bytes, *at, self.after, u64::MAX, 1024, *id, &mut out);
+            let stop = scan(
+                bytes,
+                *at,
+                self.after,
+                u64::MAX,
+                1024,
+                *id,
+                Source::File,
+                &mut out,
+            );
             if let Some(last) = out.last() {
                 self.after = last.seq;
             }

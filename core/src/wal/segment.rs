@@ -87,14 +87,15 @@ fn le8(b: &[u8]) -> [u8; 8] {
     a
 }
 
-/// Appends one frame to `out`.
+/// Appends one frame to `out`. A frame of the memory log (`checksum` false) carries a zero
+/// checksum: it never meets a disk, and its readers use [`read_frame_in_memory`].
 pub(crate) fn encode_frame(
     out: &mut Vec<u8>,
     lsn: u64,
     first_seq: u64,
-    events: u16,
-    entries: u16,
+    (events, entries): (u16, u16),
     payload: &[u8],
+    checksum: bool,
 ) {
     assert!(payload.len() <= MAX_PAYLOAD);
     let start = out.len();
@@ -105,8 +106,10 @@ pub(crate) fn encode_frame(
     out.extend_from_slice(&events.to_le_bytes());
     out.extend_from_slice(&entries.to_le_bytes());
     out.extend_from_slice(payload);
-    let crc = crc32c::crc32c(&out[start + 4..]);
-    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    if checksum {
+        let crc = crc32c::crc32c(&out[start + 4..]);
+        out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 /// A frame read back from a segment.
@@ -132,6 +135,15 @@ pub(crate) enum Slot<'a> {
 }
 
 pub(crate) fn read_frame(bytes: &[u8], at: usize) -> Slot<'_> {
+    read_frame_checked(bytes, at, true)
+}
+
+/// A frame of the memory log, written by this process without a checksum.
+pub(crate) fn read_frame_in_memory(bytes: &[u8], at: usize) -> Slot<'_> {
+    read_frame_checked(bytes, at, false)
+}
+
+fn read_frame_checked(bytes: &[u8], at: usize, verify: bool) -> Slot<'_> {
     if at + FRAME_HEADER_LEN > bytes.len() {
         return if bytes[at.min(bytes.len())..].iter().all(|b| *b == 0) {
             Slot::End
@@ -153,7 +165,7 @@ pub(crate) fn read_frame(bytes: &[u8], at: usize) -> Slot<'_> {
         return Slot::Bad;
     }
     let crc = u32::from_le_bytes(le4(&h[0..4]));
-    if crc != crc32c::crc32c(&bytes[at + 4..at + FRAME_HEADER_LEN + len]) {
+    if verify && crc != crc32c::crc32c(&bytes[at + 4..at + FRAME_HEADER_LEN + len]) {
         return Slot::Bad;
     }
     Slot::Frame(Frame {
@@ -225,7 +237,7 @@ mod tests {
     #[test]
     fn frame_round_trips_and_detects_any_flipped_bit() {
         let mut buf = vec![0u8; 8];
-        encode_frame(&mut buf, 7, 3, 1, 1, b"payload");
+        encode_frame(&mut buf, 7, 3, (1, 1), b"payload", true);
         buf.extend_from_slice(&[0u8; 40]);
         match read_frame(&buf, 8) {
             Slot::Frame(f) => {

@@ -272,9 +272,9 @@ impl Writer {
                 &mut self.out,
                 r.lsn,
                 self.next_seq,
-                r.events,
-                r.entries,
+                (r.events, r.entries),
                 r.payload,
+                self.disk.is_some(),
             );
             self.frames.push((self.out.len(), r.lsn, self.next_seq));
             self.next_lsn += 1;
