@@ -50,7 +50,7 @@ fn random_ops_inputs_agree_with_the_model() {
     let count: u64 = std::env::var("STOCKLEDGER_OPS_INPUTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(300);
     let tmp = tempfile::tempdir().unwrap();
     let mut total = ops_model::Stats::default();
     for seed in 0..count {
@@ -82,4 +82,16 @@ fn random_ops_inputs_agree_with_the_model() {
         total.ops > n * 10 && total.created > n && total.paid > n / 4 && total.reopens > n / 4,
         "the inputs are not vacuous: {total:?}"
     );
+}
+
+#[test]
+fn one_input_from_env() {
+    let Ok(p) = std::env::var("STOCKLEDGER_OPS_INPUT") else {
+        return;
+    };
+    let data = std::fs::read(&p).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let s = ops_model::run(&data, Some(tmp.path()));
+    eprintln!("{p}: {s:?} in {:?}", t.elapsed());
 }
