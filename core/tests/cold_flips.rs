@@ -1,0 +1,89 @@
+//! Bit rot in cold data (found by the simulator's bit flips, `sim.rs`): a bad frame that a
+//! snapshot covers, followed by valid frames the snapshot also covers, in the last segment.
+
+mod common;
+
+use common::*;
+use stockledger::{Durability, Source};
+
+/// The frames of a segment file: (start, size).
+fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    let mut at = 64;
+    while at + 28 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        if len == 0 || at + 28 + len > bytes.len() {
+            break;
+        }
+        v.push((at, 28 + len));
+        at += 28 + len;
+    }
+    v
+}
+
+/// docs/log-format.md rule 6: "a bad frame followed by any valid frame ... is corruption:
+/// the open fails with an error naming the file and offset". Recovery asks
+/// `valid_frame_after(bytes, bad, next_lsn)` with the lsn after the snapshot, so valid
+/// frames the snapshot covers do not count: the damage is taken for a torn tail and the
+/// rest of the segment is zeroed. The state is right (the snapshot has it), but the events
+/// of the zeroed frames, retained for `GET /v1/events`, are gone without a word: the feed
+/// ends before `last_seq`.
+#[test]
+#[ignore = "core bug: a bad frame covered by a snapshot, with valid covered frames after it, is zeroed as a torn tail (core/src/wal/recovery.rs valid_frame_after(.., next_lsn)); the events feed silently ends early"]
+fn a_bad_frame_covered_by_a_snapshot_is_not_zeroed_as_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w1", 50, Source::Warehouse).unwrap();
+        for i in 0..6 {
+            l.reserve(&format!("o{i}"), &[line("A", "w1", 1)], 600)
+                .unwrap();
+        }
+        l.checkpoint().unwrap();
+        l.close().unwrap();
+    }
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let fr = frames(&bytes);
+    assert!(fr.len() >= 5, "one frame per acknowledged write: {}", fr.len());
+    // A bit of the second frame's payload rots.
+    let (at, _) = fr[1];
+    let mut damaged = bytes.clone();
+    damaged[at + 30] ^= 0x10;
+    std::fs::write(&seg, &damaged).unwrap();
+
+    let name = seg.file_name().unwrap().to_string_lossy().to_string();
+    match stockledger::Ledger::open(
+        dir.path(),
+        stockledger::Options {
+            segment_bytes: 1 << 20,
+            ..Default::default()
+        },
+    ) {
+        Err(e) => assert!(
+            e.to_string().contains(&name),
+            "refused without naming the file: {e}"
+        ),
+        Ok(l) => {
+            // Opening is acceptable only if nothing was lost: the feed is whole.
+            let last = l.last_seq();
+            let evs = l.events(0, 10_000).unwrap();
+            assert_eq!(
+                evs.len() as u64,
+                last,
+                "the events feed ends at {} but last_seq is {last}",
+                evs.last().map_or(0, |e| e.seq)
+            );
+            let after = std::fs::read(&seg).unwrap();
+            assert_eq!(
+                &after[fr[2].0..fr[2].0 + fr[2].1],
+                &bytes[fr[2].0..fr[2].0 + fr[2].1],
+                "a valid frame after the damage was zeroed"
+            );
+        }
+    }
+}
