@@ -49,7 +49,11 @@ fn a_bad_frame_covered_by_a_snapshot_is_not_zeroed_as_a_torn_tail() {
         .unwrap();
     let bytes = std::fs::read(&seg).unwrap();
     let fr = frames(&bytes);
-    assert!(fr.len() >= 5, "one frame per acknowledged write: {}", fr.len());
+    assert!(
+        fr.len() >= 5,
+        "one frame per acknowledged write: {}",
+        fr.len()
+    );
     // A bit of the second frame's payload rots.
     let (at, _) = fr[1];
     let mut damaged = bytes.clone();

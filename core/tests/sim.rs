@@ -1200,7 +1200,12 @@ impl Sim {
                 self.unflip(&f);
             }
             (Err(e), Some(f)) => {
-                let name = f.path.file_name().unwrap_or_default().to_string_lossy().to_string();
+                let name = f
+                    .path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
                 if !e.contains(&name) {
                     return Err(format!(
                         "a bit flip in {name} @{} was refused without naming the file: {e}",
@@ -1358,7 +1363,10 @@ impl Sim {
                     .iter()
                     .filter_map(|p| {
                         let n = p.file_name()?.to_string_lossy().to_string();
-                        n.strip_prefix("snapshot-")?.strip_suffix(".rkyv")?.parse::<u64>().ok()
+                        n.strip_prefix("snapshot-")?
+                            .strip_suffix(".rkyv")?
+                            .parse::<u64>()
+                            .ok()
                     })
                     .max()
                     .unwrap_or(0);
@@ -1377,7 +1385,11 @@ impl Sim {
             (segs[i].clone(), offset)
         };
         let bit = 1u8 << rng.below(8);
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ok()?;
         let mut b = [0u8; 1];
         file.read_exact_at(&mut b, offset).ok()?;
         let flip = Flip {
@@ -1399,7 +1411,11 @@ impl Sim {
 
     /// Puts a flipped byte back if it is still there (recovery may have cut the file).
     fn unflip(&mut self, f: &Flip) {
-        let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&f.path) else {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&f.path)
+        else {
             return;
         };
         let mut b = [0u8; 1];

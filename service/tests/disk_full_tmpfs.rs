@@ -142,7 +142,8 @@ fn a_full_tmpfs_gives_503_keeps_reads_and_loses_nothing_acknowledged() {
                         return;
                     }
                     let id = format!("df-{t}-{n}");
-                    let r = raw_request(port, "POST", "/v1/reservations", &[], &order_body(&id, &wh));
+                    let r =
+                        raw_request(port, "POST", "/v1/reservations", &[], &order_body(&id, &wh));
                     let mut g = log.lock().unwrap();
                     match r {
                         Ok(r) if r.status == 201 => g.acked.push(id),
@@ -200,12 +201,20 @@ fn a_full_tmpfs_gives_503_keeps_reads_and_loses_nothing_acknowledged() {
             server.stderr_text()
         );
     }
-    assert!(log.unexpected.is_empty(), "unexpected answers: {:?}", log.unexpected);
+    assert!(
+        log.unexpected.is_empty(),
+        "unexpected answers: {:?}",
+        log.unexpected
+    );
     assert!(
         log.unavailable >= 20,
         "the writes on a full disk never got 503 ledger_unavailable"
     );
-    assert!(log.acked.len() > 1000, "the segment held too few orders: {}", log.acked.len());
+    assert!(
+        log.acked.len() > 1000,
+        "the segment held too few orders: {}",
+        log.acked.len()
+    );
 
     // Reads keep working; writes and readiness say unavailable.
     server.get("/readyz").err(503, "ledger_unavailable");
@@ -231,7 +240,11 @@ fn a_full_tmpfs_gives_503_keeps_reads_and_loses_nothing_acknowledged() {
         assert_eq!(r.status, 200, "acknowledged {id} lost after the restart");
         let v = r.json();
         assert_eq!(v["status"], "reserved", "{id}: {v}");
-        assert_eq!(v["lines"].as_array().map(|l| l.len()), Some(SKUS), "{id} whole");
+        assert_eq!(
+            v["lines"].as_array().map(|l| l.len()),
+            Some(SKUS),
+            "{id} whole"
+        );
         present.insert(id.clone(), true);
     }
     let mut in_flight_present = 0;
@@ -240,7 +253,11 @@ fn a_full_tmpfs_gives_503_keeps_reads_and_loses_nothing_acknowledged() {
         match r.status {
             200 => {
                 let v = r.json();
-                assert_eq!(v["lines"].as_array().map(|l| l.len()), Some(SKUS), "{id} whole");
+                assert_eq!(
+                    v["lines"].as_array().map(|l| l.len()),
+                    Some(SKUS),
+                    "{id} whole"
+                );
                 in_flight_present += 1;
                 present.insert(id.clone(), true);
             }
@@ -251,13 +268,22 @@ fn a_full_tmpfs_gives_503_keeps_reads_and_loses_nothing_acknowledged() {
     let held = present.len() as u64;
     for i in 0..SKUS {
         let v = server.get(&format!("/v1/stock/{}", sku(i))).json();
-        assert_eq!(v["reserved"], held, "sku {i}: reserved equals the orders present: {v}");
+        assert_eq!(
+            v["reserved"], held,
+            "sku {i}: reserved equals the orders present: {v}"
+        );
         assert_eq!(v["on_hand"], ON_HAND, "sku {i}: {v}");
         assert_eq!(v["available"], ON_HAND - held, "sku {i}: {v}");
     }
     // Writable again.
-    let r = raw_request(server.port, "POST", "/v1/reservations", &[], &order_body("df-after", &wh))
-        .unwrap();
+    let r = raw_request(
+        server.port,
+        "POST",
+        "/v1/reservations",
+        &[],
+        &order_body("df-after", &wh),
+    )
+    .unwrap();
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let ready = server.get("/readyz");
     assert_eq!(ready.status, 200);

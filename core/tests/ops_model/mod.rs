@@ -98,7 +98,7 @@ pub fn decode(data: &[u8]) -> (bool, Vec<Op>) {
                     lines.push((sku, (x as usize >> 2) % 2, qty));
                 }
                 let ttl = (b.u8() % 5) as u64; // 0 is invalid
-                // A few "no lines at all"
+                                               // A few "no lines at all"
                 if tag >= 0xF0 {
                     lines.clear();
                 }
@@ -108,11 +108,7 @@ pub fn decode(data: &[u8]) -> (bool, Vec<Op>) {
             9 => Op::Release(b.u8() as usize % ORDERS),
             10 => {
                 let x = b.u8();
-                Op::Expire(if x == 0xFF {
-                    DAY + 1000
-                } else {
-                    x as u64 * 40
-                })
+                Op::Expire(if x == 0xFF { DAY + 1000 } else { x as u64 * 40 })
             }
             11 => Op::Advance(b.u8() as u64 * 25),
             12 | 13 => {
@@ -174,9 +170,10 @@ pub enum Res {
 
 fn err(e: Error) -> Res {
     match e {
-        Error::InsufficientStock { shortfalls } => {
-            Res::Err(format!("insufficient_stock {}", shortfalls_str(&shortfalls)))
-        }
+        Error::InsufficientStock { shortfalls } => Res::Err(format!(
+            "insufficient_stock {}",
+            shortfalls_str(&shortfalls)
+        )),
         Error::BelowReserved {
             on_hand,
             reserved,
@@ -279,8 +276,7 @@ impl Model {
                     return Res::Err("invalid_request".into());
                 }
                 for (i, l) in lines.iter().enumerate() {
-                    if l.2 == 0 || l.0 == 3 || lines[..i].iter().any(|p| (p.0, p.1) == (l.0, l.1))
-                    {
+                    if l.2 == 0 || l.0 == 3 || lines[..i].iter().any(|p| (p.0, p.1) == (l.0, l.1)) {
                         return Res::Err("invalid_request".into());
                     }
                 }

@@ -22,7 +22,13 @@ use stockledger_service::fuzz::{
 };
 use stockledger_service::model::PaymentStatus;
 
-pub const ROUTES: [&str; 5] = ["reservation", "payment", "set_stock", "adjust_stock", "query"];
+pub const ROUTES: [&str; 5] = [
+    "reservation",
+    "payment",
+    "set_stock",
+    "adjust_stock",
+    "query",
+];
 
 /// The fields a 400 may name, per route; `[]` stands for any index.
 fn fields(route: usize) -> &'static [&'static str] {
@@ -188,8 +194,7 @@ pub fn run(data: &[u8], ledger: &Ledger) -> Outcome {
     let mut field = None;
     if status == 400 {
         assert_eq!(
-            e.code,
-            "invalid_request",
+            e.code, "invalid_request",
             "{name}: a 400 is invalid_request: {}",
             e.message
         );
