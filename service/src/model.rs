@@ -82,11 +82,28 @@ pub struct AdjustStockRequest {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentStatus {
     Succeeded,
     Failed,
+}
+
+/// A string only: serde's derive also takes an enum from a map (`{"failed": null}` was a
+/// failed payment), a wrong type by the contract (400). Found by the `http_bodies` fuzz
+/// target.
+impl<'de> Deserialize<'de> for PaymentStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PaymentStatus, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        match &*s {
+            "succeeded" => Ok(PaymentStatus::Succeeded),
+            "failed" => Ok(PaymentStatus::Failed),
+            other => Err(serde::de::Error::unknown_variant(
+                other,
+                &["succeeded", "failed"],
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

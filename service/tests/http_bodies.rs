@@ -90,6 +90,13 @@ const CASES: &[(u8, &str, u16, Option<&str>)] = &[
         200,
         None,
     ),
+    // serde's derive took an enum from a map: {"failed": null} was "failed" (found by fuzzing)
+    (
+        1,
+        r#"{"payment_id":"p7","order_id":"o1","status":{"failed":null},"amount_minor":1,"currency":"EUR"}"#,
+        400,
+        Some("status"),
+    ),
     (
         1,
         r#"{"payment_id":"p2","order_id":"o1","status":"ok","amount_minor":100,"currency":"EUR"}"#,
