@@ -180,8 +180,9 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{LineRef, Options};
+    use crate::types::LineRef;
     use crate::ErrorCode;
+    use crate::Options;
 
     fn ledger() -> Ledger {
         let l = Ledger::in_memory(Options::default());

@@ -21,13 +21,11 @@ pub(crate) type CellId = u32;
 
 const INDEX_SHARDS: usize = 64;
 /// Hard limits so that a hostile caller cannot grow the catalog without bound.
-pub const MAX_SKUS: usize = 50_000_000;
-pub const MAX_CELLS: usize = 100_000_000;
+use crate::limits::{MAX_CELLS, MAX_SKUS};
 /// Slots of the first cell table (a power of two).
 const FIRST_TABLE_SLOTS: usize = 1 << 12;
 
 // A slot packs a 32-bit hash tag with `cell id + 1`, so cell ids must fit 32 bits.
-const _: () = assert!(MAX_CELLS < u32::MAX as usize);
 const _: () = assert!(FIRST_TABLE_SLOTS.is_power_of_two());
 
 type Hasher = foldhash::fast::FixedState;

@@ -14,20 +14,16 @@ use std::sync::Arc;
 use crate::catalog::CellId;
 use crate::error::{Error, Result, Shortfall};
 use crate::limits;
+use crate::options::{Durability, Options};
 use crate::orders::{HeldLine, Lines, Order, OrderShard, SlotId};
 use crate::record::{Encoder, StockKind, TAG_EXPIRED, TAG_PAID, TAG_RELEASED};
 use crate::sequencer::{Lsn, Sequencer};
 use crate::state::{adjustment_key, AdjustmentKey, State, WAREHOUSE_SOURCE};
 use crate::time::Millis;
-use crate::types::{
-    Durability, Line, Options, OrderLine, Reservation, Reserved, SkuStock, Source, Status,
-    StockLevel,
-};
+use crate::types::{Line, OrderLine, Reservation, Reserved, SkuStock, Source, Status, StockLevel};
 use crate::wal::Log;
 
-/// Attempts of a multi-line reserve that failed only because a line looked short while an
-/// order that was itself being refused held it.
-const RESERVE_ATTEMPTS: u32 = 4;
+use crate::limits::RESERVE_ATTEMPTS;
 
 /// An inventory ledger. Cheap to share between threads (`Arc<Ledger>`); every method takes
 /// `&self`.
@@ -54,13 +50,27 @@ impl Ledger {
     /// from the newest snapshot and the log, and starts the log writer. With
     /// `Durability::None` the folder is not touched.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Ledger> {
-        crate::wal::open(dir.as_ref(), options)
+        let log = crate::wal::open(dir.as_ref(), &options)?;
+        Ok(Ledger::build(log, options))
     }
 
     /// A memory-only ledger (`Durability::None`).
     pub fn in_memory(mut options: Options) -> Ledger {
         options.durability = Durability::None;
-        crate::wal::open_in_memory(options)
+        Ledger::build(crate::wal::open_in_memory(), options)
+    }
+
+    /// The ledger on an opened log (the log owns the recovered state and the sequencer).
+    fn build(log: Log, options: Options) -> Ledger {
+        debug_assert_eq!(log.shared.durability, options.durability);
+        Ledger {
+            state: log.state.clone(),
+            seq: log.seq.clone(),
+            log,
+            orders_per_shard: crate::orders::Orders::per_shard(options.max_orders),
+            options,
+            stats: crate::stats::Stats::default(),
+        }
     }
 
     pub fn durability(&self) -> Durability {
@@ -180,20 +190,9 @@ impl Ledger {
     /// Hard-reserves every line or none (see `domain.md`). An idempotent replay (same
     /// order id, same lines in any order) returns the existing reservation unchanged.
     pub fn reserve(&self, order_id: &str, lines: &[Line], ttl_seconds: u64) -> Result<Reserved> {
-        let (created, status, lsn) = self.reserve_nowait(order_id, lines, ttl_seconds)?;
+        let (created, _, lsn, reservation) =
+            self.reserve_decide(order_id, lines, ttl_seconds, |o| self.view(order_id, o))?;
         self.ack(lsn)?;
-        let reservation = {
-            let shard = self.state.orders.shard(order_id);
-            match shard.map.get(order_id) {
-                Some(o) => self.view(order_id, o),
-                None => {
-                    return Err(Error::OrderNotFound {
-                        order_id: order_id.into(),
-                    })
-                }
-            }
-        };
-        debug_assert!(created || status == reservation.status || status == Status::Reserved);
         Ok(Reserved {
             reservation,
             created,
@@ -232,6 +231,20 @@ impl Ledger {
         lines: &[L],
         ttl_seconds: u64,
     ) -> Result<(bool, Status, Lsn)> {
+        let (created, status, lsn, ()) =
+            self.reserve_decide(order_id, lines, ttl_seconds, |_| ())?;
+        Ok((created, status, lsn))
+    }
+
+    /// The reserve decision, with `answer` applied to the order as decided (under its
+    /// shard's lock, so no second lookup): (created, status, lsn to ack, answer).
+    pub(crate) fn reserve_decide<L: OrderLine, R>(
+        &self,
+        order_id: &str,
+        lines: &[L],
+        ttl_seconds: u64,
+        answer: impl FnOnce(&Order) -> R,
+    ) -> Result<(bool, Status, Lsn, R)> {
         limits::check_key("order_id", order_id)?;
         let (held, unknown) = self.resolve(lines)?;
         limits::check_ttl(ttl_seconds)?;
@@ -246,9 +259,10 @@ impl Ledger {
                 });
             }
             let status = existing.status;
+            let answered = answer(existing);
             drop(shard);
             self.stats.replays.inc();
-            return Ok((false, status, self.staged_so_far()));
+            return Ok((false, status, self.staged_so_far(), answered));
         }
         if unknown {
             drop(shard);
@@ -272,21 +286,19 @@ impl Ledger {
             || (),
             |enc, _| enc.created(order_id, now, expires_at, self.line_names(&held)),
         );
-        shard.insert_hashed(
-            hash,
-            order_id,
-            Order {
-                lines: held,
-                status: Status::Reserved,
-                created_at: now,
-                expires_at,
-                finished_at: 0,
-                paid_by: None,
-            },
-        );
+        let order = Order {
+            lines: held,
+            status: Status::Reserved,
+            created_at: now,
+            expires_at,
+            finished_at: 0,
+            paid_by: None,
+        };
+        let answered = answer(&order);
+        shard.insert_hashed(hash, order_id, order);
         drop(shard);
         self.stats.reserved.inc();
-        Ok((true, Status::Reserved, lsn))
+        Ok((true, Status::Reserved, lsn, answered))
     }
 
     /// Resolves the lines to cells, sorted by cell id, and says whether any cell is unknown.
@@ -780,7 +792,7 @@ impl Ledger {
         let catalog = &self.state.catalog;
         let full = || Error::CapacityExhausted {
             limit: "catalog cells",
-            max: crate::catalog::MAX_CELLS as u64,
+            max: limits::MAX_CELLS as u64,
         };
         // Ownership is checked under the sku's owner lock *before* a cell is made, so a
         // seller that loses the race to claim a new sku leaves no cell behind (a bare sku

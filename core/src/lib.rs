@@ -18,31 +18,36 @@
 mod batch;
 mod catalog;
 mod cell;
+mod deferred;
 mod error;
 mod event;
 mod inline;
 mod ledger;
 pub mod limits;
+mod options;
 mod orders;
+mod outbox;
 mod payment;
 mod record;
 mod sequencer;
 mod state;
 mod stats;
+mod storage;
 mod time;
 mod types;
 pub mod wal;
 
 pub use batch::{Command, Outcome};
+pub use deferred::{Durable, Ticket};
 pub use error::{Error, ErrorCode, Result, Shortfall};
 pub use event::Event;
 pub use ledger::Ledger;
+pub use options::{Durability, Options};
 pub use payment::{Payment, PaymentAnswer};
 pub use record::{Entry, RefundReason};
 pub use stats::StatsSnapshot;
 pub use time::{format_rfc3339, Clock, ManualClock, Millis, SystemClock};
 pub use types::{
-    Durability, Line, LineRef, Options, OrderLine, OrderRef, Reservation, Reserved, SkuStock,
-    Source, Status, StockLevel,
+    Line, LineRef, OrderLine, OrderRef, Reservation, Reserved, SkuStock, Source, Status, StockLevel,
 };
 pub use wal::{read_events, EventReader};

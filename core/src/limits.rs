@@ -14,6 +14,41 @@ pub const MAX_REASON_BYTES: usize = 256;
 /// Commands in one call of the batch entry point.
 pub const MAX_BATCH: usize = 10_000;
 
+// ---- capacity: every table and buffer of the engine is bounded by one of these ----------
+
+/// Live plus retained reservations, at most, by default (`Options::max_orders`).
+pub const MAX_ORDERS: usize = 50_000_000;
+/// Shards of the reservation table (a power of two: the low bits of the id's hash pick one).
+pub const ORDER_SHARDS: usize = 64;
+/// Skus and stock cells the catalog holds at most (cell ids are u32).
+pub const MAX_SKUS: usize = 50_000_000;
+pub const MAX_CELLS: usize = 100_000_000;
+/// Shards of the idempotency key tables (adjustments, payments).
+pub const KEY_SHARDS: usize = 64;
+/// Staging lanes of the sequencer, and the records and bytes staged but not yet taken by
+/// the log writer, at most (callers wait for room beyond that).
+pub const STAGING_LANES: usize = 16;
+pub const MAX_STAGED_RECORDS: u64 = 1 << 20;
+pub const MAX_STAGED_BYTES: u64 = 64 << 20;
+/// The largest record payload a log frame carries.
+pub const MAX_FRAME_PAYLOAD: usize = 1 << 20;
+/// Framed events a memory-only ledger keeps for its events feed, at most.
+pub const MEM_LOG_BYTES: usize = 64 << 20;
+/// Events one read of the feed returns at most.
+pub const MAX_EVENTS_PER_READ: usize = 10_000;
+/// Attempts of a multi-line reserve refused only because another order, itself being
+/// refused, briefly held one of its lines.
+pub const RESERVE_ATTEMPTS: u32 = 4;
+
+const _: () = assert!(ORDER_SHARDS.is_power_of_two() && KEY_SHARDS.is_power_of_two());
+const _: () = assert!(MAX_ORDERS / ORDER_SHARDS < u32::MAX as usize);
+const _: () = assert!(MAX_CELLS < u32::MAX as usize && MAX_SKUS <= MAX_CELLS);
+// A lane must hold the largest record, and a batch call's records must fit the staging.
+const _: () = assert!(MAX_STAGED_BYTES as usize / STAGING_LANES >= MAX_FRAME_PAYLOAD);
+const _: () = assert!(MAX_BATCH as u64 * 2 <= MAX_STAGED_RECORDS);
+// The events a memory-only ledger keeps outnumber one read of the feed.
+const _: () = assert!(MEM_LOG_BYTES / MAX_FRAME_PAYLOAD >= 16);
+
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
 }

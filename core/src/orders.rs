@@ -23,15 +23,9 @@ use crate::inline::InlineBytes;
 use crate::time::Millis;
 use crate::types::Status;
 
-/// A power of two: the low bits of the id's hash pick the shard.
-const SHARDS: usize = 64;
-/// Live plus retained reservations, at most, by default (`Options::max_orders`).
-pub const MAX_ORDERS: usize = 50_000_000;
+use crate::limits::ORDER_SHARDS as SHARDS;
 /// Ids up to this many bytes are stored inline (uuids and typical order numbers are).
 const INLINE_ID_BYTES: usize = 38;
-
-const _: () = assert!(SHARDS.is_power_of_two());
-const _: () = assert!(MAX_ORDERS / SHARDS < u32::MAX as usize);
 
 type Hasher = foldhash::fast::FixedState;
 

@@ -10,10 +10,7 @@ use crate::sequencer::Lsn;
 use crate::state::PaymentKey;
 use crate::types::Status;
 
-pub(crate) const ANSWER_PAID: u8 = 1;
-pub(crate) const ANSWER_RELEASED: u8 = 2;
-pub(crate) const ANSWER_EXPIRED: u8 = 3;
-pub(crate) const ANSWER_REFUND: u8 = 4;
+use crate::record::{ANSWER_EXPIRED, ANSWER_PAID, ANSWER_REFUND, ANSWER_RELEASED};
 
 /// A payment callback from the bank.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +88,7 @@ impl Ledger {
         Ok(answer)
     }
 
-    fn pay_nowait(&self, p: Payment<'_>) -> Result<(PaymentAnswer, Lsn)> {
+    pub(crate) fn pay_nowait(&self, p: Payment<'_>) -> Result<(PaymentAnswer, Lsn)> {
         check(&p)?;
         self.log.check_writable()?;
         let mut keys = self.state.payments.shard(p.payment_id);

@@ -5,6 +5,12 @@
 
 use crate::time::Millis;
 
+/// A payment's answer as its idempotency key stores it (and replay restores it).
+pub(crate) const ANSWER_PAID: u8 = 1;
+pub(crate) const ANSWER_RELEASED: u8 = 2;
+pub(crate) const ANSWER_EXPIRED: u8 = 3;
+pub(crate) const ANSWER_REFUND: u8 = 4;
+
 pub(crate) const TAG_CREATED: u8 = 1;
 pub(crate) const TAG_RELEASED: u8 = 2;
 pub(crate) const TAG_EXPIRED: u8 = 3;

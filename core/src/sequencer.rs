@@ -13,14 +13,10 @@ use parking_lot::Mutex;
 
 use crate::record::Encoder;
 
-const LANES: usize = 16;
+use crate::limits::STAGING_LANES as LANES;
+pub(crate) use crate::limits::{MAX_STAGED_BYTES, MAX_STAGED_RECORDS};
 /// Staged record header: lsn u64, payload length u32, events u16, entries u16.
 pub(crate) const STAGED_HEADER: usize = 16;
-/// Records staged but not yet taken by the writer, at most; callers wait beyond it.
-pub(crate) const MAX_STAGED_RECORDS: u64 = 1 << 20;
-/// Bytes staged but not yet taken by the writer, at most (a record may be large, so the
-/// count alone does not bound memory); callers wait beyond it.
-pub(crate) const MAX_STAGED_BYTES: u64 = 64 << 20;
 /// The byte bound per lane: checked under the lane's own lock, so staging shares no
 /// counter between threads (a shared one would be a contended cache line per record).
 const MAX_LANE_BYTES: usize = (MAX_STAGED_BYTES / LANES as u64) as usize;

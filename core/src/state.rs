@@ -17,7 +17,7 @@ use crate::record::{
 use crate::time::Millis;
 use crate::types::Status;
 
-const KEY_SHARDS: usize = 64;
+use crate::limits::KEY_SHARDS;
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -249,9 +249,9 @@ impl State {
                 drop(shard);
                 if let Some(p) = payment_id {
                     let answer = if status == Status::Paid {
-                        crate::payment::ANSWER_PAID
+                        crate::record::ANSWER_PAID
                     } else {
-                        crate::payment::ANSWER_RELEASED
+                        crate::record::ANSWER_RELEASED
                     };
                     self.note_payment(p, order_id, status == Status::Paid, answer, *at);
                 }
@@ -267,7 +267,7 @@ impl State {
                     payment_id,
                     order_id,
                     true,
-                    crate::payment::ANSWER_REFUND,
+                    crate::record::ANSWER_REFUND,
                     *at,
                 );
                 true

@@ -7,8 +7,10 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::errors::ApiError;
 
@@ -84,6 +86,25 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// A JSON answer written into one buffer of `capacity` bytes (a good guess avoids growing
+/// it), with the same `Content-Type` as axum's `Json`.
+pub fn reply<T: Serialize>(
+    status: StatusCode,
+    value: &T,
+    capacity: usize,
+) -> Result<Response, ApiError> {
+    let mut buf = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut buf, value)
+        .map_err(|e| ApiError::unavailable(format!("could not write the answer: {e}")))?;
+    let mut r = Response::new(axum::body::Body::from(buf));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 /// serde_json appends "at line 1 column 42" to data errors; the field path says more.

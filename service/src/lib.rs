@@ -36,12 +36,10 @@ use stockledger::{Ledger, Options};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::state::{AppState, Expirer, Reserver};
+use crate::state::{AppState, Expirer};
 
 /// How often due reservations are expired (the contract allows one second).
 pub const EXPIRY_PERIOD: Duration = Duration::from_millis(200);
-/// Threads batching reservations into group commits.
-pub const RESERVE_THREADS: usize = 2;
 /// Longest wait for requests in flight after SIGTERM/SIGINT.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,8 +93,6 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     );
 
     state::set_pending_limit(cfg.max_pending_writes);
-    let reserver = Reserver::start(ledger.clone(), RESERVE_THREADS, cfg.max_pending_writes)
-        .map_err(|e| format!("cannot start reservation workers: {e}"))?;
     let expirer = Expirer::start(ledger.clone(), EXPIRY_PERIOD)
         .map_err(|e| format!("cannot start the expiry task: {e}"))?;
 
@@ -107,7 +103,6 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             cfg.admin_token.as_deref(),
             cfg.payment_secret.as_deref(),
         ),
-        reserver,
         metrics: handle,
         lag: RwLock::new(None),
         openapi: app::openapi(),

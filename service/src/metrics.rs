@@ -1,11 +1,16 @@
 //! Prometheus metrics named in http-api.md.
 
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "stockledger_http_requests_total";
@@ -14,9 +19,11 @@ pub const RESERVATIONS: &str = "stockledger_reservations_total";
 pub const WAL_FSYNC: &str = "stockledger_wal_fsync_seconds";
 pub const WAL_BATCH: &str = "stockledger_wal_batch_records";
 pub const OUTBOX_LAG: &str = "stockledger_outbox_lag_events";
-/// Service-side view of group commit: reservations per `execute` call and how long the call
-/// took (staging plus the wait for the log). The WAL's own fsync and batch figures are
-/// recorded by the core under the two `stockledger_wal_*` names.
+/// Service-side view of group commit, kept by name for the dashboards (deploy/grafana). Since
+/// reservations are decided on the handler's task and each awaits its own ticket (no batch
+/// thread, no `execute` call), there are no service-side batches: `..._requests` is exported
+/// but no longer fed (the group commit's batch is `stockledger_wal_batch_records`), and
+/// `..._seconds` is each reservation's decision plus its wait for the log.
 pub const RESERVE_BATCH: &str = "stockledger_reserve_batch_requests";
 pub const RESERVE_BATCH_WAIT: &str = "stockledger_reserve_batch_seconds";
 
@@ -70,9 +77,20 @@ pub fn install() -> Result<PrometheusHandle, String> {
         "Records per group-committed batch of reservations"
     );
     describe_gauge!(OUTBOX_LAG, "Durable events not yet delivered to Kafka");
+    describe_histogram!(
+        RESERVE_BATCH,
+        "Not fed since reservations have no service-side batches (see stockledger_wal_batch_records)"
+    );
+    describe_histogram!(
+        RESERVE_BATCH_WAIT,
+        metrics::Unit::Seconds,
+        "Time from a reservation's decision until its record is durable (staging plus group commit)"
+    );
     // Register every series so a scrape shows it before the first event of its kind.
     let _ = histogram!(WAL_FSYNC);
     let _ = histogram!(WAL_BATCH);
+    let _ = histogram!(RESERVE_BATCH);
+    let _ = histogram!(RESERVE_BATCH_WAIT);
     gauge!(OUTBOX_LAG).set(0.0);
     counter!(RESERVATIONS, "result" => "created").absolute(0);
     Ok(handle)
@@ -80,20 +98,76 @@ pub fn install() -> Result<PrometheusHandle, String> {
 
 /// Counts and times every routed request by its route template.
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let resp = next.run(req).await;
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     record(route, resp.status().as_u16(), started.elapsed());
     resp
 }
 
-pub fn record(route: String, status: u16, took: Duration) {
-    histogram!(HTTP_DURATION, "route" => route.clone()).record(took.as_secs_f64());
-    counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+/// The handles of one route: its duration histogram and a counter per status seen.
+struct RouteHandles {
+    duration: Histogram,
+    statuses: RwLock<Vec<(u16, Counter)>>,
+}
+
+impl RouteHandles {
+    fn new(route: &str) -> RouteHandles {
+        RouteHandles {
+            duration: histogram!(HTTP_DURATION, "route" => route.to_string()),
+            statuses: RwLock::new(Vec::new()),
+        }
+    }
+
+    fn count(&self, route: &str, status: u16) {
+        if let Ok(g) = self.statuses.read() {
+            if let Some((_, c)) = g.iter().find(|(s, _)| *s == status) {
+                c.increment(1);
+                return;
+            }
+        }
+        let c =
+            counter!(HTTP_REQUESTS, "route" => route.to_string(), "status" => status.to_string());
+        c.increment(1);
+        if let Ok(mut g) = self.statuses.write() {
+            if !g.iter().any(|(s, _)| *s == status) {
+                g.push((status, c));
+            }
+        }
+    }
+}
+
+/// Handles by route template. Bounded: keys are the router's templates and "unmatched",
+/// statuses the few a route answers; after the first request of a kind, recording is a
+/// read lock, a string-keyed lookup and two atomic updates (no label allocation, no
+/// registry lookup).
+fn route_handles() -> &'static RwLock<HashMap<Box<str>, RouteHandles>> {
+    static ROUTES: OnceLock<RwLock<HashMap<Box<str>, RouteHandles>>> = OnceLock::new();
+    ROUTES.get_or_init(Default::default)
+}
+
+pub fn record(route: &str, status: u16, took: Duration) {
+    let routes = route_handles();
+    if let Ok(g) = routes.read() {
+        if let Some(h) = g.get(route) {
+            h.duration.record(took.as_secs_f64());
+            h.count(route, status);
+            return;
+        }
+    }
+    let Ok(mut g) = routes.write() else {
+        // Poisoned only by a panic while recording: keep counting through the registry.
+        histogram!(HTTP_DURATION, "route" => route.to_string()).record(took.as_secs_f64());
+        counter!(HTTP_REQUESTS, "route" => route.to_string(), "status" => status.to_string())
+            .increment(1);
+        return;
+    };
+    let h = g
+        .entry(route.into())
+        .or_insert_with(|| RouteHandles::new(route));
+    h.duration.record(took.as_secs_f64());
+    h.count(route, status);
 }
 
 pub fn reservation(result: &'static str) {
@@ -114,9 +188,14 @@ pub fn reservation(result: &'static str) {
         .increment(1);
 }
 
-pub fn reserve_batch(requests: usize, took: Duration) {
-    histogram!(RESERVE_BATCH).record(requests as f64);
-    histogram!(RESERVE_BATCH_WAIT).record(took.as_secs_f64());
+/// Awaits a reservation's decision and durability, recording how long both took.
+pub async fn timed_durable<T>(f: impl std::future::Future<Output = T>) -> T {
+    static WAIT: OnceLock<Histogram> = OnceLock::new();
+    let started = Instant::now();
+    let r = f.await;
+    WAIT.get_or_init(|| histogram!(RESERVE_BATCH_WAIT))
+        .record(started.elapsed().as_secs_f64());
+    r
 }
 
 pub fn outbox_lag(lag: u64) {

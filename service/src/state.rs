@@ -1,18 +1,16 @@
-//! Shared state of the handlers and the bridges from async handlers to the ledger, whose
-//! writes block until the log is durable.
+//! Shared state of the handlers and the bridges from async handlers to the ledger: deferred
+//! decisions awaited on the handler's task, and the blocking pool for the other writes.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use stockledger::{Command, Error, Ledger, Line, Outcome, Reservation};
-use tokio::sync::oneshot;
+use stockledger::{Error, Ledger, Ticket};
 
 use crate::auth::Auth;
 use crate::errors::{ApiError, ApiResult};
-use crate::metrics as m;
 
 /// Reports how many durable events Kafka has not yet acknowledged.
 pub type LagSource = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -20,7 +18,6 @@ pub type LagSource = Arc<dyn Fn() -> u64 + Send + Sync>;
 pub struct AppState {
     pub ledger: Arc<Ledger>,
     pub auth: Auth,
-    pub reserver: Reserver,
     pub metrics: PrometheusHandle,
     /// None while Kafka is off: then nothing is delivered and the lag is the last seq.
     pub lag: RwLock<Option<LagSource>>,
@@ -44,8 +41,8 @@ impl AppState {
 
 // ---- bounded work for the ledger --------------------------------------------------------
 
-/// Ledger calls accepted and not yet answered (queued reservations, calls on the blocking
-/// pool). Process-wide because `blocking` is called from every handler; the limit is set
+/// Ledger calls accepted and not yet answered (decisions waiting for the log, calls on the
+/// blocking pool). Process-wide because `blocking` is called from every handler; the limit is set
 /// once at start-up (`--max-pending-writes`).
 struct Pending {
     limit: AtomicUsize,
@@ -107,130 +104,24 @@ where
     }
 }
 
-// ---- reservations: batched into group commits ---------------------------------------------
+// ---- writes decided on the handler's task ------------------------------------------------
 
-struct Job {
-    order_id: String,
-    lines: Vec<Line>,
-    ttl_seconds: u64,
-    reply: oneshot::Sender<Result<(Reservation, bool), Error>>,
-    /// Held until the job is answered: queued and running jobs count against the bound.
-    _slot: PendingSlot,
-}
-
-/// Most reservations in one `execute` call.
-const MAX_JOBS: usize = 512;
-
-/// Hands reservations to a few threads that each drain whatever is queued into one
-/// `Ledger::execute` call: one wait for the log per batch instead of one blocking-pool hop
-/// and one wake-up per request. Several threads keep one batch staging while another
-/// waits for its fsync.
-pub struct Reserver {
-    tx: crossbeam_channel::Sender<Job>,
-}
-
-impl Reserver {
-    /// `capacity` bounds the queue; with every job holding a [`PendingSlot`] it is never
-    /// reached when it is at least the pending limit.
-    pub fn start(
-        ledger: Arc<Ledger>,
-        threads: usize,
-        capacity: usize,
-    ) -> std::io::Result<Reserver> {
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(capacity.max(1));
-        for i in 0..threads.max(1) {
-            let rx = rx.clone();
-            let ledger = ledger.clone();
-            std::thread::Builder::new()
-                .name(format!("reserve-{i}"))
-                .spawn(move || reserve_loop(&ledger, &rx))?;
-        }
-        Ok(Reserver { tx })
-    }
-
-    pub async fn reserve(
-        &self,
-        order_id: String,
-        lines: Vec<Line>,
-        ttl_seconds: u64,
-    ) -> ApiResult<(Reservation, bool)> {
-        let slot = pending_slot()?;
-        let (reply, rx) = oneshot::channel();
-        let job = Job {
-            order_id,
-            lines,
-            ttl_seconds,
-            reply,
-            _slot: slot,
-        };
-        match self.tx.try_send(job) {
-            Ok(()) => {}
-            Err(crossbeam_channel::TrySendError::Full(_)) => return Err(ApiError::overloaded()),
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                return Err(ApiError::unavailable("the service is shutting down"))
-            }
-        }
-        match rx.await {
-            Ok(r) => r.map_err(ApiError::from),
-            Err(_) => Err(ApiError::unavailable("the reservation worker stopped")),
-        }
-    }
-}
-
-fn reserve_loop(ledger: &Ledger, rx: &crossbeam_channel::Receiver<Job>) {
-    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_JOBS);
-    let mut cmds: Vec<Command> = Vec::with_capacity(MAX_JOBS);
-    while let Ok(first) = rx.recv() {
-        jobs.push(first);
-        while jobs.len() < MAX_JOBS {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        for j in jobs.iter_mut() {
-            cmds.push(Command::Reserve {
-                order_id: std::mem::take(&mut j.order_id),
-                lines: std::mem::take(&mut j.lines),
-                ttl_seconds: j.ttl_seconds,
-            });
-        }
-        let started = Instant::now();
-        let results = ledger.execute(&cmds);
-        m::reserve_batch(cmds.len(), started.elapsed());
-        match results {
-            Ok(results) => {
-                for ((job, cmd), r) in jobs.drain(..).zip(cmds.drain(..)).zip(results) {
-                    let Command::Reserve { order_id, .. } = cmd else {
-                        continue;
-                    };
-                    let answer = r.and_then(|o| finish(ledger, &order_id, o));
-                    let _ = job.reply.send(answer);
-                }
-            }
-            Err(e) => {
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-                cmds.clear();
-            }
-        }
-    }
-}
-
-fn finish(ledger: &Ledger, order_id: &str, o: Outcome) -> Result<(Reservation, bool), Error> {
-    let Outcome::Reserved { created, .. } = o else {
-        return Err(Error::LedgerUnavailable {
-            reason: "unexpected outcome of a reservation".into(),
-        });
-    };
-    match ledger.reservation(order_id)? {
-        Some(r) => Ok((r, created)),
-        // Only a reservation finished and pruned within the same instant could vanish.
-        None => Err(Error::OrderNotFound {
-            order_id: order_id.into(),
-        }),
-    }
+/// Runs a deferred ledger decision (`reserve_deferred`, `release_deferred`, `pay_deferred`)
+/// on the calling task, then awaits its ticket: the answer leaves only once the decision is
+/// durable under the ledger's durability mode (`sync`: fsync'd), and is 503
+/// `ledger_unavailable` if the log fails first. No thread hop: the decision is in-memory
+/// work, the wait is a future woken by the log writer's group commit (one fsync shared by
+/// every decision staged meanwhile). The call holds a [`PendingSlot`] until it is answered
+/// (503 `overloaded` beyond `--max-pending-writes`, nothing decided), so the tasks waiting
+/// for the log are bounded.
+pub async fn deferred<T>(
+    ledger: &Ledger,
+    decide: impl FnOnce(&Ledger) -> Result<(T, Ticket), Error>,
+) -> ApiResult<T> {
+    let _slot = pending_slot()?;
+    let (value, ticket) = decide(ledger)?;
+    ledger.durable(ticket).await?;
+    Ok(value)
 }
 
 // ---- expiry -------------------------------------------------------------------------------

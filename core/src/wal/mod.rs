@@ -6,7 +6,7 @@ mod reader;
 mod recovery;
 mod segment;
 mod snapshot;
-mod storage;
+
 mod writer;
 
 use std::fs::File;
@@ -17,15 +17,13 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+pub use crate::storage::{Fault, FaultyStorage, FsStorage, Storage, StorageFile};
 pub use reader::{read_events, EventReader};
-pub use storage::{Fault, FaultyStorage, FsStorage, Storage, StorageFile};
 
 use crate::error::{Error, Result};
-use crate::ledger::Ledger;
+use crate::options::{Durability, Options};
 use crate::sequencer::{Lsn, Sequencer};
 use crate::state::State;
-use crate::stats::Stats;
-use crate::types::{Durability, Options};
 
 /// A sample of where a seq starts in a segment, so readers need not scan from its start.
 #[derive(Debug, Clone)]
@@ -46,8 +44,19 @@ pub(crate) struct MemLog {
     pub(crate) bytes: usize,
 }
 
-/// Events kept in memory by a `Durability::None` ledger, at most.
-pub(crate) const MEM_LOG_BYTES: usize = 64 << 20;
+pub(crate) use crate::limits::MEM_LOG_BYTES;
+
+/// Who waits for an lsn: a blocked thread, or an async task (token, waker).
+enum Waiter {
+    Thread(std::thread::Thread),
+    Task(u64, std::task::Waker),
+}
+
+impl Waiter {
+    fn is_thread(&self, id: std::thread::ThreadId) -> bool {
+        matches!(self, Waiter::Thread(t) if t.id() == id)
+    }
+}
 
 /// State shared by the ledger's threads and its log writer.
 pub(crate) struct Shared {
@@ -62,8 +71,10 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Callers waiting for their lsn to become durable, each woken only once it is (a
     /// condvar's notify_all would wake every waiter for every batch). At most one entry per
-    /// waiting thread.
-    waiters: Mutex<Vec<(Lsn, std::thread::Thread)>>,
+    /// waiting thread or task; bounded by the callers in flight.
+    waiters: Mutex<Vec<(Lsn, Waiter)>>,
+    /// Names the next task that registers in `waiters`.
+    next_task: AtomicU64,
     pub(crate) writer_sleeping: AtomicBool,
     writer_thread: OnceLock<std::thread::Thread>,
     pub(crate) segments: Mutex<Vec<SegmentMeta>>,
@@ -99,17 +110,23 @@ impl Shared {
     pub(crate) fn notify(&self) {
         let stopped = self.poisoned.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire);
         let durable = self.durable_lsn.load(Ordering::Acquire);
-        let mut wake: smallvec::SmallVec<[std::thread::Thread; 32]> = smallvec::SmallVec::new();
-        self.waiters.lock().retain(|(lsn, thread)| {
-            let done = stopped || *lsn <= durable;
-            if done {
-                wake.push(thread.clone());
+        let mut wake: smallvec::SmallVec<[Waiter; 32]> = smallvec::SmallVec::new();
+        let mut waiters = self.waiters.lock();
+        let mut i = 0;
+        while i < waiters.len() {
+            if stopped || waiters[i].0 <= durable {
+                wake.push(waiters.swap_remove(i).1);
+            } else {
+                i += 1;
             }
-            !done
-        });
+        }
+        drop(waiters);
         // Outside the lock: each unpark may be a system call.
-        for thread in wake {
-            thread.unpark();
+        for waiter in wake {
+            match waiter {
+                Waiter::Thread(thread) => thread.unpark(),
+                Waiter::Task(_, waker) => waker.wake(),
+            }
         }
     }
 
@@ -136,8 +153,8 @@ impl Shared {
 /// The ledger's handle on its log.
 pub(crate) struct Log {
     pub(crate) shared: Arc<Shared>,
-    seq: Arc<Sequencer>,
-    state: Arc<State>,
+    pub(crate) seq: Arc<Sequencer>,
+    pub(crate) state: Arc<State>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     lock_file: Mutex<Option<File>>,
@@ -190,7 +207,8 @@ impl Log {
                 let mut waiters = s.waiters.lock();
                 if s.durable_lsn.load(Ordering::Acquire) >= lsn {
                     if registered {
-                        waiters.retain(|(_, t)| t.id() != std::thread::current().id());
+                        let me = std::thread::current().id();
+                        waiters.retain(|(_, w)| !w.is_thread(me));
                     }
                     return Ok(());
                 }
@@ -198,9 +216,9 @@ impl Log {
                     return Err(s.unavailable());
                 }
                 let me = std::thread::current();
-                registered = waiters.iter().any(|(_, t)| t.id() == me.id());
+                registered = waiters.iter().any(|(_, w)| w.is_thread(me.id()));
                 if !registered {
-                    waiters.push((lsn, me));
+                    waiters.push((lsn, Waiter::Thread(me)));
                     registered = true;
                 }
             }
@@ -208,6 +226,72 @@ impl Log {
             // loop back to the check above.
             std::thread::park();
         }
+    }
+
+    /// The async form of [`Log::wait`]: Ready once `lsn` may be acknowledged, otherwise
+    /// registers the task's waker under `token` (0: not registered yet) and is Pending.
+    pub(crate) fn poll_ack(
+        &self,
+        lsn: Lsn,
+        token: &mut u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        use std::task::Poll;
+        let s = &self.shared;
+        if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+            return Poll::Ready(Ok(()));
+        }
+        if s.durability != Durability::Sync {
+            return Poll::Ready(self.wait_for(lsn, false));
+        }
+        if *token == 0 {
+            s.wake_writer();
+        }
+        // The same handshake as `wait_for`: registered under the lock after a last check.
+        let mut waiters = s.waiters.lock();
+        if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+            return Poll::Ready(Ok(()));
+        }
+        if s.poisoned.load(Ordering::Acquire) || s.closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(s.unavailable()));
+        }
+        let mine = (*token != 0)
+            .then(|| {
+                waiters
+                    .iter_mut()
+                    .find(|(_, w)| matches!(w, Waiter::Task(t, _) if *t == *token))
+            })
+            .flatten();
+        match mine {
+            Some((_, Waiter::Task(_, waker))) => waker.clone_from(cx.waker()),
+            _ => {
+                // Not registered, or woken (and removed) by a `notify` whose lsn was not
+                // ours yet: (re-)register.
+                if *token == 0 {
+                    *token = s.next_task.fetch_add(1, Ordering::Relaxed);
+                }
+                waiters.push((lsn, Waiter::Task(*token, cx.waker().clone())));
+            }
+        }
+        debug_assert!(*token != 0);
+        std::task::Poll::Pending
+    }
+
+    /// Threads and tasks registered as waiting.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.shared.waiters.lock().len()
+    }
+
+    /// Forgets a task that stopped waiting before its lsn became durable.
+    pub(crate) fn cancel_ack(&self, token: u64) {
+        if token == 0 {
+            return;
+        }
+        self.shared
+            .waiters
+            .lock()
+            .retain(|(_, w)| !matches!(w, Waiter::Task(t, _) if *t == token));
     }
 
     pub(crate) fn counters(&self) -> (u64, u64) {
@@ -308,6 +392,7 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         waiters: Mutex::new(Vec::new()),
+        next_task: AtomicU64::new(1),
         writer_sleeping: AtomicBool::new(false),
         writer_thread: OnceLock::new(),
         segments: Mutex::new(Vec::new()),
@@ -324,28 +409,29 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
     }
 }
 
-pub(crate) fn open_in_memory(options: Options) -> Ledger {
+/// A memory-only log (`Durability::None`) and its empty state.
+pub(crate) fn open_in_memory() -> Log {
     let ledger_id = new_ledger_id();
     let shared = Arc::new(new_shared(None, Durability::None, ledger_id));
     let state = Arc::new(State::new(ledger_id));
     let seq = Arc::new(Sequencer::new(1));
     let writer = writer::Writer::in_memory(shared.clone(), seq.clone(), 1, 1);
-    start(shared, seq, state, writer, None, options)
+    start(shared, seq, state, writer, None)
 }
 
-pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
+/// Locks `dir`, recovers the state from its snapshot and log, and starts the writer.
+pub(crate) fn open(dir: &Path, options: &Options) -> Result<Log> {
     let lock = lock_folder(dir)?;
     if options.durability == Durability::None {
-        let mut ledger = open_in_memory(options);
-        *ledger.log.lock_file.lock() = Some(lock);
-        ledger.options.durability = Durability::None;
-        return Ok(ledger);
+        let log = open_in_memory();
+        *log.lock_file.lock() = Some(lock);
+        return Ok(log);
     }
     let storage: Arc<dyn Storage> = options
         .storage
         .clone()
         .unwrap_or_else(|| Arc::new(FsStorage));
-    let rec = recovery::recover(dir, &options, &*storage, new_ledger_id)?;
+    let rec = recovery::recover(dir, options, &*storage, new_ledger_id)?;
     let shared = Arc::new(new_shared(
         Some(dir.to_path_buf()),
         options.durability,
@@ -377,7 +463,6 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Ledger> {
         state,
         writer,
         Some((lock, checkpointer)),
-        options,
     ))
 }
 
@@ -387,8 +472,7 @@ fn start(
     state: Arc<State>,
     writer: writer::Writer,
     disk: Option<(File, JoinHandle<()>)>,
-    options: Options,
-) -> Ledger {
+) -> Log {
     {
         let shared = shared.clone();
         seq.on_failure(move |why| shared.poison(why));
@@ -427,43 +511,32 @@ fn start(
         Some((l, c)) => (Some(l), Some(c)),
         None => (None, None),
     };
-    Ledger {
-        state: state.clone(),
-        seq: seq.clone(),
-        log: Log {
-            shared,
-            seq,
-            state,
-            writer: Mutex::new(handle),
-            checkpointer: Mutex::new(checkpointer),
-            lock_file: Mutex::new(lock),
-        },
-        orders_per_shard: crate::orders::Orders::per_shard(options.max_orders),
-        options,
-        stats: Stats::default(),
+    Log {
+        shared,
+        seq,
+        state,
+        writer: Mutex::new(handle),
+        checkpointer: Mutex::new(checkpointer),
+        lock_file: Mutex::new(lock),
     }
 }
 
-impl Ledger {
-    /// Keeps log segments that hold events with a seq above `seq` even once a snapshot
-    /// covers them (the Kafka publisher pins what it has not delivered yet). `None` unpins.
-    pub fn keep_events_after(&self, seq: Option<u64>) {
-        self.log
-            .shared
+impl Log {
+    /// Keeps segments holding events above `seq` even once a snapshot covers them.
+    pub(crate) fn keep_events_after(&self, seq: Option<u64>) {
+        self.shared
             .keep_after_seq
             .store(seq.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
-    /// Starts a new epoch: events written from now on get event_ids no earlier event had,
-    /// even where their seqs repeat ones given before (the Kafka publisher calls it when its
-    /// cursor is past the log, i.e. when the seqs after the log's end were given before).
-    /// Returns once a segment of the new epoch is durable. Memory-only ledgers: no-op.
-    pub fn new_epoch(&self) -> Result<()> {
-        let s = &self.log.shared;
+    /// Starts a new epoch and returns once a segment of it is durable (see
+    /// `Ledger::new_epoch`). Memory-only logs: no-op.
+    pub(crate) fn new_epoch(&self) -> Result<()> {
+        let s = &self.shared;
         if s.dir.is_none() {
             return Ok(());
         }
-        self.log.check_writable()?;
+        self.check_writable()?;
         let wanted = s.epoch.load(Ordering::SeqCst).saturating_add(1);
         s.epoch_wanted.fetch_max(wanted, Ordering::SeqCst);
         loop {
@@ -480,23 +553,11 @@ impl Ledger {
         }
     }
 
-    /// Waits until every change made so far (by any caller) is durable, whatever the
-    /// durability mode; fails if the log cannot make it so. What an `async` caller does
-    /// before telling an outside system a change is safe (the stock feed's Kafka offsets).
-    pub fn wait_durable(&self) -> Result<()> {
-        self.log.flush(self.seq.next_lsn() - 1)
-    }
-
-    /// Keeps log segments written less than `retention` ago even once a snapshot covers
-    /// them, so readers of the events feed find them (`--events-retention`). Zero (the
-    /// default) keeps only what the outbox pin asks for. Events read past what is kept
-    /// are answered with `EventsPruned`, never skipped.
-    pub fn retain_events_for(&self, retention: std::time::Duration) {
-        let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-        self.log
-            .shared
+    /// Keeps segments written less than `retention_ms` ago for the events feed.
+    pub(crate) fn retain_events_for(&self, retention_ms: u64) {
+        self.shared
             .events_retention_ms
-            .store(ms, Ordering::SeqCst);
+            .store(retention_ms, Ordering::SeqCst);
     }
 }
 

@@ -20,8 +20,7 @@ fn map_segment(path: &Path) -> std::io::Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(&file) }
 }
 
-/// The most events one call returns.
-pub const MAX_EVENTS_PER_READ: usize = 10_000;
+pub use crate::limits::MAX_EVENTS_PER_READ;
 
 enum Stop {
     /// Reached zeros or the durable bound: nothing more here now.

@@ -11,17 +11,17 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::record::decode_entries;
 use crate::state::State;
-use crate::types::Options;
 
 use super::segment::{
     list_segments, read_frame, valid_frame_after, SegmentHeader, Slot, HEADER_LEN,
 };
 use super::snapshot;
-use super::storage::Storage;
 use super::writer::Tail;
 use super::SegmentMeta;
+use crate::storage::Storage;
 
 pub(crate) struct Recovered {
     pub(crate) state: State,

@@ -16,7 +16,7 @@ pub(crate) const VERSION: u8 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 pub(crate) const FRAME_HEADER_LEN: usize = 28;
 /// No record is larger (100 lines of 64-byte names, with room to spare).
-pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
+pub(crate) use crate::limits::MAX_FRAME_PAYLOAD as MAX_PAYLOAD;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {

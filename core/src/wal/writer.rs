@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::sequencer::{staged_records, Sequencer, MAX_STAGED_RECORDS, STAGED_HEADER};
 
 use super::segment::{self, encode_frame, SegmentHeader, HEADER_LEN, SPARE_NAME};
-use super::storage::{Storage, StorageFile};
 use super::{SegmentMeta, Shared, MEM_LOG_BYTES};
+use crate::storage::{Storage, StorageFile};
 
 /// Index a frame's seq about every this many bytes.
 const INDEX_EVERY: u64 = 32 << 10;
@@ -188,7 +188,7 @@ impl Writer {
                     self.shared.poison(e)
                 }
             }
-            if self.shared.durability != crate::types::Durability::Sync {
+            if self.shared.durability != crate::options::Durability::Sync {
                 // Nobody waits on each batch: let records pile up into bigger batches
                 // (well within the 10 ms bound of `async`) instead of contending on lanes.
                 self.shared.writer_sleeping.store(true, Ordering::SeqCst);

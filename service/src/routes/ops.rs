@@ -78,7 +78,7 @@ pub async fn not_found() -> Response {
     let started = std::time::Instant::now();
     let r = ApiError::not_found().into_response();
     m::record(
-        "unmatched".into(),
+        "unmatched",
         StatusCode::NOT_FOUND.as_u16(),
         started.elapsed(),
     );
@@ -89,7 +89,7 @@ pub async fn method_not_allowed() -> Response {
     let started = std::time::Instant::now();
     let r = ApiError::method_not_allowed().into_response();
     m::record(
-        "unmatched".into(),
+        "unmatched",
         StatusCode::METHOD_NOT_ALLOWED.as_u16(),
         started.elapsed(),
     );

@@ -11,7 +11,7 @@ use stockledger::Payment;
 use crate::errors::{ApiError, ApiResult};
 use crate::json::{parse, RawBody};
 use crate::model::*;
-use crate::state::{blocking, Shared};
+use crate::state::{deferred, Shared};
 
 /// The callback body as `callback` reads it (after the signature check); the ledger checks
 /// the fields' contents. Public for the fuzz target (`fuzz::fuzz_parse_payment`).
@@ -47,22 +47,18 @@ pub async fn callback(
         .unwrap_or(0);
     s.auth.payment(&headers, &body, now)?;
     let req = payment_body(&body)?;
-    let ledger = s.ledger.clone();
-    let answer = blocking(move || {
-        ledger
-            .pay(Payment {
-                payment_id: &req.payment_id,
-                order_id: &req.order_id,
-                succeeded: req.status == PaymentStatus::Succeeded,
-                amount_minor: req.amount_minor,
-                currency: &req.currency,
-            })
-            .map(|a| PaymentAnswerBody {
-                order_id: req.order_id.clone(),
-                payment_id: req.payment_id.clone(),
-                status: a.as_str().into(),
-            })
-    })
-    .await?;
+    let payment = Payment {
+        payment_id: &req.payment_id,
+        order_id: &req.order_id,
+        succeeded: req.status == PaymentStatus::Succeeded,
+        amount_minor: req.amount_minor,
+        currency: &req.currency,
+    };
+    let outcome = deferred(&s.ledger, |l| l.pay_deferred(payment)).await?;
+    let answer = PaymentAnswerBody {
+        order_id: req.order_id,
+        payment_id: req.payment_id,
+        status: outcome.as_str().into(),
+    };
     Ok(Json(answer))
 }

@@ -2,14 +2,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
-use stockledger::{limits, Line};
+use stockledger::{limits, Line, Reservation};
 
 use crate::errors::{ApiError, ApiResult};
-use crate::json::{parse, RawBody, Segments};
+use crate::json::{parse, reply, RawBody, Segments};
 use crate::metrics as m;
 use crate::model::*;
-use crate::state::{blocking, Shared};
+use crate::state::{blocking, deferred, Shared};
 
 /// The reservation body as `reserve` reads it: order id, lines, ttl (the default applied).
 /// The ledger checks the fields' contents. Public for the fuzz target
@@ -50,20 +51,20 @@ pub fn query_body(body: &[u8]) -> Result<Vec<String>, ApiError> {
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 503, description = "ledger_unavailable, capacity_exhausted (names the limit), or overloaded (with Retry-After; nothing was done)", body = ErrorBody),
     ))]
-pub async fn reserve(
-    State(s): State<Shared>,
-    RawBody(body): RawBody,
-) -> ApiResult<(StatusCode, Json<ReservationBody>)> {
+pub async fn reserve(State(s): State<Shared>, RawBody(body): RawBody) -> ApiResult<Response> {
     let (order_id, lines, ttl) =
         reserve_body(&body).inspect_err(|_| m::reservation("invalid_request"))?;
-    match s.reserver.reserve(order_id, lines, ttl).await {
-        Ok((r, true)) => {
-            m::reservation("created");
-            Ok((StatusCode::CREATED, Json(ReservationBody::from(&r))))
-        }
-        Ok((r, false)) => {
-            m::reservation("replay");
-            Ok((StatusCode::OK, Json(ReservationBody::from(&r))))
+    // Decided here, answered once durable: no thread hop, no read-back.
+    let decided = deferred(&s.ledger, |l| l.reserve_deferred(&order_id, &lines, ttl));
+    match m::timed_durable(decided).await {
+        Ok(r) => {
+            let (status, result) = if r.created {
+                (StatusCode::CREATED, "created")
+            } else {
+                (StatusCode::OK, "replay")
+            };
+            m::reservation(result);
+            reservation_reply(status, &r.reservation)
         }
         Err(e) => {
             m::reservation(e.code);
@@ -80,13 +81,10 @@ pub async fn reserve(
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 404, description = "order_not_found", body = ErrorBody),
     ))]
-pub async fn get_reservation(
-    State(s): State<Shared>,
-    path: Segments,
-) -> ApiResult<Json<ReservationBody>> {
+pub async fn get_reservation(State(s): State<Shared>, path: Segments) -> ApiResult<Response> {
     let order_id = path.one()?;
     match s.ledger.reservation(&order_id)? {
-        Some(r) => Ok(Json(ReservationBody::from(&r))),
+        Some(r) => reservation_reply(StatusCode::OK, &r),
         None => Err(stockledger::Error::OrderNotFound { order_id }.into()),
     }
 }
@@ -101,11 +99,16 @@ pub async fn get_reservation(
         (status = 409, description = "order_paid", body = ErrorBody),
         (status = 503, description = "ledger_unavailable", body = ErrorBody),
     ))]
-pub async fn release(State(s): State<Shared>, path: Segments) -> ApiResult<Json<ReservationBody>> {
+pub async fn release(State(s): State<Shared>, path: Segments) -> ApiResult<Response> {
     let order_id = path.one()?;
-    let ledger = s.ledger.clone();
-    let r = blocking(move || ledger.release(&order_id)).await?;
-    Ok(Json(ReservationBody::from(&r)))
+    let r = deferred(&s.ledger, |l| l.release_deferred(&order_id)).await?;
+    reservation_reply(StatusCode::OK, &r)
+}
+
+/// A reservation as the answer body, written straight from the ledger's value.
+fn reservation_reply(status: StatusCode, r: &Reservation) -> ApiResult<Response> {
+    let body = ReservationJson(r);
+    reply(status, &body, body.size_hint())
 }
 
 /// Stock of one sku over its warehouses.
