@@ -1,5 +1,7 @@
 //! Bit rot in cold data (found by the simulator's bit flips, `sim.rs`): a bad frame that a
-//! snapshot covers, followed by valid frames the snapshot also covers, in the last segment.
+//! snapshot covers, followed by valid frames the snapshot also covers, in the last segment;
+//! and a damaged snapshot whose log is gone. Both fixed in the core; these are their
+//! regression tests.
 
 mod common;
 
@@ -22,14 +24,13 @@ fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
 }
 
 /// docs/log-format.md rule 6: "a bad frame followed by any valid frame ... is corruption:
-/// the open fails with an error naming the file and offset". Recovery asks
+/// the open fails with an error naming the file and offset". Recovery used to ask
 /// `valid_frame_after(bytes, bad, next_lsn)` with the lsn after the snapshot, so valid
-/// frames the snapshot covers do not count: the damage is taken for a torn tail and the
-/// rest of the segment is zeroed. The state is right (the snapshot has it), but the events
-/// of the zeroed frames, retained for `GET /v1/events`, are gone without a word: the feed
-/// ends before `last_seq`.
+/// frames the snapshot covers did not count: the damage was taken for a torn tail and the
+/// rest of the segment zeroed. The state was right (the snapshot has it), but the events
+/// of the zeroed frames, retained for `GET /v1/events`, were gone without a word: the feed
+/// ended before `last_seq`. Fixed: the check asks from the lsn after the last good frame.
 #[test]
-#[ignore = "core bug: a bad frame covered by a snapshot, with valid covered frames after it, is zeroed as a torn tail (core/src/wal/recovery.rs valid_frame_after(.., next_lsn)); the events feed silently ends early"]
 fn a_bad_frame_covered_by_a_snapshot_is_not_zeroed_as_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -93,12 +94,12 @@ fn a_bad_frame_covered_by_a_snapshot_is_not_zeroed_as_a_torn_tail() {
 }
 
 /// The issue asks for damage to be refused "naming the damage (file and offset)". A damaged
-/// snapshot whose log is gone is refused with `log gap: lsn 1 is missing (segment ...)`,
-/// which names a segment that is fine and not the snapshot that is damaged (the simulator
-/// met it with one flipped snapshot: `flips_refused_unnamed`). The refusal itself is right
-/// (`faults.rs` `a_damaged_snapshot_whose_log_is_gone_fails_to_open`).
+/// snapshot whose log is gone was refused with `log gap: lsn 1 is missing (segment ...)`,
+/// which named a segment that is fine and not the snapshot that is damaged (the simulator
+/// met it with one flipped snapshot). The refusal itself was right (`faults.rs`
+/// `a_damaged_snapshot_whose_log_is_gone_fails_to_open`); now it names the snapshot and the
+/// offset of the damage (`snapshot corruption in <file> at offset <n>: ...`).
 #[test]
-#[ignore = "core: the open error for a damaged snapshot whose log is gone names the log gap, not the damaged snapshot file"]
 fn a_damaged_snapshot_whose_log_is_gone_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
     {
