@@ -259,15 +259,16 @@ pub(crate) struct Damaged {
 
 /// The newest snapshot that validates: (state, next lsn, next seq). Older ones are tried
 /// when a newer one is damaged; the log replay then tells whether what it needs is there.
-pub(crate) fn load_newest(dir: &Path) -> Result<Option<(State, u64, u64)>> {
+pub(crate) fn load_newest(dir: &Path) -> Result<Option<Loaded>> {
     Ok(load_newest_noting(dir)?.0)
 }
 
+/// A restored snapshot: (state, next lsn, next seq).
+pub(crate) type Loaded = (State, u64, u64);
+
 /// `load_newest`, also returning the newer snapshots passed over as damaged (newest first),
 /// so that recovery can name them when the log they covered is gone.
-pub(crate) fn load_newest_noting(
-    dir: &Path,
-) -> Result<(Option<(State, u64, u64)>, Vec<Damaged>)> {
+pub(crate) fn load_newest_noting(dir: &Path) -> Result<(Option<Loaded>, Vec<Damaged>)> {
     let snaps = list_snapshots(dir)
         .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", dir.display())))?;
     let mut damaged = Vec::new();
