@@ -751,6 +751,38 @@ struct Sim {
     next_adjustment: u64,
     trace: String,
     stats: Stats,
+    /// Its own stream, so the operations of a seed do not change with the bit flips.
+    flip_rng: Rng,
+}
+
+/// A bit flipped in cold data: the file, the offset, the byte before and after.
+struct Flip {
+    path: PathBuf,
+    offset: u64,
+    was: u8,
+    now: u8,
+}
+
+/// The valid frames of a segment's bytes (header 64 bytes, frame = 28-byte header +
+/// payload, its CRC-32C over all but the CRC field); the first zero length or bad checksum
+/// ends them (a torn write after the last good frame is not a frame).
+fn frame_starts(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    let mut at = 64;
+    while at + 28 <= bytes.len() {
+        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
+            as usize;
+        if len == 0 || at + 28 + len > bytes.len() {
+            break;
+        }
+        let crc = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        if crc != crc32c::crc32c(&bytes[at + 4..at + 28 + len]) {
+            break;
+        }
+        v.push((at, 28 + len));
+        at += 28 + len;
+    }
+    v
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -761,6 +793,10 @@ struct Stats {
     faults: u64,
     restarts: u64,
     uncertain_kept: u64,
+    /// Bit flips in cold data (synced frames of a segment, a snapshot) before a restart:
+    /// refused with the file and offset named, or opened to an allowed state.
+    flips_refused: u64,
+    flips_opened: u64,
     /// Ledgers stuck retrying a roll on a broken device, closed by the watchdog.
     stuck: u64,
     /// The most log segments seen in the folder at a restart (rolls happened if > 1).
@@ -771,6 +807,7 @@ impl Sim {
     fn new(seed: u64, dir: &Path) -> Sim {
         Sim {
             rng: Rng(seed),
+            flip_rng: Rng(seed ^ 0xF11B_B175_0000_0000),
             dir: dir.to_path_buf(),
             clock: Arc::new(ManualClock::new(common::T0)),
             storage: SimStorage::default(),
@@ -1149,7 +1186,44 @@ impl Sim {
         let mut rng = self.rng.clone();
         self.storage.crash(&mut rng, &mut self.trace);
         self.rng = rng;
-        self.open()?;
+        // Bit rot in cold data now and then (a flip in the last frame of the last segment
+        // is a torn tail by the log format's rule 5, indistinguishable from a write that
+        // never completed: not flipped here).
+        let flip = if self.flip_rng.chance(1, 5) {
+            self.flip_cold_bit()
+        } else {
+            None
+        };
+        match (self.open(), flip) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(f)) => {
+                // It opened: the state must be an allowed one (checked below). Put the
+                // byte back in a file the ledger no longer writes (an older segment, a
+                // snapshot) so later reads see good data.
+                self.stats.flips_opened += 1;
+                let _ = writeln!(self.trace, "    the flip was not needed: opened");
+                self.unflip(&f);
+            }
+            (Err(e), Some(f)) => {
+                let name = f
+                    .path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                if !e.contains(&name) {
+                    return Err(format!(
+                        "a bit flip in {name} @{} was refused without naming the file: {e}",
+                        f.offset
+                    ));
+                }
+                self.stats.flips_refused += 1;
+                let _ = writeln!(self.trace, "    refused: {e}");
+                self.unflip(&f);
+                self.open()?;
+            }
+            (Err(e), None) => return Err(e),
+        }
         self.stats.restarts += 1;
         let segments = std::fs::read_dir(&self.dir)
             .map(|d| {
@@ -1256,6 +1330,88 @@ impl Sim {
         Ok(())
     }
 
+    /// Flips one bit of cold data: a synced frame of a segment (not the last frame of the
+    /// last segment), the header of a segment that is not the last, or a snapshot byte.
+    fn flip_cold_bit(&mut self) -> Option<Flip> {
+        let mut segs: Vec<PathBuf> = Vec::new();
+        let mut snaps: Vec<PathBuf> = Vec::new();
+        for e in std::fs::read_dir(&self.dir).ok()?.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with(".log") {
+                segs.push(e.path());
+            } else if name.ends_with(".rkyv") {
+                snaps.push(e.path());
+            }
+        }
+        segs.sort();
+        snaps.sort();
+        let rng = &mut self.flip_rng;
+        let pick_snapshot = !snaps.is_empty() && (segs.is_empty() || rng.chance(1, 3));
+        let (path, offset) = if pick_snapshot {
+            let path = snaps[rng.below(snaps.len() as u64) as usize].clone();
+            let len = std::fs::metadata(&path).ok()?.len();
+            if len == 0 {
+                return None;
+            }
+            (path, rng.below(len))
+        } else {
+            let i = rng.below(segs.len() as u64) as usize;
+            let last = i + 1 == segs.len();
+            let bytes = std::fs::read(&segs[i]).ok()?;
+            let mut frames = frame_starts(&bytes);
+            if last {
+                frames.pop();
+            }
+            let offset = if !last && rng.chance(1, 8) {
+                rng.below(64)
+            } else if frames.is_empty() {
+                return None;
+            } else {
+                let (at, len) = frames[rng.below(frames.len() as u64) as usize];
+                (at + rng.below(len as u64) as usize) as u64
+            };
+            (segs[i].clone(), offset)
+        };
+        let bit = 1u8 << rng.below(8);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ok()?;
+        let mut b = [0u8; 1];
+        file.read_exact_at(&mut b, offset).ok()?;
+        let flip = Flip {
+            path,
+            offset,
+            was: b[0],
+            now: b[0] ^ bit,
+        };
+        file.write_all_at(&[flip.now], offset).ok()?;
+        let _ = writeln!(
+            self.trace,
+            "  bit flip: {} @{offset} {:#04x} -> {:#04x}",
+            flip.path.display(),
+            flip.was,
+            flip.now
+        );
+        Some(flip)
+    }
+
+    /// Puts a flipped byte back if it is still there (recovery may have cut the file).
+    fn unflip(&mut self, f: &Flip) {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&f.path)
+        else {
+            return;
+        };
+        let mut b = [0u8; 1];
+        if file.read_exact_at(&mut b, f.offset).is_ok() && b[0] == f.now {
+            let _ = file.write_all_at(&[f.was], f.offset);
+        }
+    }
+
     /// An order the model pruned may still be held by the ledger (retention is "at least
     /// 24 h": a clock stepped backwards keeps it longer): before an operation on it, take
     /// the ledger's copy into the model if it is the same finished order.
@@ -1354,6 +1510,8 @@ fn simulate() {
                 total.faults += s.faults;
                 total.restarts += s.restarts;
                 total.uncertain_kept += s.uncertain_kept;
+                total.flips_refused += s.flips_refused;
+                total.flips_opened += s.flips_opened;
                 total.max_segments = total.max_segments.max(s.max_segments);
                 total.stuck += s.stuck;
                 rolled += u64::from(s.max_segments > 1);

@@ -15,6 +15,20 @@ pub mod server;
 pub mod state;
 pub mod ui;
 
+/// The body parsers of every route that reads a JSON body, exactly as the handlers call
+/// them (the fuzz target `fuzz/fuzz_targets/http_bodies.rs` and
+/// `service/tests/http_bodies.rs`). Not API.
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::routes::partner::{
+        adjust_body as fuzz_parse_adjust_stock, set_stock_body as fuzz_parse_set_stock,
+    };
+    pub use crate::routes::payments::payment_body as fuzz_parse_payment;
+    pub use crate::routes::storefront::{
+        query_body as fuzz_parse_query, reserve_body as fuzz_parse_reserve,
+    };
+}
+
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 

@@ -27,6 +27,11 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // When stderr cannot be written (a full disk under a redirected log, a closed
+        // pipe), tracing-subscriber reports it with `eprintln!`, which panics: the log
+        // writer thread died inside its own panic handler and every waiting request hung
+        // (service/tests/disk_full_tmpfs.rs). Losing a log line is the lesser harm.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()

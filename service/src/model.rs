@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 // ---- requests --------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 pub struct LineIn {
     /// 1..=64 bytes of `[A-Za-z0-9._:-]`
     pub sku: String,
@@ -14,6 +14,38 @@ pub struct LineIn {
     pub warehouse: String,
     /// 1..=1000000
     pub qty: u64,
+}
+
+/// The fields of a line, as serde derives them.
+#[derive(Deserialize)]
+struct LineFields {
+    sku: String,
+    warehouse: String,
+    qty: u64,
+}
+
+/// A line is a JSON object only: serde's derive also takes a struct from an array
+/// (`["A","w1",2]`), which the contract calls a wrong type (400). Found by the
+/// `http_bodies` fuzz target.
+impl<'de> Deserialize<'de> for LineIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LineIn, D::Error> {
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = LineIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a line object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<LineIn, A::Error> {
+                let l = LineFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(LineIn {
+                    sku: l.sku,
+                    warehouse: l.warehouse,
+                    qty: l.qty,
+                })
+            }
+        }
+        d.deserialize_map(Object)
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -50,11 +82,28 @@ pub struct AdjustStockRequest {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentStatus {
     Succeeded,
     Failed,
+}
+
+/// A string only: serde's derive also takes an enum from a map (`{"failed": null}` was a
+/// failed payment), a wrong type by the contract (400). Found by the `http_bodies` fuzz
+/// target.
+impl<'de> Deserialize<'de> for PaymentStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PaymentStatus, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        match &*s {
+            "succeeded" => Ok(PaymentStatus::Succeeded),
+            "failed" => Ok(PaymentStatus::Failed),
+            other => Err(serde::de::Error::unknown_variant(
+                other,
+                &["succeeded", "failed"],
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

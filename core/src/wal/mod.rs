@@ -95,15 +95,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Stops the log for good: the reason is kept, the flag set and every waiter woken
+    /// first, and only then is the cause logged, outside the reason lock: a logger that
+    /// blocks (a full disk under a redirected stderr) or panics must never keep a waiter
+    /// hanging or the reason locked (`core/tests/poison_logger.rs`).
     pub(crate) fn poison(&self, why: String) {
         let mut r = self.reason.lock();
-        if r.is_none() {
-            tracing::error!(cause = %why, "log write failed: the ledger refuses writes until restarted");
-            *r = Some(why);
-        }
+        let logged = if r.is_none() {
+            *r = Some(why.clone());
+            Some(why)
+        } else {
+            None
+        };
         self.poisoned.store(true, Ordering::SeqCst);
         drop(r);
         self.notify();
+        if let Some(why) = logged {
+            tracing::error!(cause = %why, "log write failed: the ledger refuses writes until restarted");
+        }
     }
 
     /// Wakes the waiters whose lsn is durable now (every waiter once the log has stopped).

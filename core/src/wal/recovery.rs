@@ -52,7 +52,28 @@ pub(crate) fn recover(
 ) -> Result<Recovered> {
     let mut segments = list_segments(dir).map_err(|e| io_err(dir, e))?;
     drop_headerless_tail(&mut segments)?;
-    let (state, next_lsn, next_seq) = match snapshot::load_newest(dir)? {
+    let (loaded, damaged) = snapshot::load_newest_noting(dir)?;
+    if let Some(d) = damaged.first() {
+        // A damaged snapshot is passed over for an older one (or none); that works only if
+        // the log from there on is still there. If it is not, the damage is the cause:
+        // name the snapshot, not the gap the log replay would meet.
+        let need = loaded.as_ref().map_or(1, |s| s.1);
+        let oldest = segments.first().map(|(lsn, _)| *lsn);
+        if oldest.is_none_or(|lsn| lsn > need) {
+            return Err(Error::unavailable(format!(
+                "snapshot corruption in {} at offset {}: {}; the log it covers is gone \
+                 (log gap: lsn {need} is missing{}), so nothing older can stand in for it",
+                d.path.display(),
+                d.offset,
+                d.reason,
+                match oldest {
+                    Some(lsn) => format!(", the oldest segment starts at lsn {lsn}"),
+                    None => ", there is no log segment".into(),
+                }
+            )));
+        }
+    }
+    let (state, next_lsn, next_seq) = match loaded {
         Some(s) => s,
         None => {
             let id = match segments.first() {
@@ -216,12 +237,17 @@ pub(crate) fn replay(
         let mut at = HEADER_LEN;
         let mut since_index = 0usize;
         let mut bad_at = None;
+        // The lsn after the last good frame read in this segment, whether the snapshot
+        // covers it or not: a valid frame from there on after a bad one means the bad one
+        // is bit rot, not a torn tail (frames the snapshot covers count too; asking only
+        // for lsns after the snapshot zeroed covered frames as a torn tail).
+        let mut scan_lsn = header.first_lsn;
         loop {
             match read_frame(&bytes, at) {
                 Slot::End => {
                     // Zeros followed by valid frames: a zeroed range, not the end.
                     if matches!(mode, Mode::Repair { .. })
-                        && valid_frame_after(&bytes, at, next_lsn).is_some()
+                        && valid_frame_after(&bytes, at, scan_lsn).is_some()
                     {
                         bad_at = Some(at);
                     }
@@ -235,6 +261,7 @@ pub(crate) fn replay(
                     if f.lsn > upto {
                         break;
                     }
+                    scan_lsn = f.lsn + 1;
                     if f.lsn >= next_lsn {
                         if f.lsn != next_lsn || f.first_seq != next_seq {
                             return Err(corrupt(
@@ -272,7 +299,7 @@ pub(crate) fn replay(
             }
         }
         if let Some(bad) = bad_at {
-            let later_valid = valid_frame_after(&bytes, bad, next_lsn).is_some();
+            let later_valid = valid_frame_after(&bytes, bad, scan_lsn).is_some();
             match &mode {
                 Mode::ReadOnly { upto } => {
                     if next_lsn > *upto {

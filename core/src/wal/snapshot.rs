@@ -227,47 +227,79 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
     Some(state)
 }
 
-fn validate(bytes: &[u8]) -> std::result::Result<&ArchivedSnapshot, String> {
+/// The archived snapshot, or where and why it is damaged: (offset, reason).
+fn validate(bytes: &[u8]) -> std::result::Result<&ArchivedSnapshot, (usize, String)> {
     if bytes.len() < HEADER_LEN || &bytes[0..8] != MAGIC {
-        return Err("not a stockledger snapshot".into());
+        return Err((0, "not a stockledger snapshot".into()));
     }
     if bytes[8] != VERSION {
-        return Err(format!("unsupported snapshot version {}", bytes[8]));
+        return Err((8, format!("unsupported snapshot version {}", bytes[8])));
     }
-    let len = u64::from_le_bytes(bytes[16..24].try_into().map_err(|_| "short header")?) as usize;
-    let crc = u32::from_le_bytes(bytes[24..28].try_into().map_err(|_| "short header")?);
+    let short = |_| (16, "short header".to_string());
+    let len = u64::from_le_bytes(bytes[16..24].try_into().map_err(short)?) as usize;
+    let crc = u32::from_le_bytes(bytes[24..28].try_into().map_err(short)?);
     let payload = bytes
-        .get(HEADER_LEN..HEADER_LEN + len)
-        .ok_or("snapshot is shorter than its header says")?;
+        .get(HEADER_LEN..HEADER_LEN.saturating_add(len))
+        .ok_or((16, "snapshot is shorter than its header says".to_string()))?;
     if crc32c::crc32c(payload) != crc {
-        return Err("snapshot checksum mismatch".into());
+        // The checksum covers the whole payload: the damage is somewhere in it.
+        return Err((HEADER_LEN, "snapshot checksum mismatch".into()));
     }
-    rkyv::access::<ArchivedSnapshot, rkyv::rancor::Error>(payload).map_err(|e| e.to_string())
+    rkyv::access::<ArchivedSnapshot, rkyv::rancor::Error>(payload)
+        .map_err(|e| (HEADER_LEN, e.to_string()))
+}
+
+/// A snapshot that did not validate or restore: its file, the offset of the damage, why.
+#[derive(Debug, Clone)]
+pub(crate) struct Damaged {
+    pub(crate) path: PathBuf,
+    pub(crate) offset: usize,
+    pub(crate) reason: String,
 }
 
 /// The newest snapshot that validates: (state, next lsn, next seq). Older ones are tried
 /// when a newer one is damaged; the log replay then tells whether what it needs is there.
-pub(crate) fn load_newest(dir: &Path) -> Result<Option<(State, u64, u64)>> {
+pub(crate) fn load_newest(dir: &Path) -> Result<Option<Loaded>> {
+    Ok(load_newest_noting(dir)?.0)
+}
+
+/// A restored snapshot: (state, next lsn, next seq).
+pub(crate) type Loaded = (State, u64, u64);
+
+/// `load_newest`, also returning the newer snapshots passed over as damaged (newest first),
+/// so that recovery can name them when the log they covered is gone.
+pub(crate) fn load_newest_noting(dir: &Path) -> Result<(Option<Loaded>, Vec<Damaged>)> {
     let snaps = list_snapshots(dir)
         .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", dir.display())))?;
+    let mut damaged = Vec::new();
     for (_, path) in snaps.iter().rev() {
         let map = recovery::map(path)?;
         match validate(&map) {
             Ok(a) => match restore(a) {
                 Some(state) => {
                     let next = (a.lsn.to_native() + 1, a.seq.to_native() + 1);
-                    return Ok(Some((state, next.0, next.1)));
+                    return Ok((Some((state, next.0, next.1)), damaged));
                 }
                 None => {
-                    tracing::error!(file = %path.display(), "snapshot does not restore; trying an older one")
+                    tracing::error!(file = %path.display(), "snapshot does not restore; trying an older one");
+                    damaged.push(Damaged {
+                        path: path.clone(),
+                        offset: HEADER_LEN,
+                        reason: "snapshot does not restore".into(),
+                    });
                 }
             },
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "invalid snapshot; trying an older one")
+            Err((offset, e)) => {
+                tracing::error!(file = %path.display(), offset, error = %e, "invalid snapshot; trying an older one");
+                damaged.push(Damaged {
+                    path: path.clone(),
+                    offset,
+                    reason: e,
+                });
             }
         }
     }
-    Ok(None)
+    Ok((None, damaged))
 }
 
 /// Writes a snapshot of the durable state and drops what it makes unnecessary.

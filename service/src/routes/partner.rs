@@ -6,7 +6,7 @@ use axum::Json;
 use stockledger::{limits, Source};
 
 use crate::auth::SellerBody;
-use crate::errors::ApiResult;
+use crate::errors::{ApiError, ApiResult};
 use crate::json::{parse, Segments};
 use crate::model::*;
 use crate::state::{blocking, Shared};
@@ -36,16 +36,34 @@ pub async fn set_stock(
     let (sku, warehouse) = path.two()?;
     limits::check_name("sku", &sku)?;
     limits::check_name("warehouse", &warehouse)?;
-    let req: SetStockRequest = parse(&body)?;
-    limits::check_on_hand("on_hand", req.on_hand)?;
+    let on_hand = set_stock_body(&body)?;
     let ledger = s.ledger.clone();
     let level = blocking(move || {
         ledger
-            .set_stock(&sku, &warehouse, req.on_hand, Source::Seller(&seller))
+            .set_stock(&sku, &warehouse, on_hand, Source::Seller(&seller))
             .map(|l| CellBody::of(&sku, &warehouse, l))
     })
     .await?;
     Ok(Json(level))
+}
+
+/// The set-stock body as `set_stock` reads and checks it: the new on_hand. Public for the
+/// fuzz target (`fuzz::fuzz_parse_set_stock`).
+#[doc(hidden)]
+pub fn set_stock_body(body: &[u8]) -> Result<u64, ApiError> {
+    let req: SetStockRequest = parse(body)?;
+    limits::check_on_hand("on_hand", req.on_hand)?;
+    Ok(req.on_hand)
+}
+
+/// The adjust body as `adjust_stock` reads and checks it.
+#[doc(hidden)]
+pub fn adjust_body(body: &[u8]) -> Result<AdjustStockRequest, ApiError> {
+    let req: AdjustStockRequest = parse(body)?;
+    limits::check_delta(req.delta)?;
+    limits::check_key("adjustment_id", &req.adjustment_id)?;
+    limits::check_reason(req.reason.as_deref())?;
+    Ok(req)
 }
 
 /// Adjust a cell's on_hand by a delta, idempotent by adjustment_id per seller.
@@ -73,10 +91,7 @@ pub async fn adjust_stock(
     let (sku, warehouse) = path.two()?;
     limits::check_name("sku", &sku)?;
     limits::check_name("warehouse", &warehouse)?;
-    let req: AdjustStockRequest = parse(&body)?;
-    limits::check_delta(req.delta)?;
-    limits::check_key("adjustment_id", &req.adjustment_id)?;
-    limits::check_reason(req.reason.as_deref())?;
+    let req = adjust_body(&body)?;
     let ledger = s.ledger.clone();
     let level = blocking(move || {
         ledger

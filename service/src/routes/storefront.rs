@@ -12,6 +12,34 @@ use crate::metrics as m;
 use crate::model::*;
 use crate::state::{blocking, deferred, Shared};
 
+/// The reservation body as `reserve` reads it: order id, lines, ttl (the default applied).
+/// The ledger checks the fields' contents. Public for the fuzz target
+/// (`fuzz::fuzz_parse_reserve`).
+#[doc(hidden)]
+pub fn reserve_body(body: &[u8]) -> Result<(String, Vec<Line>, u64), ApiError> {
+    let req: ReserveRequest = parse(body)?;
+    let lines: Vec<Line> = req
+        .lines
+        .into_iter()
+        .map(|l| Line::new(l.sku, l.warehouse, l.qty))
+        .collect();
+    let ttl = req.ttl_seconds.unwrap_or(limits::DEFAULT_TTL_SECONDS);
+    Ok((req.order_id, lines, ttl))
+}
+
+/// The stock query body as `query` reads and checks it: the skus, in request order.
+#[doc(hidden)]
+pub fn query_body(body: &[u8]) -> Result<Vec<String>, ApiError> {
+    let req: StockQueryRequest = parse(body)?;
+    if req.skus.is_empty() || req.skus.len() > 1000 {
+        return Err(ApiError::invalid("skus", "must hold 1 to 1000 entries"));
+    }
+    for (i, sku) in req.skus.iter().enumerate() {
+        limits::check_name(&format!("skus[{i}]"), sku)?;
+    }
+    Ok(req.skus)
+}
+
 /// Reserve stock for an order (all lines or none).
 #[utoipa::path(post, path = "/v1/reservations", tag = "storefront",
     request_body = ReserveRequest,
@@ -24,17 +52,10 @@ use crate::state::{blocking, deferred, Shared};
         (status = 503, description = "ledger_unavailable, capacity_exhausted (names the limit), or overloaded (with Retry-After; nothing was done)", body = ErrorBody),
     ))]
 pub async fn reserve(State(s): State<Shared>, RawBody(body): RawBody) -> ApiResult<Response> {
-    let req: ReserveRequest = parse(&body).inspect_err(|_| m::reservation("invalid_request"))?;
-    let lines: Vec<Line> = req
-        .lines
-        .into_iter()
-        .map(|l| Line::new(l.sku, l.warehouse, l.qty))
-        .collect();
-    let ttl = req.ttl_seconds.unwrap_or(limits::DEFAULT_TTL_SECONDS);
+    let (order_id, lines, ttl) =
+        reserve_body(&body).inspect_err(|_| m::reservation("invalid_request"))?;
     // Decided here, answered once durable: no thread hop, no read-back.
-    let decided = deferred(&s.ledger, |l| {
-        l.reserve_deferred(&req.order_id, &lines, ttl)
-    });
+    let decided = deferred(&s.ledger, |l| l.reserve_deferred(&order_id, &lines, ttl));
     match m::timed_durable(decided).await {
         Ok(r) => {
             let (status, result) = if r.created {
@@ -118,20 +139,14 @@ pub async fn query(
     State(s): State<Shared>,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<StockQueryBody>> {
-    let req: StockQueryRequest = parse(&body)?;
-    if req.skus.is_empty() || req.skus.len() > 1000 {
-        return Err(ApiError::invalid("skus", "must hold 1 to 1000 entries"));
-    }
-    for (i, sku) in req.skus.iter().enumerate() {
-        limits::check_name(&format!("skus[{i}]"), sku)?;
-    }
+    let skus = query_body(&body)?;
     // Each distinct sku is looked up once (duplicates are allowed, and a sku may have
     // thousands of cells), off the async runtime.
     let ledger = s.ledger.clone();
     let items = blocking(move || {
         let mut seen: std::collections::HashMap<&str, usize> = Default::default();
-        let mut items: Vec<SkuStockBody> = Vec::with_capacity(req.skus.len());
-        for sku in &req.skus {
+        let mut items: Vec<SkuStockBody> = Vec::with_capacity(skus.len());
+        for sku in &skus {
             if let Some(&first) = seen.get(sku.as_str()) {
                 let again = items[first].clone();
                 items.push(again);
