@@ -1,5 +1,6 @@
 //! Profiling aid: reserve_many on an in-memory ledger, 1,000 skus, orders accumulating.
-//! `cargo run -p stockledger --release --example reserve_many_profile -- 2000000`
+//! `cargo run -p stockledger --release --example reserve_many_profile -- 2000000 [dir]`
+//! (with a folder: a durable `sync` ledger there, emptied first).
 use std::time::Instant;
 
 use stockledger::{Ledger, LineRef, Options, OrderRef, Source};
@@ -9,7 +10,13 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let ledger = Ledger::in_memory(Options::default());
+    let ledger = match std::env::args().nth(2) {
+        Some(dir) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Ledger::open(&dir, Options::default()).expect("open")
+        }
+        None => Ledger::in_memory(Options::default()),
+    };
     let skus: Vec<String> = (0..1000).map(|i| format!("S{i}")).collect();
     for s in &skus {
         ledger

@@ -76,13 +76,32 @@ pub fn check_key(field: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > MAX_KEY_BYTES {
         return Err(Error::invalid(field, "must be 1 to 128 bytes"));
     }
-    if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+    if !printable_ascii(value.as_bytes()) {
         return Err(Error::invalid(
             field,
             "may contain only printable ASCII (0x21 to 0x7E)",
         ));
     }
     Ok(())
+}
+
+/// Whether every byte is in 0x21..=0x7E, eight bytes at a time (every key of every
+/// operation passes here).
+#[inline]
+fn printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES * 0x80;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // A byte below 0x21 (or >= 0x80) sets its high bit in `below`; above 0x7E in `above`.
+        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+        let above = (x.wrapping_add(ONES * (0x7f - 0x7e)) | x) & HIGH;
+        if below | above != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
 pub fn check_ttl(ttl_seconds: u64) -> Result<()> {
@@ -162,5 +181,29 @@ fn reroot(e: Error, i: usize) -> Error {
             reason,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable_ascii;
+
+    #[test]
+    fn printable_ascii_agrees_with_the_byte_by_byte_rule_everywhere() {
+        let simple = |b: &[u8]| b.iter().all(|c| (0x21..=0x7e).contains(c));
+        for len in 0..=19usize {
+            for pos in 0..len {
+                for byte in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = byte;
+                    assert_eq!(
+                        printable_ascii(&v),
+                        simple(&v),
+                        "len {len} pos {pos} byte {byte:#x}"
+                    );
+                }
+            }
+        }
+        assert!(printable_ascii(b"!~order-0001~!"));
     }
 }
