@@ -94,7 +94,7 @@ fn printable_ascii(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
         let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        // A byte below 0x21 (or >= 0x80) sets its high bit in `below`; above 0x7E in `above`.
+        // A byte below 0x21 sets a high bit in `below`; one above 0x7E (0x80 up too) in `above`.
         let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
         // Adding 0x7F - 0x7E = 1 carries a byte above 0x7E into the high bit.
         let above = (x.wrapping_add(ONES) | x) & HIGH;
