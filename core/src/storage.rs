@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-/// Where the log writer puts segment files. Every write and sync of the log goes through
-/// it, so tests can inject the faults the real world has.
+/// Where the log puts its files: segments, and the snapshots a checkpoint writes and
+/// removes. Every write, sync, rename and removal goes through it, so tests can inject the
+/// faults the real world has. (Recovery reads by mapping files; that is not here yet.)
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Creates `path` of `len` bytes, synced. With `zero_fill` every byte is written (so
     /// later syncs need no size or extent metadata: the background spare segment); without,
@@ -21,6 +22,10 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes a file nothing needs any more (a covered segment, an old snapshot).
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
 }
 
 pub trait StorageFile: Send {
@@ -96,6 +101,8 @@ pub enum Fault {
     RenameError,
     /// fsync of the folder fails with EIO.
     SyncDirError,
+    /// Removing a file fails with EIO.
+    RemoveError,
 }
 
 impl Fault {
@@ -104,7 +111,7 @@ impl Fault {
     fn is_storage_level(self) -> bool {
         matches!(
             self,
-            Fault::OpenError | Fault::RenameError | Fault::SyncDirError
+            Fault::OpenError | Fault::RenameError | Fault::SyncDirError | Fault::RemoveError
         )
     }
 }
@@ -134,6 +141,12 @@ impl FaultyStorage {
             countdown: Arc::new(AtomicU64::new(after_ops)),
             storage_ops: Mutex::new((after_ops, failures, false)),
         }
+    }
+    /// Restarts the countdown: the fault fires after `after_ops` more operations of its
+    /// kind (a test arms it once the ledger is open, so opening cannot trip it).
+    pub fn arm(&self, after_ops: u64) {
+        self.storage_ops.lock().0 = after_ops;
+        self.countdown.store(after_ops, Ordering::SeqCst);
     }
     /// Whether the fault has fired.
     pub fn fired(&self) -> bool {
@@ -250,5 +263,11 @@ impl Storage for FaultyStorage {
             return Err(io::Error::other("injected folder fsync error"));
         }
         FsStorage.sync_dir(dir)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        if self.storage_trips(Fault::RemoveError) {
+            return Err(io::Error::other("injected remove error"));
+        }
+        FsStorage.remove(path)
     }
 }

@@ -160,7 +160,9 @@ impl Disk {
 impl StorageFile for SimFile {
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut disk = self.disk.disk.lock();
-        if (disk.dead || disk.broken) && offset == 0 {
+        // A segment header that cannot be written is a roll that will retry for good; a
+        // checkpoint's snapshot (written through the seam too) just fails.
+        if (disk.dead || disk.broken) && offset == 0 && !is_snapshot(&self.path) {
             disk.stuck = true;
             self.disk.stuck.notify_all();
         }
@@ -213,12 +215,19 @@ impl StorageFile for SimFile {
     }
 }
 
+fn is_snapshot(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("snapshot"))
+}
+
 impl Storage for SimStorage {
     fn create(&self, path: &Path, len: u64, zero_fill: bool) -> io::Result<Box<dyn StorageFile>> {
         let mut disk = self.0.disk.lock();
         if disk.dead {
-            disk.stuck = true;
-            self.0.stuck.notify_all();
+            if !is_snapshot(path) {
+                disk.stuck = true;
+                self.0.stuck.notify_all();
+            }
             return Err(eio("process is dead"));
         }
         drop(disk);
@@ -799,6 +808,8 @@ struct Stats {
     flips_opened: u64,
     /// Ledgers stuck retrying a roll on a broken device, closed by the watchdog.
     stuck: u64,
+    /// Checkpoints failed by a storage fault (their snapshot goes through the seam).
+    failed_checkpoints: u64,
     /// The most log segments seen in the folder at a restart (rolls happened if > 1).
     max_segments: u64,
 }
@@ -1029,6 +1040,20 @@ impl Sim {
         let _ = writeln!(self.trace, "  {op:?} -> {got:?}");
         let fired = !self.storage.0.disk.lock().fired.is_empty();
         match &got {
+            Res::Err(code)
+                if matches!(op, Op::Checkpoint)
+                    && code == ErrorCode::LedgerUnavailable.as_str() =>
+            {
+                // A checkpoint writes its snapshot through the seam: a fault there fails the
+                // checkpoint alone. It changes no state and poisons nothing.
+                if !fired {
+                    return Err("Checkpoint: ledger_unavailable without a fault".into());
+                }
+                self.stats.failed_checkpoints += 1;
+                self.model = before;
+                self.check_live("after a failed checkpoint")?;
+                return self.crash_and_restart("crash after a failed checkpoint");
+            }
             Res::Err(code) if code == ErrorCode::LedgerUnavailable.as_str() => {
                 // Refused because the log failed: not acknowledged. It may have reached the
                 // log (the failure was the fsync, or the record was written before) or not.
@@ -1514,6 +1539,7 @@ fn simulate() {
                 total.flips_opened += s.flips_opened;
                 total.max_segments = total.max_segments.max(s.max_segments);
                 total.stuck += s.stuck;
+                total.failed_checkpoints += s.failed_checkpoints;
                 rolled += u64::from(s.max_segments > 1);
             }
             Err(e) => {

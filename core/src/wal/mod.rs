@@ -61,6 +61,8 @@ impl Waiter {
 /// State shared by the ledger's threads and its log writer.
 pub(crate) struct Shared {
     pub(crate) dir: Option<PathBuf>,
+    /// The files' seam (checkpoints write and remove through it too).
+    pub(crate) storage: Arc<dyn Storage>,
     pub(crate) durability: Durability,
     pub(crate) ledger_id: u64,
     pub(crate) durable_lsn: AtomicU64,
@@ -389,9 +391,15 @@ fn lock_folder(dir: &Path) -> Result<File> {
     }
 }
 
-fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> Shared {
+fn new_shared(
+    dir: Option<PathBuf>,
+    durability: Durability,
+    ledger_id: u64,
+    storage: Arc<dyn Storage>,
+) -> Shared {
     Shared {
         dir,
+        storage,
         durability,
         ledger_id,
         durable_lsn: AtomicU64::new(0),
@@ -421,7 +429,12 @@ fn new_shared(dir: Option<PathBuf>, durability: Durability, ledger_id: u64) -> S
 /// A memory-only log (`Durability::None`) and its empty state.
 pub(crate) fn open_in_memory() -> Log {
     let ledger_id = new_ledger_id();
-    let shared = Arc::new(new_shared(None, Durability::None, ledger_id));
+    let shared = Arc::new(new_shared(
+        None,
+        Durability::None,
+        ledger_id,
+        Arc::new(FsStorage),
+    ));
     let state = Arc::new(State::new(ledger_id));
     let seq = Arc::new(Sequencer::new(1));
     let writer = writer::Writer::in_memory(shared.clone(), seq.clone(), 1, 1);
@@ -445,6 +458,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<Log> {
         Some(dir.to_path_buf()),
         options.durability,
         rec.state.ledger_id,
+        storage.clone(),
     ));
     shared.durable_lsn.store(rec.next_lsn - 1, Ordering::SeqCst);
     shared.durable_seq.store(rec.next_seq - 1, Ordering::SeqCst);

@@ -23,6 +23,7 @@ use crate::types::Status;
 use super::recovery::{self, Mode};
 use super::segment::list_segments;
 use super::Shared;
+use crate::storage::Storage;
 
 const MAGIC: &[u8; 8] = b"SLEDGSNP";
 const VERSION: u8 = 1;
@@ -328,12 +329,14 @@ pub(crate) fn checkpoint(shared: &Shared) -> Result<u64> {
     )?;
     let lsn = end.next_lsn - 1;
     let seq = end.next_seq - 1;
-    write(dir, &capture(&state, lsn, seq))?;
+    write(&*shared.storage, dir, &capture(&state, lsn, seq))?;
     prune_files(shared, dir, base_lsn, base_seq);
     Ok(seq)
 }
 
-fn write(dir: &Path, snap: &Snapshot) -> Result<()> {
+/// Writes the snapshot next to the log, through the storage seam: a sized temp file,
+/// written, fsync'd, renamed into place, and the folder fsync'd.
+fn write(storage: &dyn Storage, dir: &Path, snap: &Snapshot) -> Result<()> {
     let io = |what: &str, e: std::io::Error| Error::unavailable(format!("snapshot {what}: {e}"));
     let payload = rkyv::to_bytes::<rkyv::rancor::Error>(snap)
         .map_err(|e| Error::unavailable(format!("snapshot encode: {e}")))?;
@@ -344,17 +347,19 @@ fn write(dir: &Path, snap: &Snapshot) -> Result<()> {
     header[24..28].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     let tmp = dir.join("snapshot.tmp");
     {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
-        f.write_all(&header).map_err(|e| io("write", e))?;
-        f.write_all(&payload).map_err(|e| io("write", e))?;
-        f.sync_all().map_err(|e| io("fsync", e))?;
+        // Sized (and that size synced) at creation, so syncing the data is enough.
+        let len = (HEADER_LEN + payload.len()) as u64;
+        let mut f = storage
+            .create(&tmp, len, false)
+            .map_err(|e| io("create", e))?;
+        f.write_at(&header, 0).map_err(|e| io("write", e))?;
+        f.write_at(&payload, HEADER_LEN as u64)
+            .map_err(|e| io("write", e))?;
+        f.sync_data().map_err(|e| io("fsync", e))?;
     }
     let path = dir.join(snapshot_name(snap.lsn));
-    std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io("folder fsync", e))?;
+    storage.rename(&tmp, &path).map_err(|e| io("rename", e))?;
+    storage.sync_dir(dir).map_err(|e| io("folder fsync", e))?;
     tracing::info!(file = %path.display(), lsn = snap.lsn, seq = snap.seq, "snapshot written");
     Ok(())
 }
@@ -366,7 +371,9 @@ fn prune_files(shared: &Shared, dir: &Path, lsn: u64, seq: u64) {
     if let Ok(snaps) = list_snapshots(dir) {
         for (l, p) in snaps {
             if l < lsn {
-                let _ = std::fs::remove_file(p);
+                if let Err(e) = shared.storage.remove(&p) {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot remove an old snapshot");
+                }
             }
         }
     }
@@ -396,7 +403,7 @@ fn prune_files(shared: &Shared, dir: &Path, lsn: u64, seq: u64) {
         }
     }
     for meta in segments.drain(..remove) {
-        if let Err(e) = std::fs::remove_file(&meta.path) {
+        if let Err(e) = shared.storage.remove(&meta.path) {
             tracing::warn!(file = %meta.path.display(), error = %e, "cannot remove a covered segment");
         }
     }

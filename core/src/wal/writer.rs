@@ -514,7 +514,7 @@ impl Writer {
             // The file holds no record. Unlink it rather than truncate it on the next
             // attempt: an outside reader may have it mapped, and unlinking (unlike
             // truncating) keeps its pages valid. Recovery drops a leftover one.
-            let _ = std::fs::remove_file(&path);
+            let _ = disk.storage.remove(&path);
             return Err(e);
         }
         let capacity = std::fs::metadata(&path)
