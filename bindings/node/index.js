@@ -5,8 +5,10 @@
 // per JavaScript turn (a microtask) the whole queue crosses into Rust in one call
 // (`__flat`, see src/flat.rs) and comes back as flat answers, from which the same
 // reservation objects and errors as the single-call methods are built. In 'none' mode an
-// idle ledger runs the batch at once on this thread; otherwise it waits on the libuv pool,
-// with one fsync for the batch.
+// idle ledger runs the batch at once on this thread (nothing to wait for), up to INLINE_CALLS
+// calls per turn of the event loop: past that, batches go through the libuv pool until
+// setImmediate has run, so that an `await` loop of reserve calls cannot starve timers and I/O.
+// In 'sync' and 'async' mode every batch waits on the pool, with one fsync for the batch.
 //
 // Calls stay in order: any other call that may write (setStock, adjustStock, reserveMany,
 // expireDue, checkpoint, close) first sends the queued calls on. A call whose arguments this
@@ -30,6 +32,8 @@ const native = {
 const MAX_CALLS = 4096;
 /** Most lines of a reservation (domain.md); more go to the addon, which refuses them. */
 const MAX_LINES = 100;
+/** Calls run inline ('none' mode) per turn of the event loop before batches go to the pool. */
+const INLINE_CALLS = 4096;
 const STATUS = ['reserved', 'paid', 'released', 'expired'];
 const RESERVE = 0;
 const COMMIT = 1;
@@ -46,6 +50,12 @@ class Queue {
     this.flushLater = () => {
       this.scheduled = false;
       this.flush();
+    };
+    this.inlined = 0;
+    this.refillScheduled = false;
+    this.refill = () => {
+      this.refillScheduled = false;
+      this.inlined = 0;
     };
     this.reset();
   }
@@ -86,9 +96,17 @@ class Queue {
     const text = this.strs.join('');
     const nums = new Float64Array(this.nums);
     this.reset();
+    const inline = this.inlined < INLINE_CALLS;
+    if (inline) {
+      this.inlined += n;
+      if (!this.refillScheduled) {
+        this.refillScheduled = true;
+        setImmediate(this.refill);
+      }
+    }
     let out;
     try {
-      out = native.flat.call(this.ledger, text, nums);
+      out = native.flat.call(this.ledger, text, nums, inline);
     } catch (e) {
       rejectAll(batch, e);
       return;

@@ -183,3 +183,17 @@ test('sync: a queued batch settles on a later turn, through the pool', async () 
   await rejectsWith(ledger.reserve('o-0', [line('A', 'w', 2)]), 'ORDER_CONFLICT');
   await ledger.close();
 });
+
+test("none: an await loop of reserve calls leaves timers and I/O their turn", async () => {
+  const ledger = await Ledger.open(tempDir(), { durability: 'none' });
+  await ledger.setStock('A', 'w', 1e12);
+  let stop = false;
+  let seq = 0;
+  const timer = new Promise((res) => setTimeout(() => { stop = true; res(); }, 20));
+  const worker = async () => {
+    while (!stop) await ledger.reserve(`o-${seq++}`, [line('A', 'w', 1)]);
+  };
+  await Promise.all([timer, ...Array.from({ length: 64 }, worker)]);
+  assert.ok(seq > 64, `${seq} calls`);
+  await ledger.close();
+});

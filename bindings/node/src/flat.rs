@@ -1,4 +1,4 @@
-//! The wire of the JavaScript call queue (`queue.js`): `reserve`, `commit` and `release`
+//! The wire of the JavaScript call queue (`index.js`): `reserve`, `commit` and `release`
 //! calls of one JavaScript turn cross into Rust once, as one string and one `Float64Array`,
 //! and their answers come back the same way. This spares one Promise, one napi scope and one
 //! string read per argument for every call.
@@ -24,7 +24,7 @@ use crate::errors;
 
 type Res<T> = std::result::Result<T, Error>;
 
-/// Most calls in one crossing; `queue.js` crosses at this many at the latest.
+/// Most calls in one crossing; `index.js` crosses at this many at the latest.
 pub const MAX_CALLS: usize = 4096;
 
 fn malformed() -> napi::Error {
