@@ -78,7 +78,14 @@ pub fn decode(env: &Env, text: &Unknown, nums: &Unknown) -> napi::Result<Vec<Com
         let len = len as usize;
         let s = buf.get(t..t + len).ok_or_else(malformed)?;
         t += len;
-        Ok(String::from_utf16_lossy(s))
+        if s.iter().all(|&u| u < 0x80) {
+            // ASCII (every key the core accepts): a byte copy instead of decoding UTF-16
+            // character by character into a growing String.
+            String::from_utf8(s.iter().map(|&u| u as u8).collect()).map_err(|_| malformed())
+        } else {
+            // Lone surrogates become U+FFFD, as napi's UTF-8 read of the string does.
+            Ok(String::from_utf16_lossy(s))
+        }
     };
     while let Ok(kind) = num() {
         let order_id = string(num()?)?;
