@@ -53,6 +53,8 @@ function script(ledger, ops) {
     call('release', 'o-2'),                                      // no-op
     call('commit', 'nope'),                                      // ORDER_NOT_FOUND
     call('commit', undefined),                                   // INVALID_REQUEST orderId
+    call('reserve', 'o-11', [line('Aé', 'w', 1)]),              // INVALID_REQUEST lines[0].sku (non-ASCII)
+    call('reserve', 'o-\uD800', [line('A', 'w', 1)]),           // INVALID_REQUEST orderId (lone surrogate)
     call('reserve', 'o-10', [line('B', 'w', 10)]),
   ];
 }
@@ -74,7 +76,10 @@ for (const durability of ['none', 'sync']) {
     const codes = answers[0].map((a) => (a.ok ? (a.v.created === false ? 'replay' : 'ok') : a.code));
     assert.deepEqual(codes, ['ok', 'ok', 'replay', 'ORDER_CONFLICT', 'INSUFFICIENT_STOCK', 'INVALID_REQUEST',
       'INVALID_REQUEST', 'INVALID_REQUEST', 'INVALID_REQUEST', 'INVALID_REQUEST', 'INVALID_REQUEST', 'INVALID_REQUEST',
-      'ok', 'ok', 'ORDER_PAID', 'ok', 'ORDER_NOT_ACTIVE', 'ok', 'ORDER_NOT_FOUND', 'INVALID_REQUEST', 'ok']);
+      'ok', 'ok', 'ORDER_PAID', 'ok', 'ORDER_NOT_ACTIVE', 'ok', 'ORDER_NOT_FOUND', 'INVALID_REQUEST',
+      'INVALID_REQUEST', 'INVALID_REQUEST', 'ok']);
+    assert.equal(answers[0][20].field, 'lines[0].sku');
+    assert.equal(answers[0][21].field, 'orderId');
   });
 }
 
