@@ -71,14 +71,10 @@ class Queue {
 
   /** Queues the call whose arguments were just pushed; its Promise. */
   add(orderId) {
-    let resolve, reject;
-    const p = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
+    const p = new Promise(capture);
     this.ids.push(orderId);
-    this.resolves.push(resolve);
-    this.rejects.push(reject);
+    this.resolves.push(captured.resolve);
+    this.rejects.push(captured.reject);
     if (++this.n >= MAX_CALLS) {
       this.flush();
     } else if (!this.scheduled) {
@@ -117,6 +113,14 @@ class Queue {
       out.then((o) => settle(batch, o), (e) => rejectAll(batch, e));
     }
   }
+}
+
+// One executor for every Promise (no closure per call): it hands the resolving functions over
+// through `captured`, read right after `new Promise` returns.
+const captured = { resolve: null, reject: null };
+function capture(resolve, reject) {
+  captured.resolve = resolve;
+  captured.reject = reject;
 }
 
 function queueOf(ledger) {
