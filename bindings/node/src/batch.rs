@@ -31,12 +31,18 @@ const EAGER_BATCH: usize = 16;
 /// Most calls in one batch (core's `execute` takes at most 10,000).
 const MAX_BATCH: usize = 4096;
 
+/// Most commands in one `execute` call (a batch of `Flat` calls may hold more).
+const MAX_EXECUTE: usize = 4096;
+
 /// A call that may wait on the log.
 pub enum Op {
     /// Reserve, commit, release, set or adjust stock: batched through `execute`.
     Cmd(Command),
     /// `reserveMany`: one core call for the whole array.
     ReserveMany(Box<crate::many::Batch>),
+    /// The reserve/commit/release calls of one JavaScript turn (`flat`): one Promise, one
+    /// answer array; their commands join the batch's `execute` calls like `Cmd`s.
+    Flat(Vec<Command>),
     ExpireDue,
     Checkpoint,
     Close,
@@ -49,6 +55,7 @@ pub enum Done {
     Ids(Vec<String>),
     Seq(u64),
     Many(Vec<Res<(bool, stockledger::Status)>>),
+    Flat(Vec<Res<Done>>),
     Unit,
 }
 
@@ -60,6 +67,7 @@ impl Done {
             Done::Ids(ids) => convert::to_js(env, ids),
             Done::Seq(n) => convert::to_js(env, n as f64),
             Done::Many(results) => crate::many::to_js(env, &results),
+            Done::Flat(results) => crate::flat::encode(env, results),
             Done::Unit => convert::to_js(env, ()),
         }
     }
@@ -91,6 +99,12 @@ impl TypeName for PromiseValue {
     }
     fn value_type() -> ValueType {
         ValueType::Object
+    }
+}
+
+impl PromiseValue {
+    pub fn raw(&self) -> sys::napi_value {
+        self.0
     }
 }
 
@@ -279,8 +293,47 @@ impl BatchTask {
     }
 }
 
+/// True when no call waits or runs: a call made now would run next.
+pub fn idle(inner: &Inner) -> bool {
+    let q = lock(inner);
+    q.running.is_none() && q.waiting.is_empty()
+}
+
+/// Runs a batch in order. The commands of `Flat` calls run as if each were its own call,
+/// in the same `execute` calls as their neighbours, and their answers are gathered again.
+pub fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
+    if !ops.iter().any(|op| matches!(op, Op::Flat(_))) {
+        return run_ops(ledger, ops);
+    }
+    // How many answers each op gets: `Some(n)` for a Flat call of n commands.
+    let mut spans = Vec::with_capacity(ops.len());
+    let mut expanded = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Flat(cmds) => {
+                spans.push(Some(cmds.len()));
+                expanded.extend(cmds.into_iter().map(Op::Cmd));
+            }
+            other => {
+                spans.push(None);
+                expanded.push(other);
+            }
+        }
+    }
+    let mut results = run_ops(ledger, expanded).into_iter();
+    spans
+        .into_iter()
+        .map(|span| match span {
+            Some(n) => Ok(Done::Flat(results.by_ref().take(n).collect())),
+            None => results
+                .next()
+                .unwrap_or_else(|| Err(errors::invalid("call", "internal: missing answer"))),
+        })
+        .collect()
+}
+
 /// Runs a batch in order: each run of consecutive commands is one `execute` call.
-fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
+fn run_ops(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
     let mut out = Vec::with_capacity(ops.len());
     let mut cmds: Vec<Command> = Vec::with_capacity(ops.len());
     // Hashes of the order ids in `cmds`: a second call on the same order starts a new
@@ -290,6 +343,10 @@ fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
     for op in ops {
         let single = match op {
             Op::Cmd(c) => {
+                if cmds.len() >= MAX_EXECUTE {
+                    flush(ledger, &mut cmds, &mut out);
+                    orders.clear();
+                }
                 if let Some(id) = order_of(&c) {
                     let h = id_hash(id);
                     if !orders.insert(h) {
@@ -302,6 +359,8 @@ fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
                 continue;
             }
             Op::ReserveMany(b) => Single::ReserveMany(b),
+            // `run` expands these; here only for completeness.
+            Op::Flat(cmds) => Single::Flat(cmds),
             Op::ExpireDue => Single::ExpireDue,
             Op::Checkpoint => Single::Checkpoint,
             Op::Close => Single::Close,
@@ -310,6 +369,10 @@ fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
         orders.clear();
         out.push(match single {
             Single::ReserveMany(b) => b.run(ledger).map(Done::Many),
+            Single::Flat(cmds) => Ok(Done::Flat(run_ops(
+                ledger,
+                cmds.into_iter().map(Op::Cmd).collect(),
+            ))),
             Single::ExpireDue => ledger.expire_due().map(Done::Ids),
             Single::Checkpoint => ledger.checkpoint().map(Done::Seq),
             Single::Close => ledger.close().map(|()| Done::Unit),
@@ -335,6 +398,7 @@ fn order_of(c: &Command) -> Option<&str> {
 
 enum Single {
     ReserveMany(Box<crate::many::Batch>),
+    Flat(Vec<Command>),
     ExpireDue,
     Checkpoint,
     Close,

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod convert;
 pub mod errors;
+mod flat;
 mod many;
 mod names;
 pub mod shapes;
@@ -351,6 +352,41 @@ impl Ledger {
         // Calls made before close() still run (the queue is FIFO); calls after it are refused.
         self.inner.closed.store(true, Ordering::Release);
         batch::submit(&env, &self.inner, Ok(Op::Close))
+    }
+
+    /// The `reserve`/`commit`/`release` calls of one JavaScript turn in one crossing (see
+    /// `flat` and `index.js`; not for direct use). Answers `[text, nums, errors]`, or a
+    /// Promise of it when the calls must wait: always in 'sync' and 'async' mode, and in
+    /// 'none' mode while earlier calls are still queued (so that calls stay in order) or when
+    /// `inline` is false (index.js sends batches through the pool now and then so that the
+    /// event loop gets its turn).
+    #[napi(js_name = "__flat", skip_typescript)]
+    pub fn flat<'e>(
+        &self,
+        env: &'e Env,
+        text: Unknown<'e>,
+        nums: Unknown<'e>,
+        inline: bool,
+    ) -> napi::Result<Unknown<'e>> {
+        let cmds = flat::decode(env, &text, &nums)?;
+        if let Err(e) = self.inner.check_open() {
+            let n = cmds.len();
+            return flat::encode(env, (0..n).map(|_| Err(e.clone())).collect());
+        }
+        if inline && self.inner.ledger.durability() == Durability::None && batch::idle(&self.inner)
+        {
+            // Nothing ahead of these calls and nothing to wait for: run them now, on this
+            // thread, with no Promise and no pool hop.
+            let out = batch::run(&self.inner.ledger, vec![Op::Flat(cmds)]);
+            let results = match out.into_iter().next() {
+                Some(Ok(batch::Done::Flat(results))) => results,
+                Some(Err(e)) => return Err(errors::to_napi(env, &e)),
+                _ => return Err(napi::Error::from_reason("stockledger: internal: no answer")),
+            };
+            return flat::encode(env, results);
+        }
+        let p = batch::submit(env, &self.inner, Ok(Op::Flat(cmds)))?;
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), p.raw()) })
     }
 
     /// 'sync', 'async' or 'none'.
