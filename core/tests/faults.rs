@@ -66,6 +66,7 @@ fn every_fault_poisons_cleanly_and_loses_nothing_acknowledged() {
                 assert!(l.stock("A", "w").is_ok());
                 assert!(l.reservation("o0").is_ok());
                 assert!(l.close().is_err(), "close reports the poisoned log");
+                assert!(l.close().is_err(), "and so does a second close");
             }
             let (l, _) = on_disk(dir.path(), Durability::Sync);
             l.check_invariants().unwrap();

@@ -328,9 +328,15 @@ impl Log {
     pub(crate) fn close(&self) -> Result<()> {
         let s = &self.shared;
         if s.closing.swap(true, Ordering::SeqCst) {
-            // Already closing or closed: wait for the writer if another caller is closing.
+            // Already closing or closed: wait for the writer if another caller is closing,
+            // and answer as the first close did: a poisoned log is reported every time (a
+            // second close answering Ok told its caller that records the first one could
+            // not write were durable: simulator seed 10313).
             if let Some(h) = self.writer.lock().take() {
                 let _ = h.join();
+            }
+            if s.poisoned.load(Ordering::SeqCst) {
+                return Err(s.unavailable());
             }
             return Ok(());
         }
