@@ -119,8 +119,7 @@ pub(crate) fn encode_names(sku: &str, warehouse: &str) -> Box<[u8]> {
 
 /// Whether encoded names (u16 len, sku, u16 len, warehouse) are these two.
 #[inline]
-fn names_match(names: &[u8], sku: &str, warehouse: &str) -> bool {
-    let (s, w) = (sku.as_bytes(), warehouse.as_bytes());
+fn names_match(names: &[u8], s: &[u8], w: &[u8]) -> bool {
     names.len() == 4 + s.len() + w.len()
         && names[..2] == (s.len() as u16).to_le_bytes()
         && names[2..2 + s.len()] == *s
@@ -173,13 +172,20 @@ impl Catalog {
     }
 
     #[inline]
-    fn cell_hash(&self, sku: &str, warehouse: &str) -> u64 {
+    fn cell_hash(&self, sku: &[u8], warehouse: &[u8]) -> u64 {
         self.hasher.hash_one((sku, warehouse))
     }
 
     /// Lock-free: one hash, a short probe, one comparison of the names.
     #[inline]
     pub(crate) fn find_cell(&self, sku: &str, warehouse: &str) -> Option<CellId> {
+        self.find_cell_bytes(sku.as_bytes(), warehouse.as_bytes())
+    }
+
+    /// [`Catalog::find_cell`] by the names' bytes (replay reads them from a record whose
+    /// names were checked when it was decoded).
+    #[inline]
+    pub(crate) fn find_cell_bytes(&self, sku: &[u8], warehouse: &[u8]) -> Option<CellId> {
         let hash = self.cell_hash(sku, warehouse);
         let table = &self.tables[self.current.load(Ordering::Acquire)];
         let mut i = hash as usize & table.mask;
@@ -257,7 +263,7 @@ impl Catalog {
         self.grow_if_needed(*count + 1);
         *count += 1;
         let table = &self.tables[self.current.load(Ordering::Acquire)];
-        table.put(self.cell_hash(sku, warehouse), id);
+        table.put(self.cell_hash(sku.as_bytes(), warehouse.as_bytes()), id);
         let mut cells = slot.cells.write();
         let at = cells
             .binary_search_by(|(w, _)| (**w).cmp(warehouse))
@@ -281,7 +287,10 @@ impl Catalog {
             if word != 0 {
                 let id = (word as u32) - 1;
                 let c = self.cell(id);
-                bigger.put(self.cell_hash(&self.sku(c.sku).name, c.warehouse()), id);
+                bigger.put(
+                    self.cell_hash(self.sku(c.sku).name.as_bytes(), c.warehouse().as_bytes()),
+                    id,
+                );
             }
         }
         let next = self.tables.push(bigger);
@@ -306,7 +315,10 @@ impl Catalog {
             if word != 0 {
                 let id = (word as u32) - 1;
                 let c = self.cell(id);
-                bigger.put(self.cell_hash(&self.sku(c.sku).name, c.warehouse()), id);
+                bigger.put(
+                    self.cell_hash(self.sku(c.sku).name.as_bytes(), c.warehouse().as_bytes()),
+                    id,
+                );
             }
         }
         let next = self.tables.push(bigger);

@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::apply::{adjustment_seen, claim_owner, finished_status};
 use crate::catalog::CellId;
 use crate::error::{Error, Result, Shortfall};
 use crate::limits;
@@ -18,7 +19,7 @@ use crate::options::{Durability, Options};
 use crate::orders::{HeldLine, Lines, Order, OrderShard, SlotId};
 use crate::record::{Encoder, StockKind, TAG_EXPIRED, TAG_PAID, TAG_RELEASED};
 use crate::sequencer::{Lsn, Sequencer};
-use crate::state::{adjustment_key, AdjustmentKey, State, WAREHOUSE_SOURCE};
+use crate::state::{adjustment_key, State, WAREHOUSE_SOURCE};
 use crate::time::Millis;
 use crate::types::{Line, OrderLine, Reservation, Reserved, SkuStock, Source, Status, StockLevel};
 use crate::wal::Log;
@@ -286,16 +287,8 @@ impl Ledger {
             || (),
             |enc, _| enc.created(order_id, now, expires_at, self.line_names(&held)),
         );
-        let order = Order {
-            lines: held,
-            status: Status::Reserved,
-            created_at: now,
-            expires_at,
-            finished_at: 0,
-            paid_by: None,
-        };
-        let answered = answer(&order);
-        shard.insert_hashed(hash, order_id, order);
+        let s = State::enter_reserved(&mut shard, hash, order_id, held, now, expires_at);
+        let answered = answer(shard.map.order(s));
         drop(shard);
         self.stats.reserved.inc();
         Ok((true, Status::Reserved, lsn, answered))
@@ -339,18 +332,8 @@ impl Ledger {
     pub(crate) fn hold_all(&self, held: &[HeldLine]) -> std::result::Result<(), ()> {
         let catalog = &self.state.catalog;
         for attempt in 0..RESERVE_ATTEMPTS {
-            let mut failed = None;
-            for (i, l) in held.iter().enumerate() {
-                if catalog.cell(l.cell).stock.try_hold(l.qty as u64).is_err() {
-                    failed = Some(i);
-                    break;
-                }
-            }
-            let Some(failed) = failed else {
+            if self.state.hold_lines(held).is_ok() {
                 return Ok(());
-            };
-            for l in &held[..failed] {
-                catalog.cell(l.cell).stock.unhold(l.qty as u64);
             }
             let fits_now = held.iter().all(|l| {
                 let (on_hand, reserved) = catalog.cell(l.cell).stock.load();
@@ -467,17 +450,12 @@ impl Ledger {
             }
             Status::Reserved => {}
         }
-        order.paid_by = payment_id.map(Into::into);
         let lines = &order.lines;
         let (lsn, ()) = self.seq.stage(
-            || {
-                for l in lines.iter() {
-                    self.state.catalog.cell(l.cell).stock.ship(l.qty as u64);
-                }
-            },
+            || self.state.end_holds(lines, Status::Paid),
             |enc, _| enc.finished(TAG_PAID, order_id, now, payment_id, self.line_names(lines)),
         );
-        shard.finish_slot(s, Status::Paid, now);
+        State::enter_finished(shard, s, Status::Paid, now, payment_id);
         self.stats.committed.inc();
         Ok(lsn)
     }
@@ -537,21 +515,16 @@ impl Ledger {
         let order = shard.map.order(s);
         assert_eq!(order.status, Status::Reserved);
         let lines = &order.lines;
+        let status = finished_status(tag).filter(|s| *s != Status::Paid);
+        let Some(status) = status else {
+            unreachable!("finish_slot_unheld with tag {tag}");
+        };
         // Freeing: the lsn is fixed before the cells move.
         let (lsn, ()) = self.seq.stage(
-            || {
-                for l in lines.iter() {
-                    self.state.catalog.cell(l.cell).stock.unhold(l.qty as u64);
-                }
-            },
+            || self.state.end_holds(lines, status),
             |enc, _| enc.finished(tag, order_id, now, payment_id, self.line_names(lines)),
         );
-        let status = if tag == TAG_EXPIRED {
-            Status::Expired
-        } else {
-            Status::Released
-        };
-        shard.finish_slot(s, status, now);
+        State::enter_finished(shard, s, status, now, payment_id);
         lsn
     }
 
@@ -663,16 +636,7 @@ impl Ledger {
         let (level, lsn) =
             self.set_stock_decided(sku, warehouse, on_hand, StockKind::SetKeyed(key), source)?;
         if let Some(cell) = self.state.catalog.find_cell(sku, warehouse) {
-            keys.insert(
-                &full,
-                now,
-                AdjustmentKey {
-                    cell,
-                    delta: on_hand as i64,
-                    is_set: true,
-                    at: now,
-                },
-            );
+            keys.insert(&full, now, adjustment_seen(cell, on_hand as i64, true, now));
         }
         Ok((level, lsn))
     }
@@ -765,16 +729,7 @@ impl Ledger {
         )?;
         let cell = self.state.catalog.find_cell(sku, warehouse);
         if let Some(cell) = cell {
-            keys.insert(
-                &key,
-                now,
-                AdjustmentKey {
-                    cell,
-                    delta,
-                    is_set: false,
-                    at: now,
-                },
-            );
+            keys.insert(&key, now, adjustment_seen(cell, delta, false, now));
         }
         Ok((level, lsn))
     }
@@ -850,11 +805,7 @@ impl Ledger {
                     .0
             }
         };
-        if let Source::Seller(seller) = source {
-            if owner.is_none() {
-                *owner = Some(seller.into());
-            }
-        }
+        claim_owner(&mut owner, source.name());
         drop(owner);
         Ok((self.level(cell), lsn))
     }

@@ -148,19 +148,9 @@ impl OrderMap {
             .map(|&(s, _)| s)
     }
 
-    /// The slot of an order id, if present.
-    pub(crate) fn slot(&self, id: &str) -> Option<SlotId> {
-        self.find(self.hasher.hash_one(id), id)
-    }
-
     pub(crate) fn get(&self, id: &str) -> Option<&Order> {
         let s = self.find(self.hasher.hash_one(id), id)?;
         Some(&self.slots[s as usize].order)
-    }
-
-    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Order> {
-        let s = self.find(self.hasher.hash_one(id), id)?;
-        Some(&mut self.slots[s as usize].order)
     }
 
     /// Forgets an order (replay replaces a finished one that an id starts again).
@@ -312,14 +302,6 @@ impl OrderShard {
         s
     }
 
-    /// Marks a reserved order finished and remembers when, for pruning.
-    pub(crate) fn finish(&mut self, order_id: &str, status: Status, at: Millis) {
-        let hash = self.map.hasher.hash_one(order_id);
-        if let Some(s) = self.map.find(hash, order_id) {
-            self.finish_slot(s, status, at);
-        }
-    }
-
     pub(crate) fn finish_slot(&mut self, s: SlotId, status: Status, at: Millis) {
         let order = self.map.order_mut(s);
         assert_eq!(order.status, Status::Reserved);
@@ -330,13 +312,6 @@ impl OrderShard {
         self.finished.push_back((at, s, generation));
         debug_assert!(self.live > 0);
         self.live -= 1;
-    }
-
-    /// A finished order made `reserved` again in place (a late payment re-holds its lines
-    /// before it is paid): counted live until it finishes.
-    pub(crate) fn reopen(&mut self, s: SlotId) {
-        debug_assert_eq!(self.map.order(s).status, Status::Reserved);
-        self.live += 1;
     }
 
     /// Orders in state `reserved` (only the shard knows; `Orders::live` sums them).
@@ -505,14 +480,22 @@ mod tests {
         let mut shard = orders.shard("a");
         shard.insert("a", order(Status::Reserved, 10, 0));
         // Finished before its expiry: the heap entry is stale.
-        shard.finish("a", Status::Released, 5);
+        let a = shard
+            .map
+            .find(shard.map.hasher.hash_one("a"), "a")
+            .expect("a");
+        shard.finish_slot(a, Status::Released, 5);
         let mut due = Vec::new();
         shard.pop_due(100, &mut due);
         assert!(due.is_empty());
         // Pruned, then the id starts again: the old ring entry must not prune the new one.
         assert_eq!(shard.prune(6), 1);
         shard.insert("a", order(Status::Reserved, 50, 0));
-        shard.finish("a", Status::Paid, 20);
+        let a = shard
+            .map
+            .find(shard.map.hasher.hash_one("a"), "a")
+            .expect("a");
+        shard.finish_slot(a, Status::Paid, 20);
         shard.insert("b", order(Status::Reserved, 30, 0));
         shard.pop_due(40, &mut due);
         assert_eq!(due.len(), 1);

@@ -1,13 +1,14 @@
 //! Payment callbacks (the bank's 3-D Secure answer): commit, release, late payment and
 //! refunds, idempotent by payment id. See the payment section of `http-api.md`.
 
+use crate::apply::remember_payment;
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
 use crate::limits;
 use crate::orders::OrderShard;
 use crate::record::{RefundReason, TAG_PAID, TAG_PAYMENT_FAILED};
 use crate::sequencer::Lsn;
-use crate::state::PaymentKey;
+use crate::state::State;
 use crate::types::Status;
 
 use crate::record::{ANSWER_EXPIRED, ANSWER_PAID, ANSWER_REFUND, ANSWER_RELEASED};
@@ -165,15 +166,14 @@ impl Ledger {
                 (answer, lsn)
             }
         };
-        keys.insert(
+        let (order_id, answer_u8) = (p.order_id, answer.to_u8());
+        remember_payment(
+            &mut keys,
             p.payment_id,
+            order_id,
+            p.succeeded,
+            answer_u8,
             now,
-            PaymentKey {
-                order_id: p.order_id.into(),
-                succeeded: p.succeeded,
-                answer: answer.to_u8(),
-                at: now,
-            },
         );
         Ok((answer, lsn))
     }
@@ -207,9 +207,7 @@ impl Ledger {
         if self.hold_all(&lines).is_err() {
             return self.refund(p, RefundReason::ExpiredNoStock);
         }
-        for l in lines.iter() {
-            self.state.catalog.cell(l.cell).stock.ship(l.qty as u64);
-        }
+        self.state.end_holds(&lines, Status::Paid);
         let now = self.now();
         // Consumer: the lsn after the cells moved; one record, so both events or neither.
         let (lsn, ()) = self.seq.stage(
@@ -225,16 +223,12 @@ impl Ledger {
                 );
             },
         );
-        if let Some(s) = shard.map.slot(p.order_id) {
-            let order = shard.map.order_mut(s);
-            order.status = Status::Reserved;
-            order.created_at = now;
-            order.expires_at = now + ttl;
-            order.finished_at = 0;
-            order.paid_by = Some(p.payment_id.into());
-            shard.reopen(s);
-        }
-        shard.finish(p.order_id, Status::Paid, now);
+        // The same effects replay applies for this record: the finished order is replaced
+        // by a new reservation, which is paid at once.
+        let hash = self.state.orders.hash(p.order_id);
+        shard.map.remove(p.order_id);
+        let s = State::enter_reserved(shard, hash, p.order_id, lines, now, now + ttl);
+        State::enter_finished(shard, s, Status::Paid, now, Some(p.payment_id));
         (PaymentAnswer::Paid, lsn)
     }
 }

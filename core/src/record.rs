@@ -1,7 +1,10 @@
 //! The entries a log record carries: the decided effects of one change, each (but notes)
 //! also an event of `events.md`. Encoded by hand into reused buffers (no allocation on the
-//! hot path); decoding allocates and is used by replay and event readers only.
+//! hot path). Replay decodes borrowed entries (`EntryRef`, no allocation); event readers
+//! make owned `Entry`s from them.
 //! The byte layout is documented in `docs/log-format.md`.
+
+use smallvec::SmallVec;
 
 use crate::time::Millis;
 
@@ -110,6 +113,86 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// This entry as replay reads it (tests apply entries they build).
+    #[cfg(test)]
+    pub(crate) fn as_ref(&self) -> EntryRef<'_> {
+        match self {
+            Entry::Created {
+                order_id,
+                at,
+                expires_at,
+                lines,
+            } => EntryRef::Created {
+                order_id,
+                at: *at,
+                expires_at: *expires_at,
+                lines: LinesRef::Owned(lines),
+            },
+            Entry::Finished {
+                tag,
+                order_id,
+                at,
+                payment_id,
+                lines,
+            } => EntryRef::Finished {
+                tag: *tag,
+                order_id,
+                at: *at,
+                payment_id: payment_id.as_deref(),
+                lines: LinesRef::Owned(lines),
+            },
+            Entry::RefundRequired {
+                order_id,
+                at,
+                payment_id,
+                amount_minor,
+                currency,
+                reason,
+            } => EntryRef::RefundRequired {
+                order_id,
+                at: *at,
+                payment_id,
+                amount_minor: *amount_minor,
+                currency,
+                reason: *reason,
+            },
+            Entry::Stock {
+                tag,
+                sku,
+                warehouse,
+                at,
+                on_hand,
+                delta,
+                source,
+                adjustment_id,
+                reason,
+            } => EntryRef::Stock {
+                tag: *tag,
+                sku,
+                warehouse,
+                at: *at,
+                on_hand: *on_hand,
+                delta: *delta,
+                source,
+                adjustment_id: adjustment_id.as_deref(),
+                reason: reason.as_deref(),
+            },
+            Entry::PaymentNote {
+                payment_id,
+                order_id,
+                succeeded,
+                answer,
+                at,
+            } => EntryRef::PaymentNote {
+                payment_id,
+                order_id,
+                succeeded: *succeeded,
+                answer: *answer,
+                at: *at,
+            },
+        }
+    }
+
     pub(crate) fn is_event(&self) -> bool {
         !matches!(self, Entry::PaymentNote { .. })
     }
@@ -308,47 +391,59 @@ impl<'a> Decoder<'a> {
         self.take(8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
     }
-    fn str(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let n = self.u16()? as usize;
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).ok()
+        std::str::from_utf8(self.take(n)?).ok()
     }
-    fn opt_str(&mut self) -> Option<Option<String>> {
+    fn opt_str(&mut self) -> Option<Option<&'a str>> {
         match self.u8()? {
             0 => Some(None),
             1 => Some(Some(self.str()?)),
             _ => None,
         }
     }
-    fn lines(&mut self) -> Option<Vec<EventLine>> {
+    /// A string's bytes, not checked for UTF-8.
+    fn raw(&mut self) -> Option<&'a [u8]> {
         let n = self.u16()? as usize;
-        if n > crate::limits::MAX_LINES {
+        self.take(n)
+    }
+    fn lines(&mut self) -> Option<LinesRef<'a>> {
+        let count = self.u16()?;
+        if count as usize > crate::limits::MAX_LINES {
             return None;
         }
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push((self.str()?, self.str()?, self.u64()?));
+        // Names are not checked for UTF-8 here: replay finds known cells by their bytes
+        // (a match proves them valid) and checks a new cell's names when it makes it;
+        // `EntryRef::into_entry` checks them all.
+        let before = self.bytes;
+        for _ in 0..count {
+            self.raw()?;
+            self.raw()?;
+            self.u64()?;
         }
-        Some(out)
+        let bytes = &before[..before.len() - self.bytes.len()];
+        Some(LinesRef::Encoded { bytes, count })
     }
 
-    pub(crate) fn entry(&mut self) -> Option<Entry> {
+    /// The next entry, borrowed from the payload (one grammar for both readers: the owned
+    /// [`Entry`] is made from this).
+    pub(crate) fn entry_ref(&mut self) -> Option<EntryRef<'a>> {
         let tag = self.u8()?;
         Some(match tag {
-            TAG_CREATED => Entry::Created {
+            TAG_CREATED => EntryRef::Created {
                 order_id: self.str()?,
                 at: self.u64()?,
                 expires_at: self.u64()?,
                 lines: self.lines()?,
             },
-            TAG_RELEASED | TAG_EXPIRED | TAG_PAID | TAG_PAYMENT_FAILED => Entry::Finished {
+            TAG_RELEASED | TAG_EXPIRED | TAG_PAID | TAG_PAYMENT_FAILED => EntryRef::Finished {
                 tag,
                 order_id: self.str()?,
                 at: self.u64()?,
                 payment_id: self.opt_str()?,
                 lines: self.lines()?,
             },
-            TAG_REFUND_REQUIRED => Entry::RefundRequired {
+            TAG_REFUND_REQUIRED => EntryRef::RefundRequired {
                 order_id: self.str()?,
                 at: self.u64()?,
                 payment_id: self.str()?,
@@ -368,7 +463,7 @@ impl<'a> Decoder<'a> {
                     TAG_STOCK_SET_KEYED => (Some(self.str()?), None),
                     _ => (None, None),
                 };
-                Entry::Stock {
+                EntryRef::Stock {
                     tag,
                     sku,
                     warehouse,
@@ -380,23 +475,214 @@ impl<'a> Decoder<'a> {
                     reason,
                 }
             }
-            TAG_PAYMENT_NOTE => Entry::PaymentNote {
+            TAG_PAYMENT_NOTE | TAG_PAYMENT_NOTE_AT => EntryRef::PaymentNote {
                 payment_id: self.str()?,
                 order_id: self.str()?,
                 succeeded: self.u8()? != 0,
                 answer: self.u8()?,
-                at: None,
-            },
-            TAG_PAYMENT_NOTE_AT => Entry::PaymentNote {
-                payment_id: self.str()?,
-                order_id: self.str()?,
-                succeeded: self.u8()? != 0,
-                answer: self.u8()?,
-                at: Some(self.u64()?),
+                at: if tag == TAG_PAYMENT_NOTE_AT {
+                    Some(self.u64()?)
+                } else {
+                    None
+                },
             },
             _ => return None,
         })
     }
+
+    pub(crate) fn entry(&mut self) -> Option<Entry> {
+        self.entry_ref()?.into_entry()
+    }
+}
+
+/// The lines of a borrowed entry: (sku, warehouse, qty) each, either still encoded (checked
+/// when decoded, UTF-8 included) or those of an owned [`Entry`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LinesRef<'a> {
+    Encoded {
+        bytes: &'a [u8],
+        count: u16,
+    },
+    #[cfg_attr(not(test), allow(dead_code))]
+    Owned(&'a [EventLine]),
+}
+
+impl<'a> LinesRef<'a> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            LinesRef::Encoded { count, .. } => *count as usize,
+            LinesRef::Owned(lines) => lines.len(),
+        }
+    }
+
+    /// Calls `f` with each line's sku and warehouse bytes (not checked for UTF-8) and qty.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&'a [u8], &'a [u8], u64)) {
+        match *self {
+            LinesRef::Encoded { bytes, count } => {
+                let mut d = Decoder::new(bytes);
+                for _ in 0..count {
+                    let (Some(sku), Some(warehouse), Some(qty)) = (d.raw(), d.raw(), d.u64())
+                    else {
+                        unreachable!("encoded lines were checked when decoded");
+                    };
+                    f(sku, warehouse, qty);
+                }
+            }
+            LinesRef::Owned(lines) => {
+                for (s, w, q) in lines {
+                    f(s.as_bytes(), w.as_bytes(), *q);
+                }
+            }
+        }
+    }
+
+    /// The lines as owned strings; `None` if a name is not UTF-8.
+    fn to_owned(self) -> Option<Vec<EventLine>> {
+        let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
+        let mut out = Vec::with_capacity(self.len());
+        let mut valid = true;
+        self.for_each(|s, w, q| match (text(s), text(w)) {
+            (Some(s), Some(w)) => out.push((s, w, q)),
+            _ => valid = false,
+        });
+        valid.then_some(out)
+    }
+}
+
+/// One entry borrowed from a record's payload: replay applies it without allocating.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EntryRef<'a> {
+    Created {
+        order_id: &'a str,
+        at: Millis,
+        expires_at: Millis,
+        lines: LinesRef<'a>,
+    },
+    Finished {
+        tag: u8,
+        order_id: &'a str,
+        at: Millis,
+        payment_id: Option<&'a str>,
+        lines: LinesRef<'a>,
+    },
+    RefundRequired {
+        order_id: &'a str,
+        at: Millis,
+        payment_id: &'a str,
+        amount_minor: u64,
+        currency: &'a str,
+        reason: RefundReason,
+    },
+    Stock {
+        tag: u8,
+        sku: &'a str,
+        warehouse: &'a str,
+        at: Millis,
+        on_hand: u64,
+        delta: i64,
+        source: &'a str,
+        adjustment_id: Option<&'a str>,
+        reason: Option<&'a str>,
+    },
+    PaymentNote {
+        payment_id: &'a str,
+        order_id: &'a str,
+        succeeded: bool,
+        answer: u8,
+        at: Option<Millis>,
+    },
+}
+
+impl EntryRef<'_> {
+    /// The owned entry; `None` if a line's name is not UTF-8 (not checked when decoded).
+    pub(crate) fn into_entry(self) -> Option<Entry> {
+        let own = |s: &str| s.to_owned();
+        Some(match self {
+            EntryRef::Created {
+                order_id,
+                at,
+                expires_at,
+                lines,
+            } => Entry::Created {
+                order_id: own(order_id),
+                at,
+                expires_at,
+                lines: lines.to_owned()?,
+            },
+            EntryRef::Finished {
+                tag,
+                order_id,
+                at,
+                payment_id,
+                lines,
+            } => Entry::Finished {
+                tag,
+                order_id: own(order_id),
+                at,
+                payment_id: payment_id.map(own),
+                lines: lines.to_owned()?,
+            },
+            EntryRef::RefundRequired {
+                order_id,
+                at,
+                payment_id,
+                amount_minor,
+                currency,
+                reason,
+            } => Entry::RefundRequired {
+                order_id: own(order_id),
+                at,
+                payment_id: own(payment_id),
+                amount_minor,
+                currency: own(currency),
+                reason,
+            },
+            EntryRef::Stock {
+                tag,
+                sku,
+                warehouse,
+                at,
+                on_hand,
+                delta,
+                source,
+                adjustment_id,
+                reason,
+            } => Entry::Stock {
+                tag,
+                sku: own(sku),
+                warehouse: own(warehouse),
+                at,
+                on_hand,
+                delta,
+                source: own(source),
+                adjustment_id: adjustment_id.map(own),
+                reason: reason.map(own),
+            },
+            EntryRef::PaymentNote {
+                payment_id,
+                order_id,
+                succeeded,
+                answer,
+                at,
+            } => Entry::PaymentNote {
+                payment_id: own(payment_id),
+                order_id: own(order_id),
+                succeeded,
+                answer,
+                at,
+            },
+        })
+    }
+}
+
+/// Decodes a whole record payload into borrowed entries; `None` if any byte is out of place.
+pub(crate) fn decode_entry_refs(payload: &[u8], count: u16) -> Option<SmallVec<[EntryRef<'_>; 2]>> {
+    let mut d = Decoder::new(payload);
+    let mut out = SmallVec::with_capacity(count as usize);
+    for _ in 0..count {
+        out.push(d.entry_ref()?);
+    }
+    d.is_empty().then_some(out)
 }
 
 /// Decodes a whole record payload; `None` if any byte is out of place.

@@ -1,6 +1,5 @@
-//! The in-memory state of a ledger (catalog, reservations, idempotency keys) and how a
-//! decided entry is applied to it during replay. The live ledger decides and applies in
-//! `ledger.rs`; replay here applies the same effects without deciding again.
+//! The in-memory state of a ledger (catalog, reservations, idempotency keys). How a decided
+//! change is applied to it, live and in replay, is `apply.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -10,10 +9,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::catalog::{Catalog, CellId};
-use crate::orders::{HeldLine, Order, Orders};
-use crate::record::{
-    Entry, TAG_EXPIRED, TAG_PAID, TAG_PAYMENT_FAILED, TAG_RELEASED, TAG_STOCK_SET_KEYED,
-};
+use crate::orders::Orders;
 use crate::time::Millis;
 use crate::types::Status;
 
@@ -139,7 +135,7 @@ pub(crate) struct State {
     pub(crate) adjustments: KeyTable<AdjustmentKey>,
     pub(crate) payments: KeyTable<PaymentKey>,
     /// The latest time of an entry replayed so far (replay only).
-    replayed_at: AtomicU64,
+    pub(crate) replayed_at: AtomicU64,
 }
 
 pub(crate) const WAREHOUSE_SOURCE: &str = "warehouse";
@@ -156,198 +152,9 @@ impl State {
         }
     }
 
-    fn held_lines(&self, lines: &[(String, String, u64)]) -> Option<Box<[HeldLine]>> {
-        let mut held: Vec<HeldLine> = Vec::with_capacity(lines.len());
-        for (sku, wh, qty) in lines {
-            held.push(HeldLine {
-                cell: self.catalog.cell_or_insert(sku, wh)?,
-                qty: *qty as u32,
-            });
-        }
-        held.sort_unstable();
-        Some(held.into_boxed_slice())
-    }
-
-    /// Applies one decided entry (replay). Returns false if the entry cannot be applied
-    /// to this state, which means the log and the state disagree.
-    pub(crate) fn apply(&self, entry: &Entry) -> bool {
-        let at = match entry {
-            Entry::Created { at, .. }
-            | Entry::Finished { at, .. }
-            | Entry::RefundRequired { at, .. }
-            | Entry::Stock { at, .. } => *at,
-            Entry::PaymentNote { at, .. } => at.unwrap_or(0),
-        };
+    /// Remembers the latest time replayed so far (a lower bound for entries without one).
+    pub(crate) fn note_replayed_at(&self, at: Millis) {
         self.replayed_at.fetch_max(at, Ordering::Relaxed);
-        match entry {
-            Entry::Created {
-                order_id,
-                at,
-                expires_at,
-                lines,
-            } => {
-                let Some(held) = self.held_lines(lines) else {
-                    return false;
-                };
-                for l in held.iter() {
-                    self.catalog
-                        .cell(l.cell)
-                        .stock
-                        .apply_delta(0, l.qty as i128);
-                }
-                let mut shard = self.orders.shard(order_id);
-                if matches!(shard.map.get(order_id.as_str()), Some(o) if o.status == Status::Reserved)
-                {
-                    return false;
-                }
-                shard.map.remove(order_id.as_str());
-                shard.insert(
-                    order_id,
-                    Order {
-                        lines: held.into_vec().into(),
-                        status: Status::Reserved,
-                        created_at: *at,
-                        expires_at: *expires_at,
-                        finished_at: 0,
-                        paid_by: None,
-                    },
-                );
-                true
-            }
-            Entry::Finished {
-                tag,
-                order_id,
-                at,
-                payment_id,
-                ..
-            } => {
-                let mut shard = self.orders.shard(order_id);
-                let Some(order) = shard.map.get_mut(order_id.as_str()) else {
-                    return false;
-                };
-                if order.status != Status::Reserved {
-                    return false;
-                }
-                let status = match *tag {
-                    TAG_RELEASED | TAG_PAYMENT_FAILED => Status::Released,
-                    TAG_EXPIRED => Status::Expired,
-                    TAG_PAID => Status::Paid,
-                    _ => return false,
-                };
-                for l in order.lines.iter() {
-                    let cell = &self.catalog.cell(l.cell).stock;
-                    if status == Status::Paid {
-                        cell.apply_delta(-(l.qty as i128), -(l.qty as i128));
-                    } else {
-                        cell.apply_delta(0, -(l.qty as i128));
-                    }
-                }
-                if status == Status::Paid {
-                    order.paid_by = payment_id.as_deref().map(Into::into);
-                }
-                shard.finish(order_id, status, *at);
-                drop(shard);
-                if let Some(p) = payment_id {
-                    let answer = if status == Status::Paid {
-                        crate::record::ANSWER_PAID
-                    } else {
-                        crate::record::ANSWER_RELEASED
-                    };
-                    self.note_payment(p, order_id, status == Status::Paid, answer, *at);
-                }
-                true
-            }
-            Entry::RefundRequired {
-                order_id,
-                at,
-                payment_id,
-                ..
-            } => {
-                self.note_payment(
-                    payment_id,
-                    order_id,
-                    true,
-                    crate::record::ANSWER_REFUND,
-                    *at,
-                );
-                true
-            }
-            Entry::Stock {
-                tag,
-                sku,
-                warehouse,
-                at,
-                on_hand,
-                delta,
-                source,
-                adjustment_id,
-                ..
-            } => {
-                let Some(cell) = self.catalog.cell_or_insert(sku, warehouse) else {
-                    return false;
-                };
-                self.catalog.cell(cell).stock.apply_delta(*delta as i128, 0);
-                if source != WAREHOUSE_SOURCE {
-                    let slot = self.catalog.sku(self.catalog.cell(cell).sku);
-                    let mut owner = slot.owner.lock();
-                    if owner.is_none() {
-                        *owner = Some(source.as_str().into());
-                    }
-                }
-                if let Some(id) = adjustment_id {
-                    let mut key = String::new();
-                    adjustment_key(source, id, &mut key);
-                    self.adjustments.shard(&key).insert(
-                        &key,
-                        *at,
-                        AdjustmentKey {
-                            cell,
-                            delta: if *tag == TAG_STOCK_SET_KEYED {
-                                *on_hand as i64
-                            } else {
-                                *delta
-                            },
-                            is_set: *tag == TAG_STOCK_SET_KEYED,
-                            at: *at,
-                        },
-                    );
-                }
-                true
-            }
-            Entry::PaymentNote {
-                payment_id,
-                order_id,
-                succeeded,
-                answer,
-                at,
-            } => {
-                // An old note (tag 100) has no time: the latest time replayed so far is the
-                // closest lower bound (0 would let the first expiry pass prune its key).
-                let at = at.unwrap_or_else(|| self.replayed_at.load(Ordering::Relaxed));
-                self.note_payment(payment_id, order_id, *succeeded, *answer, at);
-                true
-            }
-        }
-    }
-
-    fn note_payment(
-        &self,
-        payment_id: &str,
-        order_id: &str,
-        succeeded: bool,
-        answer: u8,
-        at: Millis,
-    ) {
-        self.payments.shard(payment_id).insert(
-            payment_id,
-            at,
-            PaymentKey {
-                order_id: order_id.into(),
-                succeeded,
-                answer,
-                at,
-            },
-        );
     }
 
     /// Checks invariants 1-3 of `domain.md` over the whole state. Only meaningful while no

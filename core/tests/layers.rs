@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["orders", "record"],
     &["event", "sequencer"],
     &["state"],
+    &["apply"],
     &["wal"],
     &["ledger"],
     &["batch", "payment", "outbox"],

@@ -602,12 +602,14 @@ pub fn fuzz_replay(bytes: &[u8]) -> usize {
     while at < bytes.len() {
         match read_frame(bytes, at) {
             Slot::Frame(f) => {
-                if let Some(entries) = crate::record::decode_entries(f.payload, f.entries) {
+                if let Some(entries) = crate::record::decode_entry_refs(f.payload, f.entries) {
                     for e in &entries {
                         if state.apply(e) {
                             applied += 1;
                         }
-                        let _ = crate::Event::new(1, 1, e.clone()).to_json();
+                        if let Some(e) = e.into_entry() {
+                            let _ = crate::Event::new(1, 1, e).to_json();
+                        }
                     }
                 }
                 at += f.size;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::record::decode_entries;
+use crate::record::decode_entry_refs;
 use crate::state::State;
 
 use super::segment::{
@@ -273,7 +273,7 @@ pub(crate) fn replay(
                                 ),
                             ));
                         }
-                        let entries = decode_entries(f.payload, f.entries)
+                        let entries = decode_entry_refs(f.payload, f.entries)
                             .ok_or_else(|| corrupt(path, at, "undecodable record"))?;
                         for e in &entries {
                             if !state.apply(e) {
