@@ -48,6 +48,19 @@ pub fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v
 }
 
+/// A closed ledger of `n` reservations (of A/w, on hand 1,000) in one segment; returns the
+/// segment's path.
+pub fn ledger_with(dir: &Path, n: usize) -> PathBuf {
+    let (l, _) = on_disk(dir, Durability::Sync);
+    l.set_stock("A", "w", 1_000, Source::Warehouse).unwrap();
+    for i in 0..n {
+        l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
+            .unwrap();
+    }
+    l.close().unwrap();
+    files_with_ext(dir, "log").pop().unwrap()
+}
+
 /// The frames of a segment file: (start, size), walking the length fields from the end of
 /// the 64-byte header to the first zero length (or the end of the file).
 pub fn frames(segment: &Path) -> Vec<(usize, usize)> {

@@ -88,18 +88,6 @@ fn every_fault_poisons_cleanly_and_loses_nothing_acknowledged() {
     }
 }
 
-/// A closed ledger of `n` reservations in one segment; returns the segment's path.
-fn ledger_with(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
-    let (l, _) = on_disk(dir, Durability::Sync);
-    l.set_stock("A", "w", 1_000, Source::Warehouse).unwrap();
-    for i in 0..n {
-        l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
-            .unwrap();
-    }
-    l.close().unwrap();
-    files_with_ext(dir, "log").pop().unwrap()
-}
-
 fn open(dir: &std::path::Path, truncate: bool) -> stockledger::Result<Ledger> {
     Ledger::open(
         dir,
