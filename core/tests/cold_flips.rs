@@ -8,21 +8,6 @@ mod common;
 use common::*;
 use stockledger::{Durability, Source};
 
-/// The frames of a segment file: (start, size).
-fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut v = Vec::new();
-    let mut at = 64;
-    while at + 28 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        if len == 0 || at + 28 + len > bytes.len() {
-            break;
-        }
-        v.push((at, 28 + len));
-        at += 28 + len;
-    }
-    v
-}
-
 /// docs/log-format.md rule 6: "a bad frame followed by any valid frame ... is corruption:
 /// the open fails with an error naming the file and offset". Recovery used to ask
 /// `valid_frame_after(bytes, bad, next_lsn)` with the lsn after the snapshot, so valid
@@ -43,13 +28,9 @@ fn a_bad_frame_covered_by_a_snapshot_is_not_zeroed_as_a_torn_tail() {
         l.checkpoint().unwrap();
         l.close().unwrap();
     }
-    let seg = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "log"))
-        .unwrap();
+    let seg = files_with_ext(dir.path(), "log").remove(0);
     let bytes = std::fs::read(&seg).unwrap();
-    let fr = frames(&bytes);
+    let fr = frames(&seg);
     assert!(
         fr.len() >= 5,
         "one frame per acknowledged write: {}",
@@ -102,33 +83,7 @@ fn a_bad_frame_covered_by_a_snapshot_is_not_zeroed_as_a_torn_tail() {
 #[test]
 fn a_damaged_snapshot_whose_log_is_gone_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (l, _) = on_disk(dir.path(), Durability::Sync);
-        l.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
-        for b in 0..30 {
-            let batch: Vec<stockledger::Command> = (0..1000)
-                .map(|i| stockledger::Command::Reserve {
-                    order_id: format!("order-{b:03}-{i:05}"),
-                    lines: vec![line("A", "w", 1)],
-                    ttl_seconds: 900,
-                })
-                .collect();
-            assert!(l.execute(&batch).unwrap().iter().all(|r| r.is_ok()));
-        }
-        l.checkpoint().unwrap();
-        l.checkpoint().unwrap();
-        l.reserve("last", &[line("A", "w", 1)], 900).unwrap();
-    }
-    let snaps: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rkyv"))
-        .collect();
-    for snap in &snaps {
-        let mut b = std::fs::read(snap).unwrap();
-        b[100] ^= 1;
-        std::fs::write(snap, b).unwrap();
-    }
+    let snaps = damaged_snapshots_whose_log_is_gone(dir.path());
     let err = match stockledger::Ledger::open(dir.path(), stockledger::Options::default()) {
         Ok(_) => panic!("a ledger whose snapshots are damaged and whose log is gone opened"),
         Err(e) => e.to_string(),

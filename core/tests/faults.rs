@@ -88,43 +88,6 @@ fn every_fault_poisons_cleanly_and_loses_nothing_acknowledged() {
     }
 }
 
-/// A closed ledger of `n` reservations in one segment; returns the segment's path.
-fn ledger_with(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
-    let (l, _) = on_disk(dir, Durability::Sync);
-    l.set_stock("A", "w", 1_000, Source::Warehouse).unwrap();
-    for i in 0..n {
-        l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
-            .unwrap();
-    }
-    l.close().unwrap();
-    segments(dir).pop().unwrap()
-}
-
-fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Offsets of the frames of a segment (walking the length fields).
-fn frames(path: &std::path::Path) -> Vec<(usize, usize)> {
-    let bytes = std::fs::read(path).unwrap();
-    let mut out = Vec::new();
-    let mut at = 64;
-    loop {
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        if len == 0 {
-            return out;
-        }
-        out.push((at, 28 + len));
-        at += 28 + len;
-    }
-}
-
 fn open(dir: &std::path::Path, truncate: bool) -> stockledger::Result<Ledger> {
     Ledger::open(
         dir,
@@ -231,11 +194,7 @@ fn a_damaged_snapshot_is_detected_and_the_log_is_used_instead() {
         assert_eq!(l.checkpoint().unwrap(), 2);
         l.reserve("o2", &[line("A", "w", 4)], 900).unwrap();
     }
-    let snap = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "rkyv"))
-        .unwrap();
+    let snap = files_with_ext(dir.path(), "rkyv").remove(0);
     for damage in 0..3 {
         let original = std::fs::read(&snap).unwrap();
         match damage {
@@ -257,38 +216,8 @@ fn a_damaged_snapshot_is_detected_and_the_log_is_used_instead() {
 #[test]
 fn a_damaged_snapshot_whose_log_is_gone_fails_to_open() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (l, _) = on_disk(dir.path(), Durability::Sync);
-        l.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
-        // Enough records to roll several 1 MiB segments, through the batch entry point.
-        for b in 0..30 {
-            let batch: Vec<stockledger::Command> = (0..1000)
-                .map(|i| stockledger::Command::Reserve {
-                    order_id: format!("order-{b:03}-{i:05}"),
-                    lines: vec![line("A", "w", 1)],
-                    ttl_seconds: 900,
-                })
-                .collect();
-            assert!(l.execute(&batch).unwrap().iter().all(|r| r.is_ok()));
-        }
-        // The second checkpoint removes what the first covers (the previous snapshot and
-        // its log are kept).
-        l.checkpoint().unwrap();
-        l.checkpoint().unwrap();
-        l.reserve("last", &[line("A", "w", 1)], 900).unwrap();
-    }
-    assert!(
-        segments(dir.path()).len() < 3,
-        "covered segments were removed"
-    );
     // Every snapshot damaged: the log they covered is gone.
-    for snap in std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rkyv"))
-    {
-        edit(&snap, |b| b[100] ^= 1);
-    }
+    damaged_snapshots_whose_log_is_gone(dir.path());
     let err = open(dir.path(), false).unwrap_err().to_string();
     assert!(err.contains("log gap"), "{err}");
     // The damage is named, not only the gap it leaves (`cold_flips.rs`).

@@ -7,16 +7,15 @@
 //! `STOCKLEDGER_WRITE_FUZZ_SEEDS=1` (re)writes the seed files from a fresh ledger.
 
 mod common;
+#[path = "support/fuzz_files.rs"]
+mod fuzz_files;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
+use fuzz_files::{files, fuzz_dir};
 use stockledger::wal::{fuzz_decode, fuzz_replay, fuzz_snapshot};
 use stockledger::{Durability, Source};
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
 
 /// Runs one input through a target's entry point exactly as its `fuzz_target!` does.
 fn run_target(target: &str, data: &[u8]) {
@@ -36,29 +35,11 @@ fn run_target(target: &str, data: &[u8]) {
     }
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = rd
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn committed_seeds_and_regressions_do_not_panic() {
     let mut n = 0;
     for target in ["replay", "decode", "snapshot"] {
-        for kind in ["seeds", "regressions"] {
-            for f in files(&fuzz_dir().join(kind).join(target)) {
-                let data = std::fs::read(&f).unwrap();
-                run_target(target, &data);
-                n += 1;
-            }
-        }
+        n += fuzz_files::replay(target, |data| run_target(target, data));
     }
     assert!(n >= 3, "the committed seeds are missing ({n} files)");
 }

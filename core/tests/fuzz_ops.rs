@@ -4,35 +4,16 @@
 //! `fuzz/regressions/ops/`, then a few hundred deterministic pseudo-random inputs (half of
 //! them on disk, with checkpoints and reopens). `STOCKLEDGER_OPS_INPUTS=<n>` runs more.
 
+#[path = "support/fuzz_files.rs"]
+mod fuzz_files;
 mod ops_model;
-
-use std::path::{Path, PathBuf};
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = rd
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn committed_ops_inputs_agree_with_the_model() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let tmp = tempfile::tempdir().unwrap();
-    let mut n = 0;
-    for kind in ["seeds", "regressions"] {
-        for f in files(&fuzz.join(kind).join("ops")) {
-            let data = std::fs::read(&f).unwrap();
-            eprintln!("{}", f.display());
-            ops_model::run(&data, Some(tmp.path()));
-            n += 1;
-        }
-    }
+    let n = fuzz_files::replay("ops", |data| {
+        ops_model::run(data, Some(tmp.path()));
+    });
     assert!(n >= 4, "the committed ops seeds are missing ({n} files)");
 }
 

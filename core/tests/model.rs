@@ -5,16 +5,16 @@
 //! exactly the model's state at that point.
 
 mod common;
-
-use std::collections::{BTreeMap, HashMap};
+#[path = "support/model.rs"]
+mod model;
 
 use common::*;
+use model::{diff, real, Lines, Model, Res, DAY};
 use proptest::prelude::*;
-use stockledger::{Durability, Error, Ledger, Line, Source, Status};
+use stockledger::{Durability, Ledger, Source, Status};
 
 const SKUS: [&str; 3] = ["A", "B", "C"];
 const WHS: [&str; 2] = ["w1", "w2"];
-const DAY: u64 = 24 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -44,267 +44,44 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct MOrder {
-    lines: Vec<(String, String, u64)>,
-    status: Status,
-    expires_at: u64,
-    finished_at: u64,
+fn named(lines: &[(usize, usize, u64)]) -> Lines {
+    lines
+        .iter()
+        .map(|(s, w, q)| (SKUS[*s].to_string(), WHS[*w].to_string(), *q))
+        .collect()
 }
 
-#[derive(Debug, Clone, Default)]
-struct Model {
-    now: u64,
-    cells: BTreeMap<(String, String), (u64, u64)>,
-    orders: BTreeMap<String, MOrder>,
-    adjustments: HashMap<String, ((String, String), i64, u64)>,
-}
-
-/// A result reduced to what must agree.
-#[derive(Debug, Clone, PartialEq)]
-enum Res {
-    Ok(String),
-    Err(String),
-}
-
-fn err(e: Error) -> Res {
-    match e {
-        Error::InsufficientStock { shortfalls } => {
-            Res::Err(format!("insufficient_stock {shortfalls:?}"))
+fn apply(model: &mut Model, op: &Op) -> Res {
+    match op {
+        Op::Set(s, w, n) => model.set(SKUS[*s], WHS[*w], *n),
+        Op::Adjust(s, w, d, a) => model.adjust(SKUS[*s], WHS[*w], *d, &format!("a{a}")),
+        Op::Reserve(o, lines, ttl) => model.reserve(&format!("o{o}"), &named(lines), *ttl),
+        Op::Commit(o) => model.commit(&format!("o{o}")),
+        Op::Release(o) => model.release(&format!("o{o}")),
+        Op::Advance(ms) => {
+            model.now += ms;
+            Res::Ok(String::new())
         }
-        Error::BelowReserved {
-            on_hand,
-            reserved,
-            requested_on_hand,
-        } => Res::Err(format!(
-            "below_reserved {on_hand} {reserved} {requested_on_hand}"
-        )),
-        e => Res::Err(e.code().as_str().to_string()),
-    }
-}
-
-fn sorted(lines: &[(String, String, u64)]) -> Vec<(String, String, u64)> {
-    let mut v = lines.to_vec();
-    v.sort();
-    v
-}
-
-impl Model {
-    fn level(&self, k: &(String, String)) -> (u64, u64) {
-        self.cells.get(k).copied().unwrap_or((0, 0))
-    }
-
-    fn apply(&mut self, op: &Op) -> Res {
-        match op {
-            Op::Set(s, w, n) => {
-                let k = (SKUS[*s].to_string(), WHS[*w].to_string());
-                let (on_hand, reserved) = self.level(&k);
-                if *n < reserved {
-                    return Res::Err(format!("below_reserved {on_hand} {reserved} {n}"));
-                }
-                self.cells.insert(k, (*n, reserved));
-                Res::Ok(format!("{n} {reserved}"))
-            }
-            Op::Adjust(s, w, d, a) => {
-                if *d == 0 {
-                    return Res::Err("invalid_request".into());
-                }
-                let k = (SKUS[*s].to_string(), WHS[*w].to_string());
-                let key = format!("a{a}");
-                if let Some((cell, delta, _)) = self.adjustments.get(&key) {
-                    if *cell != k || delta != d {
-                        return Res::Err("adjustment_conflict".into());
-                    }
-                    let (o, r) = self.level(&k);
-                    return Res::Ok(format!("{o} {r}"));
-                }
-                let (on_hand, reserved) = self.level(&k);
-                let next = on_hand as i64 + d;
-                if next < reserved as i64 {
-                    return Res::Err(format!("below_reserved {on_hand} {reserved} {next}"));
-                }
-                self.cells.insert(k.clone(), (next as u64, reserved));
-                self.adjustments.insert(key, (k, *d, self.now));
-                Res::Ok(format!("{next} {reserved}"))
-            }
-            Op::Reserve(o, lines, ttl) => {
-                let id = format!("o{o}");
-                if lines.is_empty() {
-                    return Res::Err("invalid_request".into());
-                }
-                for (i, l) in lines.iter().enumerate() {
-                    if l.2 == 0 || lines[..i].iter().any(|p| (p.0, p.1) == (l.0, l.1)) {
-                        return Res::Err("invalid_request".into());
-                    }
-                }
-                if *ttl == 0 {
-                    return Res::Err("invalid_request".into());
-                }
-                let named: Vec<(String, String, u64)> = lines
-                    .iter()
-                    .map(|(s, w, q)| (SKUS[*s].to_string(), WHS[*w].to_string(), *q))
-                    .collect();
-                if let Some(existing) = self.orders.get(&id) {
-                    if sorted(&existing.lines) != sorted(&named) {
-                        return Res::Err("order_conflict".into());
-                    }
-                    return Res::Ok(format!("replay {}", existing.status.as_str()));
-                }
-                let shortfalls: Vec<stockledger::Shortfall> = named
-                    .iter()
-                    .filter_map(|(s, w, q)| {
-                        let (on_hand, reserved) = self.level(&(s.clone(), w.clone()));
-                        let available = on_hand - reserved;
-                        (available < *q).then(|| stockledger::Shortfall {
-                            sku: s.clone(),
-                            warehouse: w.clone(),
-                            requested: *q,
-                            available,
-                        })
-                    })
-                    .collect();
-                if !shortfalls.is_empty() {
-                    return Res::Err(format!("insufficient_stock {shortfalls:?}"));
-                }
-                for (s, w, q) in &named {
-                    if let Some(c) = self.cells.get_mut(&(s.clone(), w.clone())) {
-                        c.1 += q;
-                    }
-                }
-                self.orders.insert(
-                    id,
-                    MOrder {
-                        lines: named,
-                        status: Status::Reserved,
-                        expires_at: self.now + ttl * 1000,
-                        finished_at: 0,
-                    },
-                );
-                Res::Ok("created reserved".into())
-            }
-            Op::Commit(o) => {
-                let now = self.now;
-                let Some(order) = self.orders.get_mut(&format!("o{o}")) else {
-                    return Res::Err("order_not_found".into());
-                };
-                match order.status {
-                    Status::Paid => return Res::Ok("paid".into()),
-                    Status::Reserved if now < order.expires_at => {}
-                    _ => return Res::Err("order_not_active".into()),
-                }
-                order.status = Status::Paid;
-                order.finished_at = now;
-                for (s, w, q) in order.lines.clone() {
-                    if let Some(c) = self.cells.get_mut(&(s, w)) {
-                        c.0 -= q;
-                        c.1 -= q;
-                    }
-                }
-                Res::Ok("paid".into())
-            }
-            Op::Release(o) => {
-                let now = self.now;
-                let Some(order) = self.orders.get_mut(&format!("o{o}")) else {
-                    return Res::Err("order_not_found".into());
-                };
-                match order.status {
-                    Status::Paid => return Res::Err("order_paid".into()),
-                    Status::Released | Status::Expired => {
-                        return Res::Ok(order.status.as_str().into())
-                    }
-                    Status::Reserved => {}
-                }
-                order.status = Status::Released;
-                order.finished_at = now;
-                for (s, w, q) in order.lines.clone() {
-                    if let Some(c) = self.cells.get_mut(&(s, w)) {
-                        c.1 -= q;
-                    }
-                }
-                Res::Ok("released".into())
-            }
-            Op::Advance(ms) => {
-                self.now += ms;
-                Res::Ok(String::new())
-            }
-            Op::ExpireDue => {
-                let now = self.now;
-                let mut expired = Vec::new();
-                for (id, order) in self.orders.iter_mut() {
-                    if order.status == Status::Reserved && order.expires_at <= now {
-                        order.status = Status::Expired;
-                        order.finished_at = now;
-                        expired.push(id.clone());
-                        for (s, w, q) in order.lines.clone() {
-                            if let Some(c) = self.cells.get_mut(&(s, w)) {
-                                c.1 -= q;
-                            }
-                        }
-                    }
-                }
-                let cutoff = now.saturating_sub(DAY);
-                self.orders
-                    .retain(|_, o| !(o.status.is_finished() && o.finished_at < cutoff));
-                self.adjustments.retain(|_, a| a.2 >= cutoff);
-                expired.sort();
-                Res::Ok(format!("{expired:?}"))
-            }
-            Op::Checkpoint | Op::CrashPoint => Res::Ok(String::new()),
-        }
+        Op::ExpireDue => model.expire_due(),
+        Op::Checkpoint | Op::CrashPoint => Res::Ok(String::new()),
     }
 }
 
 fn run(ledger: &Ledger, clock: &stockledger::ManualClock, op: &Op) -> Res {
-    let cell = |s: &usize, w: &usize| (SKUS[*s], WHS[*w]);
     match op {
-        Op::Set(s, w, n) => {
-            let (s, w) = cell(s, w);
-            match ledger.set_stock(s, w, *n, Source::Warehouse) {
-                Ok(l) => Res::Ok(format!("{} {}", l.on_hand, l.reserved)),
-                Err(e) => err(e),
-            }
-        }
+        Op::Set(s, w, n) => real::set(ledger, SKUS[*s], WHS[*w], *n),
         Op::Adjust(s, w, d, a) => {
-            let (s, w) = cell(s, w);
-            match ledger.adjust_stock(s, w, *d, &format!("a{a}"), None, Source::Warehouse) {
-                Ok(l) => Res::Ok(format!("{} {}", l.on_hand, l.reserved)),
-                Err(e) => err(e),
-            }
+            real::adjust(ledger, SKUS[*s], WHS[*w], *d, &format!("a{a}"), None)
         }
-        Op::Reserve(o, lines, ttl) => {
-            let lines: Vec<Line> = lines
-                .iter()
-                .map(|(s, w, q)| Line::new(SKUS[*s], WHS[*w], *q))
-                .collect();
-            match ledger.reserve(&format!("o{o}"), &lines, *ttl) {
-                Ok(r) if r.created => Res::Ok(format!("created {}", r.reservation.status.as_str())),
-                Ok(r) => Res::Ok(format!("replay {}", r.reservation.status.as_str())),
-                Err(e) => err(e),
-            }
-        }
-        Op::Commit(o) => match ledger.commit(&format!("o{o}")) {
-            Ok(r) => Res::Ok(r.status.as_str().into()),
-            Err(e) => err(e),
-        },
-        Op::Release(o) => match ledger.release(&format!("o{o}")) {
-            Ok(r) => Res::Ok(r.status.as_str().into()),
-            Err(e) => err(e),
-        },
+        Op::Reserve(o, lines, ttl) => real::reserve(ledger, &format!("o{o}"), &named(lines), *ttl),
+        Op::Commit(o) => real::commit(ledger, &format!("o{o}")),
+        Op::Release(o) => real::release(ledger, &format!("o{o}")),
         Op::Advance(ms) => {
             clock.advance(*ms);
             Res::Ok(String::new())
         }
-        Op::ExpireDue => match ledger.expire_due() {
-            Ok(mut v) => {
-                v.sort();
-                Res::Ok(format!("{v:?}"))
-            }
-            Err(e) => err(e),
-        },
-        Op::Checkpoint => match ledger.checkpoint() {
-            Ok(_) => Res::Ok(String::new()),
-            Err(e) => err(e),
-        },
+        Op::ExpireDue => real::expire_due(ledger),
+        Op::Checkpoint => real::checkpoint(ledger),
         Op::CrashPoint => Res::Ok(String::new()),
     }
 }
@@ -318,42 +95,9 @@ fn assert_same_state(
     model: &Model,
     after_restart: bool,
 ) -> Result<(), TestCaseError> {
-    for s in SKUS {
-        for w in WHS {
-            let (on_hand, reserved) = model.level(&(s.to_string(), w.to_string()));
-            let got = ledger.stock(s, w).unwrap();
-            prop_assert_eq!(
-                (got.on_hand, got.reserved, got.available),
-                (on_hand, reserved, on_hand - reserved),
-                "cell {} {}",
-                s,
-                w
-            );
-        }
-    }
-    for o in 0..8 {
-        let id = format!("o{o}");
-        let got = ledger.reservation(&id).unwrap();
-        match (got, model.orders.get(&id)) {
-            (None, None) => {}
-            (Some(r), Some(m)) => {
-                prop_assert_eq!(r.status, m.status, "status of {}", id);
-                prop_assert_eq!(r.expires_at, m.expires_at);
-                let lines: Vec<_> = r
-                    .lines
-                    .iter()
-                    .map(|l| (l.sku.clone(), l.warehouse.clone(), l.qty))
-                    .collect();
-                prop_assert_eq!(sorted(&lines), sorted(&m.lines));
-            }
-            (Some(r), None)
-                if after_restart
-                    && r.status.is_finished()
-                    && r.finished_at.unwrap_or(0) < model.now.saturating_sub(DAY) => {}
-            (g, m) => prop_assert!(false, "order {}: ledger {:?} model {:?}", id, g, m),
-        }
-    }
-    ledger.check_invariants().map_err(TestCaseError::fail)?;
+    let ids: Vec<String> = (0..8).map(|o| format!("o{o}")).collect();
+    let d = diff(ledger, model, &SKUS, &WHS, &ids, after_restart);
+    prop_assert!(d.is_empty(), "{}", d.join("\n  "));
     Ok(())
 }
 
@@ -370,9 +114,9 @@ proptest! {
     #[test]
     fn ledger_agrees_with_the_model(ops in prop::collection::vec(op(), 1..80)) {
         let (ledger, clock) = memory();
-        let mut model = Model { now: T0, ..Model::default() };
+        let mut model = Model::at(T0);
         for (i, op) in ops.iter().enumerate() {
-            let want = model.apply(op);
+            let want = apply(&mut model, op);
             let got = run(&ledger, &clock, op);
             prop_assert_eq!(&got, &want, "op #{} {:?}", i, op);
         }
@@ -413,9 +157,9 @@ proptest! {
         let mut crash_points = Vec::new();
         {
             let (ledger, clock) = on_disk(&live, Durability::Sync);
-            let mut model = Model { now: T0, ..Model::default() };
+            let mut model = Model::at(T0);
             for (i, op) in ops.iter().enumerate() {
-                let want = model.apply(op);
+                let want = apply(&mut model, op);
                 let got = run(&ledger, &clock, op);
                 prop_assert_eq!(&got, &want, "op #{} {:?}", i, op);
                 if matches!(op, Op::CrashPoint) {

@@ -180,16 +180,6 @@ fn a_failed_roll_is_retried_instead_of_poisoning() {
     }
 }
 
-fn log_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
-}
-
 /// A ledger (sync) whose log spans at least `n` segments.
 fn rolled(dir: &std::path::Path, n: usize) -> Ledger {
     let (l, _) = on_disk(dir, Durability::Sync);
@@ -221,7 +211,7 @@ fn an_unreadable_segment_fails_the_read_instead_of_being_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let l = rolled(dir.path(), 3);
     let last = l.last_seq();
-    let middle = log_files(dir.path())[1].clone();
+    let middle = files_with_ext(dir.path(), "log")[1].clone();
 
     let mut repair = Some(break_segment(&middle));
     let (mut after, mut seqs) = (0, Vec::new());
@@ -420,16 +410,6 @@ fn a_failed_payment_after_the_expiry_is_an_expiry() {
     );
 }
 
-fn snapshots(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rkyv"))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Defect 9: the previous snapshot and the log after it are kept, so a damaged newest
 /// snapshot falls back to it and loses nothing.
 #[test]
@@ -450,7 +430,7 @@ fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
             .collect();
         (l.last_seq(), expect)
     };
-    let snaps = snapshots(dir.path());
+    let snaps = files_with_ext(dir.path(), "rkyv");
     assert_eq!(snaps.len(), 2, "the previous snapshot was removed");
     let newest = snaps.last().unwrap();
     let mut bytes = std::fs::read(newest).unwrap();
@@ -511,25 +491,12 @@ fn ids(dir: &std::path::Path) -> Vec<(u64, String)> {
 #[test]
 fn seqs_given_again_after_a_truncation_get_new_event_ids() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (l, _) = on_disk(dir.path(), Durability::Sync);
-        l.set_stock("A", "w", 100, Source::Warehouse).unwrap();
-        for i in 0..10 {
-            l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
-                .unwrap();
-        }
-        l.close().unwrap();
-    }
+    let seg = ledger_with(dir.path(), 10);
     let before = ids(dir.path());
     assert_eq!(before.len(), 11);
-    // Damage the 6th frame (walking the frames' length fields).
-    let seg = log_files(dir.path()).pop().unwrap();
+    // Damage the 6th frame.
+    let at = frames(&seg)[5].0;
     let mut bytes = std::fs::read(&seg).unwrap();
-    let mut at = 64;
-    for _ in 0..5 {
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        at += 28 + len;
-    }
     bytes[at + 30] ^= 0x10;
     std::fs::write(&seg, bytes).unwrap();
     let l = Ledger::open(

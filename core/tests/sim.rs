@@ -31,26 +31,26 @@
 //! simulator, so in `async` mode the point at which a crash lands may differ between reruns.
 
 mod common;
+#[path = "support/model.rs"]
+mod model;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use model::{diff, err, real, MOrder, Model, Res, DAY, MAX_ON_HAND};
 use parking_lot::Mutex;
 use stockledger::wal::{FsStorage, Storage, StorageFile};
 use stockledger::{
-    Clock, Command, Durability, Error, ErrorCode, Ledger, Line, ManualClock, Options, Source,
-    Status,
+    Clock, Command, Durability, Error, ErrorCode, Ledger, ManualClock, Options, Status,
 };
 
 const SKUS: [&str; 3] = ["A", "B", "C"];
 const WHS: [&str; 2] = ["w1", "w2"];
 const ORDERS: usize = 10;
-const DAY: u64 = 24 * 3600 * 1000;
-const MAX_ON_HAND: u64 = (1 << 53) - 1;
 
 // ---------------------------------------------------------------------------------------
 // Randomness: SplitMix64, so a seed means the same run whatever crate versions are locked.
@@ -302,26 +302,8 @@ impl SimStorage {
 }
 
 // ---------------------------------------------------------------------------------------
-// The model.
-
-#[derive(Debug, Clone, PartialEq)]
-struct MOrder {
-    lines: Vec<(String, String, u64)>,
-    status: Status,
-    expires_at: u64,
-    finished_at: u64,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Model {
-    cells: BTreeMap<(String, String), (u64, u64)>,
-    orders: BTreeMap<String, MOrder>,
-    /// adjustment_id -> (cell, delta, applied at).
-    adjustments: HashMap<String, ((String, String), i64, u64)>,
-    /// Orders pruned after retention: a restart may bring them back (pruning writes no
-    /// record; the domain keeps finished orders *at least* 24 h).
-    pruned: BTreeMap<String, MOrder>,
-}
+// The model (`support/model.rs`, shared with `model.rs` and `ops_model/`): the operations
+// of the simulator.
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -349,56 +331,7 @@ impl Op {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Res {
-    Ok(String),
-    Err(String),
-}
-
-fn err(e: Error) -> Res {
-    match e {
-        Error::InsufficientStock { shortfalls } => {
-            Res::Err(format!("insufficient_stock {shortfalls:?}"))
-        }
-        Error::BelowReserved {
-            on_hand,
-            reserved,
-            requested_on_hand,
-        } => Res::Err(format!(
-            "below_reserved {on_hand} {reserved} {requested_on_hand}"
-        )),
-        e => Res::Err(e.code().as_str().to_string()),
-    }
-}
-
-fn valid_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(&b))
-}
-
-fn sorted(lines: &[(String, String, u64)]) -> Vec<(String, String, u64)> {
-    let mut v = lines.to_vec();
-    v.sort();
-    v
-}
-
 impl Model {
-    fn expire(&mut self, ids: &[String], now: u64) {
-        for id in ids {
-            let Some(order) = self.orders.get_mut(id) else {
-                continue;
-            };
-            order.status = Status::Expired;
-            order.finished_at = now;
-            for (s, w, q) in order.lines.clone() {
-                if let Some(c) = self.cells.get_mut(&(s, w)) {
-                    c.1 -= q;
-                }
-            }
-        }
-    }
-
     /// An expiry pass writes one record per order: a crash or a failed write may keep any
     /// of them (each one whole). The states with a proper, non-empty subset of `expired`
     /// expired, and how many records each has.
@@ -411,175 +344,31 @@ impl Model {
                     .map(|i| expired[i].clone())
                     .collect();
                 let mut m = self.clone();
-                m.expire(&ids, now);
+                m.now = now;
+                m.expire(&ids);
                 (m, ids.len() as u64)
             })
             .collect()
     }
+}
 
-    fn level(&self, k: &(String, String)) -> (u64, u64) {
-        self.cells.get(k).copied().unwrap_or((0, 0))
-    }
-
-    fn apply(&mut self, op: &Op, now: u64) -> Res {
-        match op {
-            Op::Set(s, w, n) => {
-                if !valid_name(s) || !valid_name(w) || *n > MAX_ON_HAND {
-                    return Res::Err("invalid_request".into());
-                }
-                let k = (s.clone(), w.clone());
-                let (on_hand, reserved) = self.level(&k);
-                if *n < reserved {
-                    return Res::Err(format!("below_reserved {on_hand} {reserved} {n}"));
-                }
-                self.cells.insert(k, (*n, reserved));
-                Res::Ok(format!("{n} {reserved}"))
-            }
-            Op::Adjust(s, w, d, key) => {
-                if !valid_name(s) || !valid_name(w) || *d == 0 {
-                    return Res::Err("invalid_request".into());
-                }
-                let k = (s.clone(), w.clone());
-                if let Some((cell, delta, _)) = self.adjustments.get(key) {
-                    if *cell != k || delta != d {
-                        return Res::Err("adjustment_conflict".into());
-                    }
-                    let (o, r) = self.level(&k);
-                    return Res::Ok(format!("{o} {r}"));
-                }
-                let (on_hand, reserved) = self.level(&k);
-                let next = on_hand as i64 + d;
-                if next < reserved as i64 {
-                    return Res::Err(format!("below_reserved {on_hand} {reserved} {next}"));
-                }
-                self.cells.insert(k.clone(), (next as u64, reserved));
-                self.adjustments.insert(key.clone(), (k, *d, now));
-                Res::Ok(format!("{next} {reserved}"))
-            }
-            Op::Reserve(id, lines, ttl) => {
-                if lines.is_empty() || *ttl == 0 || *ttl > 604_800 {
-                    return Res::Err("invalid_request".into());
-                }
-                for (i, l) in lines.iter().enumerate() {
-                    if !valid_name(&l.0)
-                        || !valid_name(&l.1)
-                        || l.2 == 0
-                        || l.2 > 1_000_000
-                        || lines[..i].iter().any(|p| (&p.0, &p.1) == (&l.0, &l.1))
-                    {
-                        return Res::Err("invalid_request".into());
-                    }
-                }
-                if let Some(existing) = self.orders.get(id) {
-                    if sorted(&existing.lines) != sorted(lines) {
-                        return Res::Err("order_conflict".into());
-                    }
-                    return Res::Ok(format!("replay {}", existing.status.as_str()));
-                }
-                let shortfalls: Vec<stockledger::Shortfall> = lines
-                    .iter()
-                    .filter_map(|(s, w, q)| {
-                        let (on_hand, reserved) = self.level(&(s.clone(), w.clone()));
-                        let available = on_hand - reserved;
-                        (available < *q).then(|| stockledger::Shortfall {
-                            sku: s.clone(),
-                            warehouse: w.clone(),
-                            requested: *q,
-                            available,
-                        })
-                    })
-                    .collect();
-                if !shortfalls.is_empty() {
-                    return Res::Err(format!("insufficient_stock {shortfalls:?}"));
-                }
-                for (s, w, q) in lines {
-                    if let Some(c) = self.cells.get_mut(&(s.clone(), w.clone())) {
-                        c.1 += q;
-                    }
-                }
-                self.pruned.remove(id);
-                self.orders.insert(
-                    id.clone(),
-                    MOrder {
-                        lines: lines.clone(),
-                        status: Status::Reserved,
-                        expires_at: now + ttl * 1000,
-                        finished_at: 0,
-                    },
-                );
-                Res::Ok("created reserved".into())
-            }
-            Op::Commit(id) => {
-                let Some(order) = self.orders.get_mut(id) else {
-                    return Res::Err("order_not_found".into());
-                };
-                match order.status {
-                    Status::Paid => return Res::Ok("paid".into()),
-                    Status::Reserved if now < order.expires_at => {}
-                    _ => return Res::Err("order_not_active".into()),
-                }
-                order.status = Status::Paid;
-                order.finished_at = now;
-                for (s, w, q) in order.lines.clone() {
-                    if let Some(c) = self.cells.get_mut(&(s, w)) {
-                        c.0 -= q;
-                        c.1 -= q;
-                    }
-                }
-                Res::Ok("paid".into())
-            }
-            Op::Release(id) => {
-                let Some(order) = self.orders.get_mut(id) else {
-                    return Res::Err("order_not_found".into());
-                };
-                match order.status {
-                    Status::Paid => return Res::Err("order_paid".into()),
-                    Status::Released | Status::Expired => {
-                        return Res::Ok(order.status.as_str().into())
-                    }
-                    Status::Reserved => {}
-                }
-                order.status = Status::Released;
-                order.finished_at = now;
-                for (s, w, q) in order.lines.clone() {
-                    if let Some(c) = self.cells.get_mut(&(s, w)) {
-                        c.1 -= q;
-                    }
-                }
-                Res::Ok("released".into())
-            }
-            Op::ExpireDue => {
-                let mut expired: Vec<String> = self
-                    .orders
-                    .iter()
-                    .filter(|(_, o)| o.status == Status::Reserved && o.expires_at <= now)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                self.expire(&expired, now);
-                let cutoff = now.saturating_sub(DAY);
-                let gone: Vec<String> = self
-                    .orders
-                    .iter()
-                    .filter(|(_, o)| o.status.is_finished() && o.finished_at < cutoff)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in gone {
-                    if let Some(o) = self.orders.remove(&id) {
-                        self.pruned.insert(id, o);
-                    }
-                }
-                self.adjustments.retain(|_, a| a.2 >= cutoff);
-                expired.sort();
-                Res::Ok(format!("{expired:?}"))
-            }
-            Op::Checkpoint | Op::WaitDurable => Res::Ok(String::new()),
-            Op::Bulk(s, w, count, last) => {
-                let k = (s.clone(), w.clone());
-                let reserved = self.level(&k).1;
-                assert!(*last >= reserved, "the generator keeps bulk values valid");
-                self.cells.insert(k, (*last, reserved));
-                Res::Ok(format!("{count} ok"))
-            }
+/// The model's answer to `op` at `now`.
+fn apply(model: &mut Model, op: &Op, now: u64) -> Res {
+    model.now = now;
+    match op {
+        Op::Set(s, w, n) => model.set(s, w, *n),
+        Op::Adjust(s, w, d, key) => model.adjust(s, w, *d, key),
+        Op::Reserve(id, lines, ttl) => model.reserve(id, lines, *ttl),
+        Op::Commit(id) => model.commit(id),
+        Op::Release(id) => model.release(id),
+        Op::ExpireDue => model.expire_due(),
+        Op::Checkpoint | Op::WaitDurable => Res::Ok(String::new()),
+        Op::Bulk(s, w, count, last) => {
+            let k = (s.clone(), w.clone());
+            let reserved = model.level(&k).1;
+            assert!(*last >= reserved, "the generator keeps bulk values valid");
+            model.cells.insert(k, (*last, reserved));
+            Res::Ok(format!("{count} ok"))
         }
     }
 }
@@ -607,46 +396,13 @@ fn events_of(op: &Op, before: &Model, res: &Res) -> u64 {
 
 fn run(ledger: &Ledger, op: &Op) -> Res {
     match op {
-        Op::Set(s, w, n) => match ledger.set_stock(s, w, *n, Source::Warehouse) {
-            Ok(l) => Res::Ok(format!("{} {}", l.on_hand, l.reserved)),
-            Err(e) => err(e),
-        },
-        Op::Adjust(s, w, d, a) => {
-            match ledger.adjust_stock(s, w, *d, a, Some("sim"), Source::Warehouse) {
-                Ok(l) => Res::Ok(format!("{} {}", l.on_hand, l.reserved)),
-                Err(e) => err(e),
-            }
-        }
-        Op::Reserve(id, lines, ttl) => {
-            let lines: Vec<Line> = lines
-                .iter()
-                .map(|(s, w, q)| Line::new(s.as_str(), w.as_str(), *q))
-                .collect();
-            match ledger.reserve(id, &lines, *ttl) {
-                Ok(r) if r.created => Res::Ok(format!("created {}", r.reservation.status.as_str())),
-                Ok(r) => Res::Ok(format!("replay {}", r.reservation.status.as_str())),
-                Err(e) => err(e),
-            }
-        }
-        Op::Commit(id) => match ledger.commit(id) {
-            Ok(r) => Res::Ok(r.status.as_str().into()),
-            Err(e) => err(e),
-        },
-        Op::Release(id) => match ledger.release(id) {
-            Ok(r) => Res::Ok(r.status.as_str().into()),
-            Err(e) => err(e),
-        },
-        Op::ExpireDue => match ledger.expire_due() {
-            Ok(mut v) => {
-                v.sort();
-                Res::Ok(format!("{v:?}"))
-            }
-            Err(e) => err(e),
-        },
-        Op::Checkpoint => match ledger.checkpoint() {
-            Ok(_) => Res::Ok(String::new()),
-            Err(e) => err(e),
-        },
+        Op::Set(s, w, n) => real::set(ledger, s, w, *n),
+        Op::Adjust(s, w, d, a) => real::adjust(ledger, s, w, *d, a, Some("sim")),
+        Op::Reserve(id, lines, ttl) => real::reserve(ledger, id, lines, *ttl),
+        Op::Commit(id) => real::commit(ledger, id),
+        Op::Release(id) => real::release(ledger, id),
+        Op::ExpireDue => real::expire_due(ledger),
+        Op::Checkpoint => real::checkpoint(ledger),
         Op::WaitDurable => match ledger.wait_durable() {
             Ok(()) => Res::Ok(String::new()),
             Err(e) => err(e),
@@ -673,64 +429,10 @@ fn run(ledger: &Ledger, op: &Op) -> Res {
     }
 }
 
-/// Differences between the ledger and the model (empty: they agree).
-fn diff(ledger: &Ledger, model: &Model, ids: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cells: Vec<(String, String)> = model.cells.keys().cloned().collect();
-    for s in SKUS {
-        for w in WHS {
-            cells.push((s.to_string(), w.to_string()));
-        }
-    }
-    for k in cells {
-        let (on_hand, reserved) = model.level(&k);
-        match ledger.stock(&k.0, &k.1) {
-            Ok(got) => {
-                if (got.on_hand, got.reserved, got.available)
-                    != (on_hand, reserved, on_hand - reserved)
-                {
-                    out.push(format!(
-                        "cell {k:?}: ledger {got:?}, model on_hand {on_hand} reserved {reserved}"
-                    ));
-                }
-            }
-            Err(e) => out.push(format!("cell {k:?}: {e}")),
-        }
-    }
-    for id in ids {
-        let got = match ledger.reservation(id) {
-            Ok(g) => g,
-            Err(e) => {
-                out.push(format!("order {id}: {e}"));
-                continue;
-            }
-        };
-        match (got, model.orders.get(id)) {
-            (None, None) => {}
-            (Some(r), Some(m)) => {
-                let mut lines: Vec<_> = r
-                    .lines
-                    .iter()
-                    .map(|l| (l.sku.clone(), l.warehouse.clone(), l.qty))
-                    .collect();
-                lines.sort();
-                if r.status != m.status || r.expires_at != m.expires_at || lines != sorted(&m.lines)
-                {
-                    out.push(format!("order {id}: ledger {r:?}, model {m:?}"));
-                }
-            }
-            (Some(r), None)
-                if model
-                    .pruned
-                    .get(id)
-                    .is_some_and(|p| p.status == r.status && p.expires_at == r.expires_at) => {}
-            (g, m) => out.push(format!("order {id}: ledger {g:?}, model {m:?}")),
-        }
-    }
-    if let Err(e) = ledger.check_invariants() {
-        out.push(format!("invariants: {e}"));
-    }
-    out
+/// Differences between the ledger and the model (empty: they agree). The clock may step
+/// back, so an order the model pruned may still be there.
+fn check(ledger: &Ledger, model: &Model, ids: &[String]) -> Vec<String> {
+    diff(ledger, model, &SKUS, &WHS, ids, true)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -983,13 +685,13 @@ impl Sim {
     }
 
     fn check_live(&self, what: &str) -> Result<(), String> {
-        let d = diff(self.ledger(), &self.model, &self.ids);
+        let d = check(self.ledger(), &self.model, &self.ids);
         if d.is_empty() {
             return Ok(());
         }
         // After a failure the live ledger may show the uncertain operation either way.
         for (u, _) in &self.uncertain {
-            if diff(self.ledger(), u, &self.ids).is_empty() {
+            if check(self.ledger(), u, &self.ids).is_empty() {
                 return Ok(());
             }
         }
@@ -1034,7 +736,7 @@ impl Sim {
         self.sync_retained();
         let before = self.model.clone();
         let seq_before = self.seq;
-        let want = self.model.apply(&op, now);
+        let want = apply(&mut self.model, &op, now);
         let got = run(self.ledger(), &op);
         self.stats.ops += 1;
         let _ = writeln!(self.trace, "  {op:?} -> {got:?}");
@@ -1291,7 +993,7 @@ impl Sim {
         let mut found = None;
         let mut first_diff = Vec::new();
         for (i, c) in candidates.iter().enumerate() {
-            let d = diff(self.ledger(), c, &self.ids);
+            let d = check(self.ledger(), c, &self.ids);
             if d.is_empty() {
                 found = Some(i);
                 break;

@@ -236,20 +236,7 @@ fn check(s: &Server, settled: &Settled, events_seen: &mut u64, cycle: u64) {
         assert_eq!(v["on_hand"], START - taken[k], "cycle {cycle}: S{k} {v}");
         assert_eq!(v["available"], START - taken[k] - reserved[k], "S{k}");
     }
-    let mut after = events_seen.saturating_sub(1);
-    loop {
-        let page = s
-            .get(&format!("/v1/events?after={after}&limit=1000"))
-            .json();
-        let ev = page["events"].as_array().unwrap();
-        if ev.is_empty() {
-            break;
-        }
-        for e in ev {
-            after += 1;
-            assert_eq!(e["seq"], after, "cycle {cycle}: gap in the events feed");
-        }
-    }
+    let after = s.events_gap_free(events_seen.saturating_sub(1), &format!("cycle {cycle}"));
     assert!(
         after >= *events_seen,
         "cycle {cycle}: the feed ends at {after}, {} was read before",

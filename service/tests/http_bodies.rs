@@ -7,8 +7,10 @@
 //! seeds from the table below.
 
 mod bodies;
+#[path = "../../core/tests/support/fuzz_files.rs"]
+mod fuzz_files;
 
-use std::path::{Path, PathBuf};
+use fuzz_files::fuzz_dir;
 
 /// (route byte, body, expected status, expected field of a 400)
 const CASES: &[(u8, &str, u16, Option<&str>)] = &[
@@ -157,10 +159,6 @@ const CASES: &[(u8, &str, u16, Option<&str>)] = &[
     (4, r#"{"skus":"A"}"#, 400, Some("skus")),
 ];
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
 fn input(route: u8, body: &str) -> Vec<u8> {
     let mut v = vec![route];
     v.extend_from_slice(body.as_bytes());
@@ -186,18 +184,6 @@ fn known_bodies_get_the_expected_answer_and_field() {
             out.route
         );
     }
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = rd
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
 }
 
 /// Deterministic damage: bit flips, cuts, and JSON-significant bytes inserted or
@@ -228,23 +214,12 @@ fn damaged(bytes: &[u8]) -> Vec<Vec<u8>> {
 #[test]
 fn committed_inputs_and_their_damage_never_panic_and_name_a_field() {
     let (ledger, clock) = bodies::ledger();
-    let mut inputs: Vec<Vec<u8>> = Vec::new();
-    for kind in ["seeds", "regressions"] {
-        for f in files(&fuzz_dir().join(kind).join("http_bodies")) {
-            inputs.push(std::fs::read(&f).unwrap());
-        }
-    }
-    assert!(
-        inputs.len() >= CASES.len(),
-        "the committed seeds are missing ({} files)",
-        inputs.len()
-    );
     let mut runs = 0;
     let mut bad_requests = 0;
     let mut parsed = 0;
-    for inp in inputs.clone() {
-        bodies::run(&inp, &ledger);
-        for d in damaged(&inp) {
+    let n = fuzz_files::replay("http_bodies", |inp| {
+        bodies::run(inp, &ledger);
+        for d in damaged(inp) {
             let out = bodies::run(&d, &ledger);
             runs += 1;
             bad_requests += (out.status == 400) as usize;
@@ -256,7 +231,11 @@ fn committed_inputs_and_their_damage_never_panic_and_name_a_field() {
                 bodies::reset(&ledger);
             }
         }
-    }
+    });
+    assert!(
+        n >= CASES.len(),
+        "the committed seeds are missing ({n} files)"
+    );
     eprintln!("{runs} damaged bodies: {bad_requests} answered 400, {parsed} parsed");
     assert!(runs > 10_000 && bad_requests > runs / 4 && parsed > runs / 20);
 }

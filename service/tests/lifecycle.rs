@@ -431,19 +431,6 @@ fn kill_9_under_load_keeps_every_acknowledged_change() {
         assert_eq!(v["on_hand"], START - taken[k], "S{k}");
     }
     // The event stream has no gaps.
-    let mut after = 0;
-    loop {
-        let page = s
-            .get(&format!("/v1/events?after={after}&limit=1000"))
-            .json();
-        let ev = page["events"].as_array().unwrap();
-        if ev.is_empty() {
-            break;
-        }
-        for e in ev {
-            after += 1;
-            assert_eq!(e["seq"], after);
-        }
-    }
+    let after = s.events_gap_free(0, "lifecycle");
     assert!(after as usize >= SKUS + acked_n);
 }

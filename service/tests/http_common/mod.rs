@@ -284,6 +284,21 @@ impl Server {
         r.json()["events"].as_array().unwrap().clone()
     }
 
+    /// Reads the events feed on from `after` to its end, page by page: the seqs must follow
+    /// one another (`what` names the check). Returns the last seq read (`after` if none).
+    pub fn events_gap_free(&self, mut after: u64, what: &str) -> u64 {
+        loop {
+            let page = self.events(after);
+            if page.is_empty() {
+                return after;
+            }
+            for e in page {
+                after += 1;
+                assert_eq!(e["seq"], after, "{what}: gap in the events feed");
+            }
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
     }
