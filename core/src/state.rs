@@ -163,29 +163,27 @@ impl State {
         // Cell ids are dense (0..count): a plain vector beats a map by far at a million cells.
         let mut held: Vec<u64> = vec![0; self.catalog.cell_count()];
         for shard in self.orders.shards() {
-            let live = shard
-                .map
-                .iter()
-                .filter(|(_, o)| o.status == Status::Reserved)
-                .count();
+            let mut live = 0;
+            for (id, o) in shard.map.iter() {
+                if o.lines.is_empty() {
+                    return Err(format!("order {id} has no lines"));
+                }
+                if o.status != Status::Reserved {
+                    continue;
+                }
+                live += 1;
+                for l in o.lines.iter() {
+                    let Some(sum) = held.get_mut(l.cell as usize) else {
+                        return Err(format!("order {id} holds unknown cell {}", l.cell));
+                    };
+                    *sum += l.qty as u64;
+                }
+            }
             if live != shard.live() {
                 return Err(format!(
                     "a shard counts {} live reservations but holds {live}",
                     shard.live()
                 ));
-            }
-            for (id, o) in shard.map.iter() {
-                if o.status == Status::Reserved {
-                    for l in o.lines.iter() {
-                        let Some(sum) = held.get_mut(l.cell as usize) else {
-                            return Err(format!("order {id} holds unknown cell {}", l.cell));
-                        };
-                        *sum += l.qty as u64;
-                    }
-                }
-                if o.lines.is_empty() {
-                    return Err(format!("order {id} has no lines"));
-                }
             }
         }
         for (id, slot) in self.catalog.cells() {
