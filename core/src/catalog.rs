@@ -21,7 +21,7 @@ pub(crate) type CellId = u32;
 
 const INDEX_SHARDS: usize = 64;
 /// Hard limits so that a hostile caller cannot grow the catalog without bound.
-use crate::limits::{MAX_CELLS, MAX_SKUS};
+use crate::limits::{shard_of, MAX_CELLS, MAX_SKUS};
 /// Slots of the first cell table (a power of two).
 const FIRST_TABLE_SLOTS: usize = 1 << 12;
 
@@ -164,7 +164,7 @@ impl Catalog {
 
     fn shard(&self, sku: &str) -> &RwLock<HashMap<Arc<str>, SkuId, Hasher>> {
         let h = self.hasher.hash_one(sku);
-        &self.index[(h as usize) % INDEX_SHARDS]
+        &self.index[shard_of(h, INDEX_SHARDS)]
     }
 
     pub(crate) fn find_sku(&self, sku: &str) -> Option<SkuId> {

@@ -45,6 +45,20 @@ pub const MAX_EVENTS_PER_READ: usize = 10_000;
 pub const RESERVE_ATTEMPTS: u32 = 4;
 
 const _: () = assert!(ORDER_SHARDS.is_power_of_two() && KEY_SHARDS.is_power_of_two());
+
+/// The hash bits that pick a shard: 26..32. A shard's table hashes its keys with the same
+/// hash, and hashbrown takes a key's bucket from the low bits and its control tag from the
+/// top 7; the orders' index also keeps bits 32..64 as a tag. Shard bits taken from the low
+/// bits would be equal for every key of a shard, so all its keys would start probing in 1/64
+/// of the buckets (long probes, a cache miss each, on every lookup of a new id).
+pub(crate) const SHARD_HASH_SHIFT: u32 = 26;
+
+/// The shard of `hash` among `shards` (a power of two of at most 64).
+#[inline]
+pub(crate) fn shard_of(hash: u64, shards: usize) -> usize {
+    debug_assert!(shards.is_power_of_two() && shards <= 64);
+    (hash >> SHARD_HASH_SHIFT) as usize & (shards - 1)
+}
 const _: () = assert!(MAX_ORDERS / ORDER_SHARDS < u32::MAX as usize);
 const _: () = assert!(MAX_CELLS < u32::MAX as usize && MAX_SKUS <= MAX_CELLS);
 // A lane must hold the largest record, and a batch call's records must fit the staging.

@@ -13,7 +13,7 @@ use crate::orders::Orders;
 use crate::time::Millis;
 use crate::types::Status;
 
-use crate::limits::KEY_SHARDS;
+use crate::limits::{shard_of, KEY_SHARDS};
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -89,7 +89,7 @@ impl<V> KeyTable<V> {
 
     pub(crate) fn shard(&self, key: &str) -> MutexGuard<'_, KeyShard<V>> {
         let h = self.hasher.hash_one(key);
-        self.shards[(h as usize) % KEY_SHARDS].lock()
+        self.shards[shard_of(h, KEY_SHARDS)].lock()
     }
 
     pub(crate) fn prune(&self, cutoff: Millis)
