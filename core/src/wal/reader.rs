@@ -205,6 +205,8 @@ pub fn read_events_with_storage(
     storage: Arc<dyn Storage>,
 ) -> Result<EventReader> {
     let dir = dir.as_ref().to_path_buf();
+    // A check of the caller's argument, not a read of the log: the real file system is
+    // asked directly (a missing folder is `invalid_request`, not an I/O failure).
     if !dir.is_dir() {
         return Err(Error::invalid(
             "folder",
