@@ -1,18 +1,29 @@
-//! The storage seam of the log writer: the real file system, and a faulty one for tests.
+//! The storage seam of the log: the real file system, and a faulty one for tests.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::ops::Deref;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
+/// A read-only view of a whole file. A snapshot is read in place only if its bytes are
+/// aligned to 16 (a map is page-aligned); otherwise it is copied once.
+pub type ReadMap = Box<dyn Deref<Target = [u8]> + Send + Sync>;
+
 /// Where the log puts its files: segments, and the snapshots a checkpoint writes and
-/// removes. Every write, sync, rename and removal goes through it, so tests can inject the
-/// faults the real world has. (Recovery reads by mapping files; that is not here yet.)
+/// removes. Every write, sync, rename and removal goes through it, and every read, listing
+/// and size or time look-up of the log's files, so tests can inject the faults the real
+/// world has. (The folder's LOCK file is taken with `flock` outside the seam: a lock is
+/// not a file the log reads or writes.)
+///
+/// The read methods have default implementations on the real file system, so an
+/// implementor that only cares about writes need not write them.
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Creates `path` of `len` bytes, synced. With `zero_fill` every byte is written (so
     /// later syncs need no size or extent metadata: the background spare segment); without,
@@ -26,6 +37,54 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
     }
+    /// Maps a whole file read-only (segments, snapshots). A missing file must answer
+    /// `ErrorKind::NotFound`: readers tell a segment a checkpoint removed from a failure.
+    fn map_read(&self, path: &Path) -> io::Result<ReadMap> {
+        map_file(path)
+    }
+    /// Reads a whole file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+    /// The paths of the entries of a folder, in no particular order.
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(dir)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect()
+    }
+    /// The size of a file.
+    fn len_bytes(&self, path: &Path) -> io::Result<u64> {
+        std::fs::metadata(path).map(|m| m.len())
+    }
+    /// When a file was last written.
+    fn modified(&self, path: &Path) -> io::Result<SystemTime> {
+        std::fs::metadata(path)?.modified()
+    }
+}
+
+/// Maps `path` read-only: the real file system's [`Storage::map_read`].
+pub fn map_file(path: &Path) -> io::Result<ReadMap> {
+    let file = File::open(path)?;
+    // SAFETY (why a read-only shared map of a file that is being written is sound here):
+    // - Size: a segment is sized once, when created (`set_len`, before its header is
+    //   written and before any reader can know it), and never truncated or shortened
+    //   afterwards (recovery zero-fills, it does not truncate), so no access through the
+    //   map is beyond EOF (no SIGBUS). Truncation in `truncate_corrupt_tail` removes whole
+    //   later segments, which unlinks the name but keeps mapped pages valid. Snapshots are
+    //   written to a temp file and renamed into place, never changed afterwards.
+    // - Content: the live readers (events feed, publisher, checkpoints) interpret only frames
+    //   with lsn <= durable_lsn, whose bytes were written and fdatasync'd before durable_lsn
+    //   was published (Release/Acquire) and are never written again. The one rewrite of
+    //   durable-looking bytes, recovery zeroing a torn tail, runs before the ledger exists
+    //   (folder lock held, no live reader) and after replay dropped its own map.
+    // - The rest: past durable_lsn the writer may be writing the bytes a reader maps (the
+    //   frame after the last durable one, or an outside `read_events` racing the writer).
+    //   Those bytes are only copied out and checked (length bounds, CRC-32C) before any is
+    //   trusted; a torn or changing frame fails the check and ends the scan. This is the
+    //   one place that relies on byte reads of a concurrently written shared mapping being
+    //   merely stale-or-new, as every mmap-based log reader on Linux does.
+    let map = unsafe { memmap2::Mmap::map(&file) }?;
+    Ok(Box::new(map))
 }
 
 pub trait StorageFile: Send {
@@ -103,6 +162,10 @@ pub enum Fault {
     SyncDirError,
     /// Removing a file fails with EIO.
     RemoveError,
+    /// Reading or mapping a file (segment, snapshot) fails with EIO.
+    ReadError,
+    /// Listing a folder fails with EIO.
+    ListError,
 }
 
 impl Fault {
@@ -111,14 +174,19 @@ impl Fault {
     fn is_storage_level(self) -> bool {
         matches!(
             self,
-            Fault::OpenError | Fault::RenameError | Fault::SyncDirError | Fault::RemoveError
+            Fault::OpenError
+                | Fault::RenameError
+                | Fault::SyncDirError
+                | Fault::RemoveError
+                | Fault::ReadError
+                | Fault::ListError
         )
     }
 }
 
 /// Wraps the real file system and injects one fault after a number of successful
 /// operations of the fault's kind (writes, syncs, or for the storage-level faults, creates
-/// and opens, renames, folder syncs).
+/// and opens, renames, folder syncs, removals, reads and maps, listings).
 #[derive(Debug)]
 pub struct FaultyStorage {
     fault: Fault,
@@ -269,5 +337,66 @@ impl Storage for FaultyStorage {
             return Err(io::Error::other("injected remove error"));
         }
         FsStorage.remove(path)
+    }
+    fn map_read(&self, path: &Path) -> io::Result<ReadMap> {
+        if self.storage_trips(Fault::ReadError) {
+            return Err(io::Error::other("injected read error"));
+        }
+        FsStorage.map_read(path)
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        if self.storage_trips(Fault::ReadError) {
+            return Err(io::Error::other("injected read error"));
+        }
+        FsStorage.read(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        if self.storage_trips(Fault::ListError) {
+            return Err(io::Error::other("injected list error"));
+        }
+        FsStorage.list(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_go_through_and_a_read_fault_fires_after_its_countdown_then_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello").unwrap();
+        let storage = FaultyStorage::transient(Fault::ReadError, 1, 1);
+        assert_eq!(storage.read(&path).unwrap(), b"hello");
+        let e = match storage.map_read(&path) {
+            Err(e) => e,
+            Ok(_) => panic!("the second read must fail"),
+        };
+        assert_eq!(e.to_string(), "injected read error");
+        assert!(storage.fired());
+        assert_eq!(&**storage.map_read(&path).unwrap(), b"hello", "cleared");
+        // Listing, sizes and times are not read faults.
+        assert_eq!(storage.list(dir.path()).unwrap(), vec![path.clone()]);
+        assert_eq!(storage.len_bytes(&path).unwrap(), 5);
+        assert!(storage.modified(&path).is_ok());
+    }
+
+    #[test]
+    fn a_list_fault_fails_the_listing_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FaultyStorage::new(Fault::ListError, 0);
+        assert!(storage.list(dir.path()).is_err());
+        assert!(
+            storage.list(dir.path()).is_err(),
+            "a broken device stays broken"
+        );
+        let missing = dir.path().join("missing");
+        let e = storage.read(&missing).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        match storage.map_read(&missing) {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            Ok(_) => panic!("mapped a missing file"),
+        }
     }
 }

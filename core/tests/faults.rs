@@ -310,3 +310,164 @@ fn a_failed_removal_keeps_the_files_and_the_checkpoint_succeeds() {
     let l = open(dir.path(), false).unwrap();
     assert_eq!(l.stock("A", "w").unwrap().reserved, 4);
 }
+
+/// Every file of a ledger folder but its LOCK, with its bytes.
+fn folder_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "LOCK"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// A closed ledger with a snapshot and log after it: o0..o9 reserved, 1 each.
+fn ledger_with_snapshot(dir: &std::path::Path) {
+    let (l, _) = on_disk(dir, Durability::Sync);
+    l.set_stock("A", "w", 100, Source::Warehouse).unwrap();
+    for i in 0..10 {
+        l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
+            .unwrap();
+        if i == 4 {
+            l.checkpoint().unwrap();
+        }
+    }
+    l.close().unwrap();
+}
+
+fn open_through(dir: &std::path::Path, storage: Arc<FaultyStorage>) -> stockledger::Result<Ledger> {
+    Ledger::open(
+        dir,
+        Options {
+            storage: Some(storage),
+            segment_bytes: 1 << 20,
+            checkpoint_every_bytes: u64::MAX,
+            ..Options::default()
+        },
+    )
+}
+
+/// Recovery reads, maps and lists through the seam: a read or listing that fails at any
+/// point of an open fails that open with `ledger_unavailable` naming the file (or folder),
+/// changes nothing on disk, and a later open without the fault has every record.
+#[test]
+fn a_read_or_list_fault_during_open_fails_naming_the_file_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    ledger_with_snapshot(dir.path());
+    let folder = dir.path().display().to_string();
+    for fault in [Fault::ReadError, Fault::ListError] {
+        let before = folder_files(dir.path());
+        let mut failed_opens = 0;
+        for after in 0u64.. {
+            assert!(after < 100, "{fault:?}: open never succeeded");
+            let storage = Arc::new(FaultyStorage::new(fault, after));
+            match open_through(dir.path(), storage.clone()) {
+                Err(e) => {
+                    assert!(storage.fired(), "{fault:?}/{after}: {e}");
+                    assert_eq!(e.code(), ErrorCode::LedgerUnavailable, "{e}");
+                    let msg = e.to_string();
+                    assert!(msg.contains("injected"), "{fault:?}/{after}: {msg}");
+                    assert!(msg.contains(&folder), "{fault:?}/{after}: {msg}");
+                    if fault == Fault::ReadError {
+                        let file = msg.contains("wal-0") || msg.contains("snapshot-0");
+                        assert!(file, "{after}: the file is not named: {msg}");
+                    }
+                    assert_eq!(folder_files(dir.path()), before, "{fault:?}/{after}");
+                    failed_opens += 1;
+                }
+                Ok(l) => {
+                    assert!(
+                        !storage.fired(),
+                        "{fault:?}/{after}: a fault went unnoticed"
+                    );
+                    l.close().unwrap();
+                    break;
+                }
+            }
+        }
+        // Reads: the segment twice (headerless-tail check, replay), the snapshot once.
+        let least = if fault == Fault::ReadError { 3 } else { 2 };
+        assert!(
+            failed_opens >= least,
+            "{fault:?}: {failed_opens} failed opens"
+        );
+        let l = open(dir.path(), false).unwrap();
+        for i in 0..10 {
+            let r = l.reservation(&format!("o{i}")).unwrap();
+            assert_eq!(
+                r.map(|r| r.status),
+                Some(Status::Reserved),
+                "{fault:?}: o{i}"
+            );
+        }
+        assert_eq!(l.stock("A", "w").unwrap().reserved, 10);
+        l.close().unwrap();
+    }
+}
+
+/// A read fault in the events reader of a folder is an error of that call, not a panic,
+/// not the end of the stream and not a skipped segment: once it passes, the same reader
+/// goes on and yields every event.
+#[test]
+fn a_read_fault_in_the_events_reader_is_an_error_and_nothing_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    ledger_with(dir.path(), 5);
+    let all: Vec<u64> = stockledger::read_events(dir.path(), 0)
+        .unwrap()
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(all, (1..=6).collect::<Vec<_>>());
+    // The listing, the header read, the segment's read for its events.
+    for (fault, after) in [
+        (Fault::ListError, 0),
+        (Fault::ReadError, 0),
+        (Fault::ReadError, 1),
+    ] {
+        let storage = Arc::new(FaultyStorage::transient(fault, after, 1));
+        let mut reader =
+            stockledger::wal::read_events_with_storage(dir.path(), 0, storage.clone()).unwrap();
+        let e = match reader.next() {
+            Some(Err(e)) => e,
+            other => panic!("{fault:?}/{after}: {other:?}"),
+        };
+        assert!(storage.fired(), "{fault:?}/{after}");
+        assert_eq!(e.code(), ErrorCode::LedgerUnavailable, "{e}");
+        let named = match fault {
+            Fault::ListError => dir.path().display().to_string(),
+            _ => "wal-0".to_string(),
+        };
+        assert!(e.to_string().contains(&named), "{fault:?}/{after}: {e}");
+        let rest: Vec<u64> = reader.map(|e| e.unwrap().seq).collect();
+        assert_eq!(rest, all, "{fault:?}/{after}");
+    }
+}
+
+/// The live feed reads segments through the ledger's storage: a read fault is an error of
+/// that call (the ledger is not poisoned), and the next call reads every event.
+#[test]
+fn a_read_fault_in_the_live_feed_is_an_error_and_the_next_read_has_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(FaultyStorage::transient(Fault::ReadError, u64::MAX, 1));
+    let l = open_through(dir.path(), storage.clone()).unwrap();
+    l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+    for i in 0..3 {
+        l.reserve(&format!("o{i}"), &[line("A", "w", 1)], 900)
+            .unwrap();
+    }
+    storage.arm(0);
+    let e = l.events(0, 100).unwrap_err();
+    assert!(storage.fired());
+    assert_eq!(e.code(), ErrorCode::LedgerUnavailable, "{e}");
+    assert!(e.to_string().contains("wal-0"), "{e}");
+    assert!(
+        l.unavailable_reason().is_none(),
+        "a read fault poisoned the log"
+    );
+    let seqs: Vec<u64> = l.events(0, 100).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    l.reserve("o3", &[line("A", "w", 1)], 900).unwrap();
+    l.close().unwrap();
+}

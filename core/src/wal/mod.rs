@@ -2,6 +2,7 @@
 //!
 //! The log is also the outbox: events are read back from it (`reader.rs`).
 
+mod error;
 mod reader;
 mod recovery;
 mod segment;
@@ -17,13 +18,16 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-pub use crate::storage::{Fault, FaultyStorage, FsStorage, Storage, StorageFile};
-pub use reader::{read_events, EventReader};
+pub use crate::storage::{
+    map_file, Fault, FaultyStorage, FsStorage, ReadMap, Storage, StorageFile,
+};
+pub use reader::{read_events, read_events_with_storage, EventReader};
 
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::sequencer::{Lsn, Sequencer};
 use crate::state::State;
+use error::{StorageError, StorageResult};
 
 /// A sample of where a seq starts in a segment, so readers need not scan from its start.
 #[derive(Debug, Clone)]
@@ -142,14 +146,18 @@ impl Shared {
     }
 
     fn unavailable(&self) -> Error {
+        self.stopped().into()
+    }
+
+    /// Why the log takes no more writes: closed, or stopped by a failure.
+    fn stopped(&self) -> StorageError {
         if self.closing.load(Ordering::SeqCst) && !self.poisoned.load(Ordering::SeqCst) {
-            return Error::unavailable("the ledger is closed");
+            return StorageError::Closed;
         }
         let r = self.reason.lock();
-        Error::unavailable(format!(
-            "the log could not be written ({}); writes are refused until restart",
-            r.as_deref().unwrap_or("closed")
-        ))
+        StorageError::Poisoned {
+            reason: r.as_deref().unwrap_or("closed").to_string(),
+        }
     }
 
     fn wake_writer(&self) {
@@ -322,7 +330,7 @@ impl Log {
 
     pub(crate) fn checkpoint(&self) -> Result<u64> {
         self.check_writable()?;
-        snapshot::checkpoint(&self.shared)
+        Ok(snapshot::checkpoint(&self.shared)?)
     }
 
     pub(crate) fn close(&self) -> Result<()> {
@@ -370,13 +378,11 @@ fn new_ledger_id() -> u64 {
     foldhash::fast::RandomState::default().hash_one((nanos, std::process::id()))
 }
 
-fn lock_folder(dir: &Path) -> Result<File> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::unavailable(format!(
-            "cannot create ledger folder {}: {e}",
-            dir.display()
-        ))
-    })?;
+/// Creates `dir` if need be and takes its LOCK file. Outside the storage seam on purpose:
+/// the lock is an `flock` on an open descriptor, not a file the log reads or writes, and a
+/// storage that faked it could let two ledgers write one folder.
+fn lock_folder(dir: &Path) -> StorageResult<File> {
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create ledger folder", dir, e))?;
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -384,16 +390,10 @@ fn lock_folder(dir: &Path) -> Result<File> {
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(|e| {
-            Error::unavailable(format!("cannot open lock file {}: {e}", path.display()))
-        })?;
+        .map_err(|e| StorageError::io("open lock file", &path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(_) => Err(Error::unavailable(format!(
-            "ledger folder {} is locked by another ledger (lock file {})",
-            dir.display(),
-            path.display()
-        ))),
+        Err(_) => Err(StorageError::Locked { path }),
     }
 }
 
@@ -449,6 +449,10 @@ pub(crate) fn open_in_memory() -> Log {
 
 /// Locks `dir`, recovers the state from its snapshot and log, and starts the writer.
 pub(crate) fn open(dir: &Path, options: &Options) -> Result<Log> {
+    Ok(open_typed(dir, options)?)
+}
+
+fn open_typed(dir: &Path, options: &Options) -> StorageResult<Log> {
     let lock = lock_folder(dir)?;
     if options.durability == Durability::None {
         let log = open_in_memory();
@@ -639,7 +643,44 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    use super::{lock_folder, StorageError};
     use crate::{Durability, ErrorCode, Ledger, Line, Options, Source};
+
+    #[test]
+    fn a_second_open_is_locked_naming_the_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Ledger::open(dir.path(), Options::default()).unwrap();
+        match lock_folder(dir.path()) {
+            Err(StorageError::Locked { path }) => assert_eq!(path, dir.path().join("LOCK")),
+            other => panic!("{other:?}"),
+        }
+        let e = Ledger::open(dir.path(), Options::default()).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::LedgerUnavailable);
+        assert!(e.to_string().contains("LOCK"), "{e}");
+        first.close().unwrap();
+        drop(first);
+        assert!(
+            lock_folder(dir.path()).is_ok(),
+            "the lock goes with the ledger"
+        );
+    }
+
+    #[test]
+    fn a_closed_log_says_closed_and_a_poisoned_one_gives_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), Options::default()).unwrap();
+        l.close().unwrap();
+        assert!(matches!(l.log.shared.stopped(), StorageError::Closed));
+        let e = l.set_stock("A", "w", 1, Source::Warehouse).unwrap_err();
+        assert_eq!(e.to_string(), "ledger unavailable: the ledger is closed");
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), Options::default()).unwrap();
+        l.log.shared.poison("injected".into());
+        match l.log.shared.stopped() {
+            StorageError::Poisoned { reason } => assert_eq!(reason, "injected"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     /// Defect 5: a thread that panics after taking an lsn leaves a gap no record fills.
     /// The ledger must stop: no caller hangs, none is acknowledged for nothing.

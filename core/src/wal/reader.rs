@@ -5,21 +5,23 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::record::decode_entries;
 
+use super::error::StorageError;
 use super::segment::{
     list_segments, read_frame, read_frame_in_memory, SegmentHeader, Slot, HEADER_LEN,
 };
 use super::Shared;
+use crate::storage::{FsStorage, ReadMap, Storage};
 
-/// Maps a segment read-only, keeping the I/O error's kind (a missing file is told apart).
-fn map_segment(path: &Path) -> std::io::Result<memmap2::Mmap> {
-    let file = std::fs::File::open(path)?;
-    // SAFETY: see `recovery::map`.
-    unsafe { memmap2::Mmap::map(&file) }
+/// A segment that could not be read. The reader reports it rather than skip it: skipping
+/// would lose the segment's events for good, and the cause (EMFILE, EIO) may pass.
+fn unreadable(path: &Path, e: std::io::Error) -> Error {
+    StorageError::io("read log segment", path, e).into()
 }
 
 pub use crate::limits::MAX_EVENTS_PER_READ;
@@ -152,7 +154,7 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
             .collect()
     };
     for (path, offset, epoch) in plan {
-        let bytes = match map_segment(&path) {
+        let bytes = match shared.storage.map_read(&path) {
             Ok(b) => b,
             Err(e) => {
                 let pruned = e.kind() == std::io::ErrorKind::NotFound
@@ -163,12 +165,8 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
                     let oldest_seq = shared.segments.lock().first().map_or(1, |s| s.first_seq);
                     return Err(Error::EventsPruned { oldest_seq });
                 }
-                // Anything else (EMFILE, EIO) may pass: fail this read, the caller retries;
-                // skipping would lose the segment's events for good.
-                return Err(Error::unavailable(format!(
-                    "cannot read log segment {}: {e}",
-                    path.display()
-                )));
+                // Anything else (EMFILE, EIO) may pass: fail this read, the caller retries.
+                return Err(unreadable(&path, e));
             }
         };
         match scan(
@@ -184,10 +182,9 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
             Stop::Full(_) => break,
             Stop::End => continue,
             Stop::Bad(at) => {
-                return Err(Error::unavailable(format!(
-                    "log corruption in {} at offset {at}",
-                    path.display()
-                )))
+                return Err(
+                    StorageError::corrupt(&path, at, "bad frame below the durable lsn").into(),
+                )
             }
         }
     }
@@ -198,7 +195,18 @@ pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<V
 /// Iterates the durable events of a ledger folder with `seq > after`, lazily, read-only.
 /// Safe on a folder a live ledger is writing: it stops at the first frame not yet complete.
 pub fn read_events(dir: impl AsRef<Path>, after: u64) -> Result<EventReader> {
+    read_events_with_storage(dir, after, Arc::new(FsStorage))
+}
+
+/// [`read_events`] through a given storage seam (tests inject read faults with it).
+pub fn read_events_with_storage(
+    dir: impl AsRef<Path>,
+    after: u64,
+    storage: Arc<dyn Storage>,
+) -> Result<EventReader> {
     let dir = dir.as_ref().to_path_buf();
+    // A check of the caller's argument, not a read of the log: the real file system is
+    // asked directly (a missing folder is `invalid_request`, not an I/O failure).
     if !dir.is_dir() {
         return Err(Error::invalid(
             "folder",
@@ -206,6 +214,7 @@ pub fn read_events(dir: impl AsRef<Path>, after: u64) -> Result<EventReader> {
         ));
     }
     Ok(EventReader {
+        storage,
         dir,
         after,
         segments: None,
@@ -218,32 +227,28 @@ pub fn read_events(dir: impl AsRef<Path>, after: u64) -> Result<EventReader> {
 
 /// See [`read_events`].
 pub struct EventReader {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     after: u64,
     /// (header, path) of every segment, read on first use.
     segments: Option<Vec<(SegmentHeader, PathBuf)>>,
     next_segment: usize,
-    current: Option<(memmap2::Mmap, usize, bool, (u64, u32))>,
+    current: Option<(ReadMap, usize, bool, (u64, u32))>,
     buffer: VecDeque<Event>,
     done: bool,
 }
 
 impl EventReader {
     fn load_segments(&mut self) -> Result<()> {
-        let listed = list_segments(&self.dir)
-            .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", self.dir.display())))?;
+        let listed = list_segments(&*self.storage, &self.dir)
+            .map_err(|e| StorageError::io("list", &self.dir, e))?;
         let mut segs = Vec::new();
         for (_, path) in listed {
-            let bytes = match map_segment(&path) {
+            let bytes = match self.storage.map_read(&path) {
                 Ok(b) => b,
                 // Removed by a checkpoint since the listing.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(Error::unavailable(format!(
-                        "cannot read log segment {}: {e}",
-                        path.display()
-                    )))
-                }
+                Err(e) => return Err(unreadable(&path, e)),
             };
             match SegmentHeader::decode(&bytes) {
                 Ok(h) => segs.push((h, path)),
@@ -251,9 +256,7 @@ impl EventReader {
                 Err(_)
                     if bytes.len() >= HEADER_LEN && bytes[..HEADER_LEN].iter().all(|b| *b == 0) => {
                 }
-                Err(e) => {
-                    return Err(Error::unavailable(format!("{}: {e}", path.display())));
-                }
+                Err(e) => return Err(StorageError::corrupt(&path, 0, e).into()),
             }
         }
         let start = segs
@@ -284,7 +287,7 @@ impl EventReader {
                     break;
                 };
                 let is_last = self.next_segment + 1 == segs;
-                let bytes = match map_segment(path) {
+                let bytes = match self.storage.map_read(path) {
                     Ok(b) => b,
                     // Removed by a checkpoint since it was listed: its events are older than
                     // what follows, and no longer retained.
@@ -294,12 +297,7 @@ impl EventReader {
                     }
                     // Anything else may pass (EMFILE, EIO): report it; the next call retries
                     // this segment rather than skip its events.
-                    Err(e) => {
-                        return Err(Error::unavailable(format!(
-                            "cannot read log segment {}: {e}",
-                            path.display()
-                        )))
-                    }
+                    Err(e) => return Err(unreadable(path, e)),
                 };
                 self.current = Some((bytes, HEADER_LEN, is_last, (h.ledger_id, h.epoch)));
                 self.next_segment += 1;
@@ -335,12 +333,11 @@ impl EventReader {
                             .segments
                             .as_ref()
                             .and_then(|s| s.get(self.next_segment - 1))
-                            .map(|(_, p)| p.display().to_string())
+                            .map(|(_, p)| p.clone())
                             .unwrap_or_default();
                         self.done = true;
-                        return Err(Error::unavailable(format!(
-                            "log corruption in {path} at offset {offset}"
-                        )));
+                        let what = "bad frame in a segment that is not the last";
+                        return Err(StorageError::corrupt(&path, offset, what).into());
                     }
                 }
             }

@@ -10,18 +10,18 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::record::decode_entry_refs;
 use crate::state::State;
 
+use super::error::{StorageError, StorageResult};
 use super::segment::{
     list_segments, read_frame, valid_frame_after, SegmentHeader, Slot, HEADER_LEN,
 };
 use super::snapshot;
 use super::writer::Tail;
 use super::SegmentMeta;
-use crate::storage::Storage;
+use crate::storage::{ReadMap, Storage};
 
 pub(crate) struct Recovered {
     pub(crate) state: State,
@@ -34,12 +34,9 @@ pub(crate) struct Recovered {
 }
 
 /// What replay may do to damaged files.
-pub(crate) enum Mode<'a> {
+pub(crate) enum Mode {
     /// Opening: zero a torn tail; with `truncate`, also cut at corruption.
-    Repair {
-        storage: &'a dyn Storage,
-        truncate: bool,
-    },
+    Repair { truncate: bool },
     /// A checkpoint rebuilding state up to an lsn it knows is durable.
     ReadOnly { upto: u64 },
 }
@@ -49,10 +46,10 @@ pub(crate) fn recover(
     options: &Options,
     storage: &dyn Storage,
     new_id: fn() -> u64,
-) -> Result<Recovered> {
-    let mut segments = list_segments(dir).map_err(|e| io_err(dir, e))?;
-    drop_headerless_tail(&mut segments)?;
-    let (loaded, damaged) = snapshot::load_newest_noting(dir)?;
+) -> StorageResult<Recovered> {
+    let mut segments = list_segments(storage, dir).map_err(|e| io_err(dir, e))?;
+    drop_headerless_tail(storage, &mut segments)?;
+    let (loaded, damaged) = snapshot::load_newest_noting(storage, dir)?;
     if let Some(d) = damaged.first() {
         // A damaged snapshot is passed over for an older one (or none); that works only if
         // the log from there on is still there. If it is not, the damage is the cause:
@@ -60,40 +57,35 @@ pub(crate) fn recover(
         let need = loaded.as_ref().map_or(1, |s| s.1);
         let oldest = segments.first().map(|(lsn, _)| *lsn);
         if oldest.is_none_or(|lsn| lsn > need) {
-            return Err(Error::unavailable(format!(
-                "snapshot corruption in {} at offset {}: {}; the log it covers is gone \
-                 (log gap: lsn {need} is missing{}), so nothing older can stand in for it",
-                d.path.display(),
-                d.offset,
-                d.reason,
-                match oldest {
-                    Some(lsn) => format!(", the oldest segment starts at lsn {lsn}"),
-                    None => ", there is no log segment".into(),
-                }
-            )));
+            return Err(StorageError::SnapshotLost {
+                path: d.path.clone(),
+                offset: d.offset as u64,
+                what: d.reason.clone(),
+                need_lsn: need,
+                oldest_lsn: oldest,
+            });
         }
     }
     let (state, next_lsn, next_seq) = match loaded {
         Some(s) => s,
         None => {
             let id = match segments.first() {
-                Some((_, path)) => read_header(path)?.ledger_id,
+                Some((_, path)) => read_header(storage, path)?.ledger_id,
                 None => new_id(),
             };
             (State::new(id), 1, 1)
         }
     };
     let mode = Mode::Repair {
-        storage,
         truncate: options.truncate_corrupt_tail,
     };
-    let out = replay(dir, segments, &state, next_lsn, next_seq, mode)?;
-    state.check_invariants().map_err(|e| {
-        Error::unavailable(format!(
-            "recovered state of {} is inconsistent: {e}",
-            dir.display()
-        ))
-    })?;
+    let out = replay(storage, dir, segments, &state, next_lsn, next_seq, mode)?;
+    state
+        .check_invariants()
+        .map_err(|e| StorageError::Inconsistent {
+            dir: dir.to_path_buf(),
+            why: e.to_string(),
+        })?;
     tracing::info!(
         dir = %dir.display(),
         next_lsn = out.next_lsn,
@@ -118,59 +110,41 @@ pub(crate) struct ReplayEnd {
     pub(crate) epoch: u32,
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::unavailable(format!("cannot read {}: {e}", path.display()))
+fn io_err(path: &Path, e: std::io::Error) -> StorageError {
+    StorageError::io("read", path, e)
 }
 
-fn corrupt(path: &Path, offset: usize, what: &str) -> Error {
-    Error::unavailable(format!(
-        "log corruption in {} at offset {offset}: {what}",
-        path.display()
-    ))
+fn corrupt(path: &Path, offset: usize, what: &str) -> StorageError {
+    StorageError::corrupt(path, offset, what)
 }
 
-fn read_header(path: &Path) -> Result<SegmentHeader> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+fn read_header(storage: &dyn Storage, path: &Path) -> StorageResult<SegmentHeader> {
+    let bytes = storage.read(path).map_err(|e| io_err(path, e))?;
     SegmentHeader::decode(&bytes).map_err(|e| corrupt(path, 0, &e))
 }
 
-pub(crate) fn map(path: &Path) -> Result<memmap2::Mmap> {
-    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
-    // SAFETY (why a read-only shared map of a file that is being written is sound here):
-    // - Size: a segment is sized once, when created (`set_len`, before its header is
-    //   written and before any reader can know it), and never truncated or shortened
-    //   afterwards (recovery zero-fills, it does not truncate), so no access through the
-    //   map is beyond EOF (no SIGBUS). Truncation in `truncate_corrupt_tail` removes whole
-    //   later segments, which unlinks the name but keeps mapped pages valid.
-    // - Content: the live readers (events feed, publisher, checkpoints) interpret only frames
-    //   with lsn <= durable_lsn, whose bytes were written and fdatasync'd before durable_lsn
-    //   was published (Release/Acquire) and are never written again. The one rewrite of
-    //   durable-looking bytes, recovery zeroing a torn tail, runs before the ledger exists
-    //   (folder lock held, no live reader) and after replay dropped its own map.
-    // - The rest: past durable_lsn the writer may be writing the bytes a reader maps (the
-    //   frame after the last durable one, or an outside `read_events` racing the writer).
-    //   Those bytes are only copied out and checked (length bounds, CRC-32C) before any is
-    //   trusted; a torn or changing frame fails the check and ends the scan. This is the
-    //   one place that relies on byte reads of a concurrently written shared mapping being
-    //   merely stale-or-new, as every mmap-based log reader on Linux does.
-    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))
+/// Maps a segment or snapshot through the storage seam (see `storage::map_file` for why
+/// a map of a file the writer may be writing is sound).
+pub(crate) fn map(storage: &dyn Storage, path: &Path) -> StorageResult<ReadMap> {
+    storage.map_read(path).map_err(|e| io_err(path, e))
 }
 
 /// Applies every frame with an lsn from `next_lsn` on to `state`.
 pub(crate) fn replay(
+    storage: &dyn Storage,
     dir: &Path,
     mut segments: Vec<(u64, PathBuf)>,
     state: &State,
     mut next_lsn: u64,
     mut next_seq: u64,
-    mode: Mode<'_>,
-) -> Result<ReplayEnd> {
+    mode: Mode,
+) -> StorageResult<ReplayEnd> {
     let upto = match mode {
         Mode::ReadOnly { upto } => upto,
         Mode::Repair { .. } => u64::MAX,
     };
     if let Mode::Repair { .. } = mode {
-        drop_headerless_tail(&mut segments)?;
+        drop_headerless_tail(storage, &mut segments)?;
     }
     let mut metas = Vec::new();
     let mut tail = None;
@@ -190,7 +164,7 @@ pub(crate) fn replay(
             // Wholly covered by the snapshot, but still there (kept for the events feed or
             // the outbox): readers and the next checkpoint must know of it.
             if let Mode::Repair { .. } = mode {
-                match map(path).map(|b| SegmentHeader::decode(&b)) {
+                match map(storage, path).map(|b| SegmentHeader::decode(&b)) {
                     Ok(Ok(h)) if h.first_lsn == *name_lsn && h.ledger_id == state.ledger_id => {
                         epoch = epoch.max(h.epoch);
                         metas.push(SegmentMeta {
@@ -211,7 +185,7 @@ pub(crate) fn replay(
             i += 1;
             continue;
         }
-        let bytes = map(path)?;
+        let bytes = map(storage, path)?;
         let header = SegmentHeader::decode(&bytes).map_err(|e| corrupt(path, 0, &e))?;
         if header.first_lsn != *name_lsn {
             return Err(corrupt(path, 0, "header lsn differs from the file name"));
@@ -220,11 +194,11 @@ pub(crate) fn replay(
             return Err(corrupt(path, 0, "segment belongs to another ledger"));
         }
         if header.first_lsn > next_lsn {
-            return Err(Error::unavailable(format!(
-                "log gap: lsn {next_lsn} is missing (segment {} starts at {})",
-                path.display(),
-                header.first_lsn
-            )));
+            return Err(StorageError::Gap {
+                lsn: next_lsn,
+                path: path.clone(),
+                first_lsn: header.first_lsn,
+            });
         }
         epoch = epoch.max(header.epoch);
         let mut meta = SegmentMeta {
@@ -308,7 +282,7 @@ pub(crate) fn replay(
                     }
                     return Err(corrupt(path, bad, "bad frame below the durable lsn"));
                 }
-                Mode::Repair { storage, truncate } => {
+                Mode::Repair { truncate } => {
                     if is_last && !later_valid {
                         tracing::warn!(file = %path.display(), offset = bad, "torn tail: zeroing an unacknowledged partial record");
                     } else if *truncate {
@@ -319,7 +293,9 @@ pub(crate) fn replay(
                             "log corruption: truncating here as asked; every record after it is dropped"
                         );
                         for (_, later) in &segments[i + 1..] {
-                            std::fs::remove_file(later).map_err(|e| io_err(later, e))?;
+                            storage
+                                .remove(later)
+                                .map_err(|e| StorageError::io("remove", later, e))?;
                         }
                         cut = true;
                     } else {
@@ -334,13 +310,15 @@ pub(crate) fn replay(
                     // page cache is.
                     let len = bytes.len() as u64;
                     drop(bytes);
-                    zero_from(*storage, path, bad as u64, len)?;
+                    zero_from(storage, path, bad as u64, len)?;
                     if cut {
                         // Seqs after the cut will be given again: they go to a new segment of
                         // a new epoch, so their event_ids differ from the dropped ones'.
                         if bad == HEADER_LEN {
                             // Nothing left in it, and the new segment takes its name.
-                            std::fs::remove_file(path).map_err(|e| io_err(path, e))?;
+                            storage
+                                .remove(path)
+                                .map_err(|e| StorageError::io("remove", path, e))?;
                         } else {
                             metas.push(meta);
                         }
@@ -379,41 +357,48 @@ pub(crate) fn replay(
 
 /// A last segment whose header never fully made it to disk (a crash or a write error while
 /// rolling) holds nothing: remove it.
-fn drop_headerless_tail(segments: &mut Vec<(u64, PathBuf)>) -> Result<()> {
+fn drop_headerless_tail(
+    storage: &dyn Storage,
+    segments: &mut Vec<(u64, PathBuf)>,
+) -> StorageResult<()> {
     if let Some((_, last)) = segments.last() {
-        let bytes = std::fs::read(last).map_err(|e| io_err(last, e))?;
+        let bytes = storage.read(last).map_err(|e| io_err(last, e))?;
         let head = &bytes[..bytes.len().min(HEADER_LEN)];
         // A torn header (never synced, so never acknowledged) with nothing after it.
         let torn_header =
             SegmentHeader::decode(head).is_err() && bytes[head.len()..].iter().all(|b| *b == 0);
         if torn_header {
             tracing::warn!(file = %last.display(), "removing a log segment without a header (crash while rolling)");
-            std::fs::remove_file(last).map_err(|e| io_err(last, e))?;
+            storage
+                .remove(last)
+                .map_err(|e| StorageError::io("remove", last, e))?;
             segments.pop();
         }
     }
     Ok(())
 }
 
-fn zero_from(storage: &dyn Storage, path: &Path, from: u64, len: u64) -> Result<()> {
-    let mut file = storage.open(path).map_err(|e| {
-        Error::unavailable(format!("cannot open {} to repair it: {e}", path.display()))
-    })?;
+fn zero_from(storage: &dyn Storage, path: &Path, from: u64, len: u64) -> StorageResult<()> {
+    assert!(from <= len);
+    let mut file = storage
+        .open(path)
+        .map_err(|e| StorageError::io("open for repair", path, e))?;
     let zeros = vec![0u8; 1 << 20];
     let mut at = from;
     while at < len {
         let n = (len - at).min(zeros.len() as u64) as usize;
         file.write_at(&zeros[..n], at)
-            .map_err(|e| Error::unavailable(format!("cannot repair {}: {e}", path.display())))?;
+            .map_err(|e| StorageError::io("repair", path, e))?;
         at += n as u64;
     }
     file.sync_data()
-        .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", path.display())))
+        .map_err(|e| StorageError::io("sync", path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::FsStorage;
     use crate::{Command, Ledger, Line, Options, Source};
 
     /// A closed ledger whose log spans at least two segments.
@@ -428,7 +413,7 @@ mod tests {
         .unwrap();
         l.set_stock("A", "w", 1 << 40, Source::Warehouse).unwrap();
         let mut b = 0;
-        while list_segments(dir).unwrap().len() < 2 {
+        while list_segments(&FsStorage, dir).unwrap().len() < 2 {
             let batch: Vec<Command> = (0..1000)
                 .map(|i| Command::Reserve {
                     order_id: format!("order-{b:04}-{i:05}"),
@@ -440,7 +425,7 @@ mod tests {
             b += 1;
         }
         l.close().unwrap();
-        list_segments(dir).unwrap()
+        list_segments(&FsStorage, dir).unwrap()
     }
 
     /// Defect 1: a checkpoint's durable lsn falls in a segment the writer has since rolled
@@ -449,10 +434,135 @@ mod tests {
     fn checkpoint_replay_stops_at_its_lsn_when_a_later_segment_exists() {
         let dir = tempfile::tempdir().unwrap();
         let segments = two_segments(dir.path());
-        let id = read_header(&segments[0].1).unwrap().ledger_id;
+        let id = read_header(&FsStorage, &segments[0].1).unwrap().ledger_id;
         let upto = segments[1].0 - 10;
         let state = State::new(id);
-        let end = replay(dir.path(), segments, &state, 1, 1, Mode::ReadOnly { upto }).unwrap();
+        let mode = Mode::ReadOnly { upto };
+        let end = replay(&FsStorage, dir.path(), segments, &state, 1, 1, mode).unwrap();
         assert_eq!(end.next_lsn, upto + 1);
+    }
+
+    /// A closed ledger of `n` reservations in one 1 MiB segment; returns its path.
+    fn one_segment(dir: &Path, n: usize) -> PathBuf {
+        let options = Options {
+            segment_bytes: 1 << 20,
+            ..Options::default()
+        };
+        let l = Ledger::open(dir, options).unwrap();
+        l.set_stock("A", "w", 1_000, Source::Warehouse).unwrap();
+        for i in 0..n {
+            l.reserve(&format!("o{i}"), &[Line::new("A", "w", 1)], 900)
+                .unwrap();
+        }
+        l.close().unwrap();
+        let mut segments = list_segments(&FsStorage, dir).unwrap();
+        assert_eq!(segments.len(), 1);
+        segments.remove(0).1
+    }
+
+    /// The offset of frame `k` (0: the first) of a segment.
+    fn frame_offset(bytes: &[u8], k: usize) -> usize {
+        let mut at = HEADER_LEN;
+        for _ in 0..k {
+            match read_frame(bytes, at) {
+                Slot::Frame(f) => at += f.size,
+                other => panic!("frame expected at {at}: {other:?}"),
+            }
+        }
+        at
+    }
+
+    #[test]
+    fn a_damaged_frame_before_valid_ones_is_corrupt_naming_the_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = one_segment(dir.path(), 10);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = frame_offset(&bytes, 5);
+        bytes[at + 30] ^= 0x10; // in the payload: the checksum no longer matches
+        std::fs::write(&path, &bytes).unwrap();
+        let options = Options::default();
+        match recover(dir.path(), &options, &FsStorage, || 7) {
+            Err(StorageError::Corrupt {
+                path: named,
+                offset,
+                what,
+            }) => {
+                assert_eq!(named, path);
+                assert_eq!(offset, at as u64);
+                assert!(what.contains("valid records after it"), "{what}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("recovered over corruption"),
+        }
+        // Nothing was repaired: the damaged bytes are still there.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_segment_of_another_ledger_is_corrupt_at_offset_zero() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ours = std::fs::read(one_segment(a.path(), 1)).unwrap();
+        let theirs = one_segment(b.path(), 1);
+        // b's segment, renamed and re-headed to follow a's last frame.
+        let mut next_lsn = 1;
+        let mut at = HEADER_LEN;
+        while let Slot::Frame(f) = read_frame(&ours, at) {
+            next_lsn = f.lsn + 1;
+            at += f.size;
+        }
+        let moved = a.path().join(super::super::segment::segment_name(next_lsn));
+        std::fs::copy(&theirs, &moved).unwrap();
+        let mut bytes = std::fs::read(&moved).unwrap();
+        let mut header = SegmentHeader::decode(&bytes).unwrap();
+        header.first_lsn = next_lsn;
+        bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+        std::fs::write(&moved, bytes).unwrap();
+        match recover(a.path(), &Options::default(), &FsStorage, || 7) {
+            Err(StorageError::Corrupt { path, offset, what }) => {
+                assert_eq!((path, offset), (moved, 0));
+                assert!(what.contains("another ledger"), "{what}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("recovered a foreign segment"),
+        }
+    }
+
+    #[test]
+    fn a_missing_segment_is_a_gap_naming_the_lsn() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = two_segments(dir.path());
+        std::fs::remove_file(&segments[0].1).unwrap();
+        match recover(dir.path(), &Options::default(), &FsStorage, || 7) {
+            Err(StorageError::Gap {
+                lsn,
+                path,
+                first_lsn,
+            }) => {
+                assert_eq!((lsn, first_lsn), (1, segments[1].0));
+                assert_eq!(path, segments[1].1);
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("recovered over a gap"),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_segment_is_an_io_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = one_segment(dir.path(), 2);
+        let storage = crate::storage::FaultyStorage::new(crate::storage::Fault::ReadError, 0);
+        match recover(dir.path(), &Options::default(), &storage, || 7) {
+            Err(StorageError::Io {
+                op,
+                path: named,
+                source,
+            }) => {
+                assert_eq!((op, named), ("read", path));
+                assert_eq!(source.to_string(), "injected read error");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("recovered without reading"),
+        }
+        assert!(storage.fired());
     }
 }

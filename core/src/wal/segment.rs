@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::storage::Storage;
+
 pub(crate) const MAGIC: &[u8; 8] = b"SLEDGLOG";
 pub(crate) const VERSION: u8 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
@@ -228,26 +230,30 @@ pub(crate) fn segment_name(first_lsn: u64) -> String {
 pub(crate) const SPARE_NAME: &str = "wal-spare.tmp";
 
 /// The segments of a folder, sorted by first lsn (from their names).
-pub(crate) fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    list_numbered(dir, "wal-", ".log")
+pub(crate) fn list_segments(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    list_numbered(storage, dir, "wal-", ".log")
 }
 
 /// Files named `<prefix><number><suffix>` in `dir`, sorted by their number.
 pub(crate) fn list_numbered(
+    storage: &dyn Storage,
     dir: &Path,
     prefix: &str,
     suffix: &str,
 ) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for path in storage.list(dir)? {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         let number = name
             .strip_prefix(prefix)
             .and_then(|n| n.strip_suffix(suffix));
         if let Some(Ok(n)) = number.map(str::parse::<u64>) {
-            out.push((n, entry.path()));
+            out.push((n, path));
         }
     }
     out.sort();

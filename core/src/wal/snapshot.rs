@@ -15,11 +15,11 @@ use std::thread::JoinHandle;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::orders::{HeldLine, Order};
 use crate::state::{AdjustmentKey, PaymentKey, State};
 use crate::types::Status;
 
+use super::error::{StorageError, StorageResult};
 use super::recovery::{self, Mode};
 use super::segment::list_segments;
 use super::Shared;
@@ -83,8 +83,8 @@ fn snapshot_name(lsn: u64) -> String {
     format!("snapshot-{lsn:020}.rkyv")
 }
 
-fn list_snapshots(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    super::segment::list_numbered(dir, "snapshot-", ".rkyv")
+fn list_snapshots(storage: &dyn Storage, dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    super::segment::list_numbered(storage, dir, "snapshot-", ".rkyv")
 }
 
 fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
@@ -260,8 +260,8 @@ pub(crate) struct Damaged {
 
 /// The newest snapshot that validates: (state, next lsn, next seq). Older ones are tried
 /// when a newer one is damaged; the log replay then tells whether what it needs is there.
-pub(crate) fn load_newest(dir: &Path) -> Result<Option<Loaded>> {
-    Ok(load_newest_noting(dir)?.0)
+pub(crate) fn load_newest(storage: &dyn Storage, dir: &Path) -> StorageResult<Option<Loaded>> {
+    Ok(load_newest_noting(storage, dir)?.0)
 }
 
 /// A restored snapshot: (state, next lsn, next seq).
@@ -269,13 +269,24 @@ pub(crate) type Loaded = (State, u64, u64);
 
 /// `load_newest`, also returning the newer snapshots passed over as damaged (newest first),
 /// so that recovery can name them when the log they covered is gone.
-pub(crate) fn load_newest_noting(dir: &Path) -> Result<(Option<Loaded>, Vec<Damaged>)> {
-    let snaps = list_snapshots(dir)
-        .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", dir.display())))?;
+pub(crate) fn load_newest_noting(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> StorageResult<(Option<Loaded>, Vec<Damaged>)> {
+    let snaps = list_snapshots(storage, dir).map_err(|e| StorageError::io("list", dir, e))?;
     let mut damaged = Vec::new();
     for (_, path) in snaps.iter().rev() {
-        let map = recovery::map(path)?;
-        match validate(&map) {
+        let map = recovery::map(storage, path)?;
+        // rkyv reads the archive in place only when it is aligned (a map is page-aligned;
+        // a storage may hand back any buffer).
+        let copy: rkyv::util::AlignedVec<16>;
+        let bytes: &[u8] = if map.as_ptr().align_offset(16) == 0 {
+            &map
+        } else {
+            copy = aligned(&map);
+            &copy
+        };
+        match validate(bytes) {
             Ok(a) => match restore(a) {
                 Some(state) => {
                     let next = (a.lsn.to_native() + 1, a.seq.to_native() + 1);
@@ -304,22 +315,23 @@ pub(crate) fn load_newest_noting(dir: &Path) -> Result<(Option<Loaded>, Vec<Dama
 }
 
 /// Writes a snapshot of the durable state and drops what it makes unnecessary.
-pub(crate) fn checkpoint(shared: &Shared) -> Result<u64> {
+pub(crate) fn checkpoint(shared: &Shared) -> StorageResult<u64> {
     let Some(dir) = shared.dir.as_deref() else {
         return Ok(shared.durable_seq.load(Ordering::Acquire));
     };
     let _one_at_a_time = shared.checkpoint_lock.lock();
     let upto = shared.durable_lsn.load(Ordering::Acquire);
-    let (state, next_lsn, next_seq) = match load_newest(dir)? {
+    let storage = &*shared.storage;
+    let (state, next_lsn, next_seq) = match load_newest(storage, dir)? {
         Some(s) => s,
         None => (State::new(shared.ledger_id), 1, 1),
     };
     // What this checkpoint starts from becomes the previous snapshot: it and the log after
     // it are kept, so a damaged new snapshot can fall back to it.
     let (base_lsn, base_seq) = (next_lsn - 1, next_seq - 1);
-    let segments = list_segments(dir)
-        .map_err(|e| Error::unavailable(format!("cannot list {}: {e}", dir.display())))?;
+    let segments = list_segments(storage, dir).map_err(|e| StorageError::io("list", dir, e))?;
     let end = recovery::replay(
+        storage,
         dir,
         segments,
         &state,
@@ -329,37 +341,44 @@ pub(crate) fn checkpoint(shared: &Shared) -> Result<u64> {
     )?;
     let lsn = end.next_lsn - 1;
     let seq = end.next_seq - 1;
-    write(&*shared.storage, dir, &capture(&state, lsn, seq))?;
+    write(storage, dir, &capture(&state, lsn, seq))?;
     prune_files(shared, dir, base_lsn, base_seq);
     Ok(seq)
 }
 
 /// Writes the snapshot next to the log, through the storage seam: a sized temp file,
 /// written, fsync'd, renamed into place, and the folder fsync'd.
-fn write(storage: &dyn Storage, dir: &Path, snap: &Snapshot) -> Result<()> {
-    let io = |what: &str, e: std::io::Error| Error::unavailable(format!("snapshot {what}: {e}"));
-    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(snap)
-        .map_err(|e| Error::unavailable(format!("snapshot encode: {e}")))?;
+fn write(storage: &dyn Storage, dir: &Path, snap: &Snapshot) -> StorageResult<()> {
+    let payload =
+        rkyv::to_bytes::<rkyv::rancor::Error>(snap).map_err(|e| StorageError::Encode {
+            what: e.to_string(),
+        })?;
     let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(MAGIC);
     header[8] = VERSION;
     header[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     header[24..28].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     let tmp = dir.join("snapshot.tmp");
+    let io = |op: &'static str, e: std::io::Error| StorageError::io(op, &tmp, e);
     {
         // Sized (and that size synced) at creation, so syncing the data is enough.
         let len = (HEADER_LEN + payload.len()) as u64;
         let mut f = storage
             .create(&tmp, len, false)
-            .map_err(|e| io("create", e))?;
-        f.write_at(&header, 0).map_err(|e| io("write", e))?;
+            .map_err(|e| io("create snapshot", e))?;
+        f.write_at(&header, 0)
+            .map_err(|e| io("write snapshot", e))?;
         f.write_at(&payload, HEADER_LEN as u64)
-            .map_err(|e| io("write", e))?;
-        f.sync_data().map_err(|e| io("fsync", e))?;
+            .map_err(|e| io("write snapshot", e))?;
+        f.sync_data().map_err(|e| io("fsync snapshot", e))?;
     }
     let path = dir.join(snapshot_name(snap.lsn));
-    storage.rename(&tmp, &path).map_err(|e| io("rename", e))?;
-    storage.sync_dir(dir).map_err(|e| io("folder fsync", e))?;
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| io("rename snapshot", e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| StorageError::io("fsync the folder of snapshot", &path, e))?;
     tracing::info!(file = %path.display(), lsn = snap.lsn, seq = snap.seq, "snapshot written");
     Ok(())
 }
@@ -368,7 +387,8 @@ fn write(storage: &dyn Storage, dir: &Path, snap: &Snapshot) -> Result<()> {
 /// none) and the segments that one covers (unless pinned for the outbox or retained for the
 /// feed). Failures here lose nothing, so they are only logged.
 fn prune_files(shared: &Shared, dir: &Path, lsn: u64, seq: u64) {
-    if let Ok(snaps) = list_snapshots(dir) {
+    let storage = &*shared.storage;
+    if let Ok(snaps) = list_snapshots(storage, dir) {
         for (l, p) in snaps {
             if l < lsn {
                 if let Err(e) = shared.storage.remove(&p) {
@@ -383,8 +403,8 @@ fn prune_files(shared: &Shared, dir: &Path, lsn: u64, seq: u64) {
     // A segment's mtime is when its last event was written (it survives restarts).
     let retained = |path: &Path| {
         retention > std::time::Duration::ZERO
-            && std::fs::metadata(path)
-                .and_then(|m| m.modified())
+            && storage
+                .modified(path)
                 .map_or(true, |t| t.elapsed().map_or(true, |age| age < retention))
     };
     let mut segments = shared.segments.lock();
@@ -428,16 +448,81 @@ pub(crate) fn start_checkpointer(shared: Arc<Shared>) -> JoinHandle<()> {
         .unwrap_or_else(|e| panic!("cannot start the checkpoint thread: {e}"))
 }
 
+fn aligned(bytes: &[u8]) -> rkyv::util::AlignedVec<16> {
+    let mut copy = rkyv::util::AlignedVec::<16>::new();
+    copy.extend_from_slice(bytes);
+    copy
+}
+
 /// For fuzzing only (`wal::fuzz_snapshot`): `bytes` as a whole snapshot file (header,
 /// checksum, archive), then as an archive alone (past the checksum, so the archive
 /// validation and `restore` see arbitrary bytes). Aligned as a mapped file would be.
 pub(crate) fn fuzz(bytes: &[u8]) -> bool {
-    let mut file = rkyv::util::AlignedVec::<16>::new();
-    file.extend_from_slice(bytes);
+    let file = aligned(bytes);
     let whole = validate(&file).ok().and_then(restore).is_some();
     let archive = rkyv::access::<ArchivedSnapshot, rkyv::rancor::Error>(&file)
         .ok()
         .and_then(restore)
         .is_some();
     whole || archive
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::ops::Deref;
+
+    use super::*;
+    use crate::storage::{FsStorage, ReadMap, StorageFile};
+    use crate::{Ledger, Line, Options, Source};
+
+    /// Hands back every file one byte past an aligned buffer: a storage need not map.
+    #[derive(Debug)]
+    struct Unaligned;
+
+    struct Shifted(Vec<u8>);
+
+    impl Deref for Shifted {
+        type Target = [u8];
+        fn deref(&self) -> &[u8] {
+            &self.0[1..]
+        }
+    }
+
+    impl Storage for Unaligned {
+        fn create(&self, path: &Path, len: u64, zero: bool) -> io::Result<Box<dyn StorageFile>> {
+            FsStorage.create(path, len, zero)
+        }
+        fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+            FsStorage.open(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            FsStorage.rename(from, to)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            FsStorage.sync_dir(dir)
+        }
+        fn map_read(&self, path: &Path) -> io::Result<ReadMap> {
+            let mut bytes = vec![0u8];
+            bytes.extend_from_slice(&std::fs::read(path)?);
+            Ok(Box::new(Shifted(bytes)))
+        }
+    }
+
+    #[test]
+    fn a_snapshot_read_into_an_unaligned_buffer_still_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), Options::default()).unwrap();
+        l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+        l.reserve("o1", &[Line::new("A", "w", 3)], 900).unwrap();
+        assert_eq!(l.checkpoint().unwrap(), 2);
+        l.close().unwrap();
+        let shifted = Unaligned.map_read(&list_snapshots(&FsStorage, dir.path()).unwrap()[0].1);
+        assert_ne!(shifted.unwrap().as_ptr().align_offset(16), 0);
+        let (loaded, damaged) = load_newest_noting(&Unaligned, dir.path()).unwrap();
+        assert!(damaged.is_empty());
+        let (state, next_lsn, next_seq) = loaded.expect("the snapshot restores");
+        assert_eq!((next_lsn, next_seq), (3, 3));
+        state.check_invariants().unwrap();
+    }
 }

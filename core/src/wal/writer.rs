@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::error::{Error, Result};
 use crate::sequencer::{staged_records, Sequencer, MAX_STAGED_RECORDS, STAGED_HEADER};
 
+use super::error::{StorageError, StorageResult};
 use super::segment::{self, encode_frame, SegmentHeader, HEADER_LEN, SPARE_NAME};
 use super::{SegmentMeta, Shared, MEM_CHUNK_BYTES, MEM_LOG_BYTES};
 use crate::storage::{Storage, StorageFile};
@@ -32,6 +32,7 @@ pub(crate) struct Tail {
 }
 
 struct Active {
+    path: PathBuf,
     file: Box<dyn StorageFile>,
     offset: u64,
     capacity: u64,
@@ -103,12 +104,13 @@ impl Writer {
         next_seq: u64,
         tail: Option<Tail>,
         checkpoint_every: u64,
-    ) -> Result<Writer> {
+    ) -> StorageResult<Writer> {
         let active = match tail {
             Some(t) => Some(Active {
-                file: storage.open(&t.path).map_err(|e| {
-                    Error::unavailable(format!("cannot open log segment {}: {e}", t.path.display()))
-                })?,
+                file: storage
+                    .open(&t.path)
+                    .map_err(|e| StorageError::io("open log segment", &t.path, e))?,
+                path: t.path,
                 offset: t.offset,
                 capacity: t.capacity,
                 dirty: false,
@@ -185,7 +187,7 @@ impl Writer {
                 }
                 Err(e) => {
                     self.seq.halt();
-                    self.shared.poison(e)
+                    self.shared.poison(e.to_string())
                 }
             }
             if self.shared.durability != crate::options::Durability::Sync {
@@ -288,7 +290,7 @@ impl Writer {
         self.spare.append(&mut self.lanes);
     }
 
-    fn write_out(&mut self) -> std::result::Result<(), String> {
+    fn write_out(&mut self) -> StorageResult<()> {
         if self.disk.is_none() {
             self.keep_in_memory();
             return Ok(());
@@ -308,18 +310,21 @@ impl Writer {
             }
             if end == start {
                 let (_, lsn, seq) = self.frames[fi];
-                self.roll(lsn, seq).map_err(|e| e.to_string())?;
+                self.roll(lsn, seq)?;
                 continue;
             }
             let bytes = &self.out[start..end];
-            let a = self
-                .disk
-                .as_mut()
-                .and_then(|d| d.active.as_mut())
-                .ok_or("no active segment")?;
+            let Some(a) = self.disk.as_mut().and_then(|d| d.active.as_mut()) else {
+                unreachable!("a disk writer always has an active segment");
+            };
             a.file
                 .write_at(bytes, offset)
-                .map_err(|e| format!("write of {} bytes at offset {offset}: {e}", bytes.len()))?;
+                .map_err(|source| StorageError::Write {
+                    path: a.path.clone(),
+                    offset,
+                    len_bytes: bytes.len(),
+                    source,
+                })?;
             a.dirty = true;
             // Index samples for readers.
             let mut frame_start = start;
@@ -372,11 +377,13 @@ impl Writer {
         Ok(())
     }
 
-    fn sync(&mut self) -> std::result::Result<(), String> {
+    fn sync(&mut self) -> StorageResult<()> {
         if let Some(a) = self.disk.as_mut().and_then(|d| d.active.as_mut()) {
             if a.dirty {
                 let started = std::time::Instant::now();
-                a.file.sync_data().map_err(|e| format!("fdatasync: {e}"))?;
+                a.file
+                    .sync_data()
+                    .map_err(|e| StorageError::io("fdatasync", &a.path, e))?;
                 metrics::histogram!("stockledger_wal_fsync_seconds")
                     .record(started.elapsed().as_secs_f64());
                 self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -398,8 +405,8 @@ impl Writer {
     /// (create, rename, header, folder fsync) writes no record, so its failures (EMFILE, a
     /// passing EIO, a full disk) are retried with a backoff while callers wait, rather than
     /// poisoning the ledger. A ledger closing meanwhile gives up.
-    fn roll(&mut self, lsn: u64, seq: u64) -> Result<()> {
-        self.sync().map_err(Error::unavailable)?;
+    fn roll(&mut self, lsn: u64, seq: u64) -> StorageResult<()> {
+        self.sync()?;
         let mut delay = Duration::from_millis(1);
         let mut failures = 0u64;
         let started = std::time::Instant::now();
@@ -442,7 +449,7 @@ impl Writer {
 
     /// Starts a segment of the wanted epoch at the next lsn (the active one, if it holds
     /// no frame yet, is started again: a segment is named after its first lsn).
-    fn start_epoch(&mut self) -> Result<()> {
+    fn start_epoch(&mut self) -> StorageResult<()> {
         let wanted = self.shared.epoch_wanted.load(Ordering::Acquire);
         let empty = self
             .disk
@@ -470,14 +477,12 @@ impl Writer {
     }
 
     /// One attempt at starting the segment whose first frame is `lsn`.
-    fn try_roll(&mut self, lsn: u64, seq: u64) -> Result<()> {
+    fn try_roll(&mut self, lsn: u64, seq: u64) -> StorageResult<()> {
         let Some(disk) = self.disk.as_mut() else {
             return Ok(());
         };
         let path = disk.dir.join(segment::segment_name(lsn));
-        let io = |what: &str, e: std::io::Error| {
-            Error::unavailable(format!("{what} {}: {e}", path.display()))
-        };
+        let io = |op: &'static str, e: std::io::Error| StorageError::io(op, &path, e);
         let spare_path = disk.dir.join(SPARE_NAME);
         let spare = disk.spare.lock().take();
         let mut file = match spare {
@@ -486,13 +491,13 @@ impl Writer {
                 Err(e) => {
                     // Still the spare, under its name: keep it for the next attempt.
                     *disk.spare.lock() = Some(f);
-                    return Err(io("cannot rename spare to", e));
+                    return Err(io("rename spare to", e));
                 }
             },
             None => disk
                 .storage
                 .create(&path, disk.segment_bytes, false)
-                .map_err(|e| io("cannot create", e))?,
+                .map_err(|e| io("create", e))?,
         };
         let epoch = self.shared.epoch.load(Ordering::SeqCst);
         let header = SegmentHeader {
@@ -503,12 +508,12 @@ impl Writer {
         };
         let started = file
             .write_at(&header.encode(), 0)
-            .map_err(|e| io("cannot write header of", e))
-            .and_then(|()| file.sync_data().map_err(|e| io("cannot sync", e)))
+            .map_err(|e| io("write header of", e))
+            .and_then(|()| file.sync_data().map_err(|e| io("sync", e)))
             .and_then(|()| {
                 disk.storage
                     .sync_dir(&disk.dir)
-                    .map_err(|e| io("cannot sync folder of", e))
+                    .map_err(|e| io("sync folder of", e))
             });
         if let Err(e) = started {
             // The file holds no record. Unlink it rather than truncate it on the next
@@ -517,10 +522,9 @@ impl Writer {
             let _ = disk.storage.remove(&path);
             return Err(e);
         }
-        let capacity = std::fs::metadata(&path)
-            .map(|m| m.len())
-            .unwrap_or(disk.segment_bytes);
+        let capacity = disk.storage.len_bytes(&path).unwrap_or(disk.segment_bytes);
         disk.active = Some(Active {
+            path: path.clone(),
             file,
             offset: HEADER_LEN as u64,
             capacity,
