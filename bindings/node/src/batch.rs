@@ -55,6 +55,8 @@ pub enum Done {
     Ids(Vec<String>),
     Seq(u64),
     Many(Vec<Res<(bool, stockledger::Status)>>),
+    /// The answers of a `reserveMany` packed by `index.js`.
+    ManyPacked(Vec<Res<(bool, stockledger::Status)>>),
     Flat(crate::flat::Answers),
     Unit,
 }
@@ -67,6 +69,7 @@ impl Done {
             Done::Ids(ids) => convert::to_js(env, ids),
             Done::Seq(n) => convert::to_js(env, n as f64),
             Done::Many(results) => crate::many::to_js(env, &results),
+            Done::ManyPacked(results) => crate::many::to_js_flat(env, &results),
             Done::Flat(mut answers) => crate::flat::encode(env, &mut answers),
             Done::Unit => convert::to_js(env, ()),
         }
@@ -349,7 +352,10 @@ fn run_ops(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
         flush(ledger, &mut cmds, &mut out);
         orders.clear();
         out.push(match single {
-            Single::ReserveMany(b) => b.run(ledger).map(Done::Many),
+            Single::ReserveMany(b) => b.run(ledger).map(|r| match b.packed {
+                true => Done::ManyPacked(r),
+                false => Done::Many(r),
+            }),
             Single::ExpireDue => ledger.expire_due().map(Done::Ids),
             Single::Checkpoint => ledger.checkpoint().map(Done::Seq),
             Single::Close => ledger.close().map(|()| Done::Unit),

@@ -36,7 +36,7 @@ pub const MAX_CALLS: usize = 4096;
 /// whole batches.
 const MAX_EXECUTE: usize = 10_000;
 
-fn malformed() -> napi::Error {
+pub fn malformed() -> napi::Error {
     napi::Error::from_reason("stockledger: malformed call batch (internal)")
 }
 
@@ -52,11 +52,90 @@ struct Call {
     lines: Range<u32>,
 }
 
+/// The strings of a crossing, read once as UTF-16 and handed out as ranges of one UTF-8
+/// buffer by the UTF-16 lengths JavaScript sent; reused between crossings.
+#[derive(Default)]
+pub struct Text {
+    utf16: Vec<u16>,
+    /// The UTF-8 of the strings handed out so far (all of them when ASCII).
+    pub bytes: Vec<u8>,
+    ascii: bool,
+    /// UTF-16 units handed out.
+    at: usize,
+}
+
+impl Text {
+    /// Reads the JavaScript string `text` (emptying `self` first).
+    pub fn read(&mut self, env: &Env, text: &Unknown) -> napi::Result<()> {
+        let e = env.raw();
+        let mut len = 0usize;
+        check_status!(unsafe {
+            sys::napi_get_value_string_utf16(e, text.raw(), std::ptr::null_mut(), 0, &mut len)
+        })?;
+        self.utf16.clear();
+        self.utf16.resize(len + 1, 0);
+        check_status!(unsafe {
+            sys::napi_get_value_string_utf16(
+                e,
+                text.raw(),
+                self.utf16.as_mut_ptr(),
+                len + 1,
+                &mut len,
+            )
+        })?;
+        self.utf16.truncate(len);
+        self.at = 0;
+        self.bytes.clear();
+        // ASCII (every key the core accepts): the UTF-8 is the UTF-16 narrowed, and
+        // JavaScript's UTF-16 offsets are byte offsets.
+        self.ascii = self.utf16.iter().all(|&u| u < 0x80);
+        if self.ascii {
+            self.bytes.extend(self.utf16.iter().map(|&u| u as u8));
+        }
+        Ok(())
+    }
+
+    /// The next string, of `len` UTF-16 units, as a range of `bytes`.
+    pub fn next(&mut self, len: f64) -> napi::Result<Range<u32>> {
+        let (start, end) = (self.at, self.at + len as usize);
+        if end > self.utf16.len() {
+            return Err(malformed());
+        }
+        self.at = end;
+        if self.ascii {
+            return Ok(start as u32..end as u32);
+        }
+        let from = self.bytes.len();
+        // Lone surrogates become U+FFFD, as napi's UTF-8 read of the string does.
+        for c in char::decode_utf16(self.utf16[start..end].iter().copied()) {
+            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+            let mut b = [0u8; 4];
+            self.bytes
+                .extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+        }
+        Ok(from as u32..self.bytes.len() as u32)
+    }
+
+    /// Every string was handed out.
+    pub fn check_end(&self) -> napi::Result<()> {
+        if self.at == self.utf16.len() {
+            Ok(())
+        } else {
+            Err(malformed())
+        }
+    }
+
+    /// The UTF-8 of a range handed out.
+    pub fn str(&self, r: &Range<u32>) -> &str {
+        // Built from whole `str`s (see `next`), so never the fallback.
+        std::str::from_utf8(&self.bytes[r.start as usize..r.end as usize]).unwrap_or("")
+    }
+}
+
 /// The decoded calls of one crossing, owning their text; reused between crossings.
 #[derive(Default)]
 pub struct Calls {
-    utf16: Vec<u16>,
-    text: Vec<u8>,
+    text: Text,
     calls: Vec<Call>,
     /// sku, warehouse, qty.
     lines: Vec<(Range<u32>, Range<u32>, u64)>,
@@ -68,36 +147,27 @@ impl Calls {
     }
 
     fn str(&self, r: &Range<u32>) -> &str {
-        // Built from whole `str`s (see `push_utf16`), so never the fallback.
-        std::str::from_utf8(&self.text[r.start as usize..r.end as usize]).unwrap_or("")
+        self.text.str(r)
     }
 
     /// Decodes a crossing's `text` and `nums` into `self` (emptied first).
     pub fn decode(&mut self, env: &Env, text: &Unknown, nums: &Unknown) -> napi::Result<()> {
         self.calls.clear();
         self.lines.clear();
-        self.text.clear();
-        self.read_text(env, text)?;
+        self.text.read(env, text)?;
         let nums = float64s(env, nums)?;
-        // ASCII (every key the core accepts): the UTF-8 is the UTF-16 narrowed, and the
-        // UTF-16 offsets JavaScript sent are byte offsets.
-        let ascii = self.utf16.iter().all(|&u| u < 0x80);
-        if ascii {
-            self.text.extend(self.utf16.iter().map(|&u| u as u8));
-        }
         let mut it = nums.iter().copied();
         let mut num = || it.next().ok_or_else(malformed);
-        let mut t = 0usize;
         while let Some(kind) = it_next_kind(&mut num)? {
-            let id = self.string(&mut t, num()?, ascii)?;
+            let id = self.text.next(num()?)?;
             let (ttl_seconds, lines) = match kind {
                 RESERVE => {
                     let ttl = num()?;
                     let count = num()? as usize;
                     let start = self.lines.len() as u32;
                     for _ in 0..count {
-                        let sku = self.string(&mut t, num()?, ascii)?;
-                        let warehouse = self.string(&mut t, num()?, ascii)?;
+                        let sku = self.text.next(num()?)?;
+                        let warehouse = self.text.next(num()?)?;
                         self.lines.push((sku, warehouse, num()? as u64));
                     }
                     let ttl = if ttl < 0.0 {
@@ -120,52 +190,7 @@ impl Calls {
                 return Err(malformed());
             }
         }
-        if t != self.utf16.len() {
-            return Err(malformed());
-        }
-        Ok(())
-    }
-
-    /// Reads the JavaScript string into the reused UTF-16 buffer.
-    fn read_text(&mut self, env: &Env, text: &Unknown) -> napi::Result<()> {
-        let e = env.raw();
-        let mut len = 0usize;
-        check_status!(unsafe {
-            sys::napi_get_value_string_utf16(e, text.raw(), std::ptr::null_mut(), 0, &mut len)
-        })?;
-        self.utf16.clear();
-        self.utf16.resize(len + 1, 0);
-        check_status!(unsafe {
-            sys::napi_get_value_string_utf16(
-                e,
-                text.raw(),
-                self.utf16.as_mut_ptr(),
-                len + 1,
-                &mut len,
-            )
-        })?;
-        self.utf16.truncate(len);
-        Ok(())
-    }
-
-    /// The next string of `len` UTF-16 units from offset `t`, as a range of `text`.
-    fn string(&mut self, t: &mut usize, len: f64, ascii: bool) -> napi::Result<Range<u32>> {
-        let (start, end) = (*t, *t + len as usize);
-        if end > self.utf16.len() {
-            return Err(malformed());
-        }
-        *t = end;
-        if ascii {
-            return Ok(start as u32..end as u32);
-        }
-        let from = self.text.len();
-        // Lone surrogates become U+FFFD, as napi's UTF-8 read of the string does.
-        for c in char::decode_utf16(self.utf16[start..end].iter().copied()) {
-            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
-            let mut b = [0u8; 4];
-            self.text.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-        }
-        Ok(from as u32..self.text.len() as u32)
+        self.text.check_end()
     }
 
     /// The lines of every call, borrowing the text, in call order.
@@ -208,7 +233,7 @@ fn it_next_kind(num: &mut impl FnMut() -> napi::Result<f64>) -> napi::Result<Opt
 }
 
 /// The elements of a `Float64Array`, read in place.
-fn float64s<'a>(env: &Env, nums: &'a Unknown) -> napi::Result<&'a [f64]> {
+pub fn float64s<'a>(env: &Env, nums: &'a Unknown) -> napi::Result<&'a [f64]> {
     let mut kind = 0;
     let mut n = 0usize;
     let mut data = std::ptr::null_mut();
@@ -428,7 +453,12 @@ fn js_string(env: &Env, text: &str) -> napi::Result<sys::napi_value> {
                 &mut v,
             )
         } else {
-            sys::napi_create_string_utf8(env.raw(), text.as_ptr().cast(), text.len() as isize, &mut v)
+            sys::napi_create_string_utf8(
+                env.raw(),
+                text.as_ptr().cast(),
+                text.len() as isize,
+                &mut v,
+            )
         }
     })?;
     Ok(v)

@@ -287,6 +287,29 @@ impl Ledger {
         })
     }
 
+    /// `reserveMany` with the orders packed by `index.js` (see `many::Batch::unpack`; not for
+    /// direct use). `ttl` is -1 for the default. Resolves to `[codes, errors]`.
+    #[napi(js_name = "__many", skip_typescript)]
+    pub fn many_packed(
+        &self,
+        env: Env,
+        text: Unknown,
+        nums: Unknown,
+        ttl: f64,
+    ) -> napi::Result<PromiseValue> {
+        let ttl_seconds = if ttl < 0.0 {
+            stockledger::limits::DEFAULT_TTL_SECONDS
+        } else {
+            ttl as u64
+        };
+        let batch = many::Batch::unpack(&env, &text, &nums, ttl_seconds)?;
+        self.submit(&env, || {
+            // As the unpacked path: one ttl for the batch, a bad one refuses the call.
+            stockledger::limits::check_ttl(ttl_seconds)?;
+            Ok(Op::ReserveMany(Box::new(batch)))
+        })
+    }
+
     /// `reserved` -> `paid` (payment succeeded); a no-op for a paid one.
     #[napi(
         ts_args_type = "orderId: string",
