@@ -312,7 +312,7 @@ pub fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
 fn run_ops(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
     let mut out = Vec::with_capacity(ops.len());
     let mut cmds: Vec<Command> = Vec::with_capacity(ops.len());
-    let mut flats: Vec<Box<crate::flat::Calls>> = Vec::new();
+    let mut flats: Vec<crate::flat::Calls> = Vec::new();
     // Hashes of the order ids in `cmds`: a second call on the same order starts a new
     // `execute`, so that each call's answer shows the reservation as that call left it. A
     // hash collision only splits a batch; hashing spares a copy of every id.
@@ -325,7 +325,7 @@ fn run_ops(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
             Op::Flat(calls) => {
                 flush(ledger, &mut cmds, &mut out);
                 orders.clear();
-                flats.push(calls);
+                flats.push(*calls);
                 continue;
             }
             Op::Cmd(c) => {
@@ -369,13 +369,13 @@ fn run_ops(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
 /// Runs the gathered `Flat` calls, one answer each.
 fn run_flats(
     ledger: &stockledger::Ledger,
-    flats: &mut Vec<Box<crate::flat::Calls>>,
+    flats: &mut Vec<crate::flat::Calls>,
     out: &mut Vec<Res<Done>>,
 ) {
     if flats.is_empty() {
         return;
     }
-    let batches: Vec<&crate::flat::Calls> = flats.iter().map(|b| &**b).collect();
+    let batches: Vec<&crate::flat::Calls> = flats.iter().collect();
     let mut answers = Vec::with_capacity(batches.len());
     crate::flat::run(ledger, &batches, &mut answers);
     out.extend(answers.into_iter().map(|a| Ok(Done::Flat(a))));
