@@ -65,16 +65,30 @@ class Queue {
       this.refillScheduled = false;
       this.inlined = 0;
     };
+    // Numbers of the queued calls, written in place (`p` used); the addon copies them out
+    // during the crossing, so one array serves every batch.
+    this.nums = new Float64Array(1024);
+    this.p = 0;
     this.reset();
   }
 
   reset() {
     this.n = 0;
+    this.p = 0;
+    this.text = '';
     this.ids = [];
-    this.strs = [];
-    this.nums = [];
     this.resolves = [];
     this.rejects = [];
+  }
+
+  /** Room for `k` more numbers. */
+  room(k) {
+    if (this.p + k > this.nums.length) {
+      const grown = new Float64Array(Math.max(this.nums.length * 2, this.p + k));
+      grown.set(this.nums.subarray(0, this.p));
+      this.nums = grown;
+    }
+    return this.nums;
   }
 
   /** Queues the call whose arguments were just pushed; its Promise. */
@@ -97,8 +111,8 @@ class Queue {
     const n = this.n;
     if (n === 0) return;
     const batch = { n, ids: this.ids, resolves: this.resolves, rejects: this.rejects };
-    const text = this.strs.join('');
-    const nums = new Float64Array(this.nums);
+    const text = this.text;
+    const nums = this.nums.subarray(0, this.p);
     this.reset();
     const inline = this.inlined < INLINE_CALLS;
     if (inline) {
@@ -171,10 +185,16 @@ function settle(batch, out) {
       lines.push({ sku, warehouse: text.slice(skuEnd, t), qty: nums[p + 2] });
       p += 3;
     }
-    // Same shape, same key order as the single-call answer (src/shapes.rs).
-    const r = { orderId: batch.ids[i], status, lines, createdAt: new Date(createdAt), expiresAt: new Date(expiresAt) };
-    if (finishedAt >= 0) r.finishedAt = new Date(finishedAt);
-    if (created >= 0) r.created = created === 1;
+    // Same shape, same key order as the single-call answer (src/shapes.rs); a reserve's
+    // answer (no finishedAt, a created flag) in one literal, without a shape change.
+    let r;
+    if (finishedAt < 0 && created >= 0) {
+      r = { orderId: batch.ids[i], status, lines, createdAt: new Date(createdAt), expiresAt: new Date(expiresAt), created: created === 1 };
+    } else {
+      r = { orderId: batch.ids[i], status, lines, createdAt: new Date(createdAt), expiresAt: new Date(expiresAt) };
+      if (finishedAt >= 0) r.finishedAt = new Date(finishedAt);
+      if (created >= 0) r.created = created === 1;
+    }
     batch.resolves[i](r);
   }
 }
@@ -188,13 +208,15 @@ function pushReserve(q, orderId, lines, options) {
   if (typeof orderId !== 'string' || !Array.isArray(lines)) return false;
   const count = lines.length;
   if (count < 1 || count > MAX_LINES) return false;
-  const nums = q.nums;
-  const strs = q.strs;
-  const n0 = nums.length;
-  const s0 = strs.length;
+  const nums = q.room(4 + 3 * count);
+  const p0 = q.p;
+  let p = p0;
+  let text = orderId;
   try {
-    nums.push(RESERVE, orderId.length, -1, count);
-    strs.push(orderId);
+    nums[p++] = RESERVE;
+    nums[p++] = orderId.length;
+    nums[p++] = -1;
+    nums[p++] = count;
     for (let i = 0; i < count; i++) {
       const line = lines[i];
       if (typeof line !== 'object' || line === null || Array.isArray(line)) break;
@@ -204,25 +226,31 @@ function pushReserve(q, orderId, lines, options) {
       if (typeof warehouse !== 'string') break;
       const qty = line.qty;
       if (!isUint(qty)) break;
-      nums.push(sku.length, warehouse.length, qty);
-      strs.push(sku, warehouse);
+      nums[p++] = sku.length;
+      nums[p++] = warehouse.length;
+      nums[p++] = qty;
+      text += sku + warehouse;
     }
-    if (nums.length === n0 + 4 + 3 * count) {
-      if (options === undefined || options === null) return true;
-      if (typeof options === 'object' && !Array.isArray(options)) {
+    if (p === p0 + 4 + 3 * count) {
+      let ok = options === undefined || options === null;
+      if (!ok && typeof options === 'object' && !Array.isArray(options)) {
         const ttl = options.ttlSeconds;
-        if (ttl === undefined || ttl === null) return true;
-        if (isUint(ttl)) {
-          nums[n0 + 2] = ttl;
-          return true;
+        ok = ttl === undefined || ttl === null;
+        if (!ok && isUint(ttl)) {
+          nums[p0 + 2] = ttl;
+          ok = true;
         }
+      }
+      if (ok) {
+        // Taken only now: a call refused half way leaves nothing behind.
+        q.p = p;
+        q.text += text;
+        return true;
       }
     }
   } catch {
     // A getter that throws: the addon's own method reports it.
   }
-  nums.length = n0;
-  strs.length = s0;
   return false;
 }
 
@@ -242,8 +270,10 @@ Object.defineProperties(proto, {
     value: function commit(orderId) {
       const q = this[kQueue] || queueOf(this);
       if (!q.closed && typeof orderId === 'string') {
-        q.nums.push(COMMIT, orderId.length);
-        q.strs.push(orderId);
+        const nums = q.room(2);
+        nums[q.p++] = COMMIT;
+        nums[q.p++] = orderId.length;
+        q.text += orderId;
         return q.add(orderId);
       }
       q.flush();
@@ -257,8 +287,10 @@ Object.defineProperties(proto, {
     value: function release(orderId) {
       const q = this[kQueue] || queueOf(this);
       if (!q.closed && typeof orderId === 'string') {
-        q.nums.push(RELEASE, orderId.length);
-        q.strs.push(orderId);
+        const nums = q.room(2);
+        nums[q.p++] = RELEASE;
+        nums[q.p++] = orderId.length;
+        q.text += orderId;
         return q.add(orderId);
       }
       q.flush();
