@@ -322,8 +322,7 @@ function packOrders(orders, options) {
   }
   let nums = new Float64Array(n * 5 + 8);
   let p = 0;
-  let units = 0;
-  const strs = [];
+  let text = '';
   try {
     for (let i = 0; i < n; i++) {
       const o = orders[i];
@@ -341,8 +340,7 @@ function packOrders(orders, options) {
       }
       nums[p++] = id.length;
       nums[p++] = count;
-      strs.push(id);
-      units += id.length;
+      text += id;
       for (let k = 0; k < count; k++) {
         const line = lines[k];
         if (typeof line !== 'object' || line === null || Array.isArray(line)) return null;
@@ -355,16 +353,15 @@ function packOrders(orders, options) {
         nums[p++] = sku.length;
         nums[p++] = warehouse.length;
         nums[p++] = qty;
-        strs.push(sku, warehouse);
-        units += sku.length + warehouse.length;
+        text += sku + warehouse;
       }
     }
   } catch {
     // A getter that throws: the addon's own method reports it.
     return null;
   }
-  if (units > MAX_MANY_UNITS) return null;
-  return [strs.join(''), nums.subarray(0, p), ttl];
+  if (text.length > MAX_MANY_UNITS) return null;
+  return [text, nums.subarray(0, p), ttl];
 }
 
 /** reserveMany's answer from `__many`'s `[codes, errors]`. */

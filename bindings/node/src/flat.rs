@@ -125,11 +125,17 @@ impl Text {
         }
     }
 
-    /// The UTF-8 of a range handed out.
-    pub fn str(&self, r: &Range<u32>) -> &str {
+    /// Every string handed out, as one `str` (checked once, not per string).
+    pub fn all(&self) -> &str {
         // Built from whole `str`s (see `next`), so never the fallback.
-        std::str::from_utf8(&self.bytes[r.start as usize..r.end as usize]).unwrap_or("")
+        std::str::from_utf8(&self.bytes).unwrap_or("")
     }
+}
+
+/// A range handed out by [`Text::next`], of [`Text::all`].
+pub fn slice<'a>(all: &'a str, r: &Range<u32>) -> &'a str {
+    // Ranges fall between whole characters, so never the fallback.
+    all.get(r.start as usize..r.end as usize).unwrap_or("")
 }
 
 /// The decoded calls of one crossing, owning their text; reused between crossings.
@@ -144,10 +150,6 @@ pub struct Calls {
 impl Calls {
     pub fn len(&self) -> usize {
         self.calls.len()
-    }
-
-    fn str(&self, r: &Range<u32>) -> &str {
-        self.text.str(r)
     }
 
     /// Decodes a crossing's `text` and `nums` into `self` (emptied first).
@@ -195,11 +197,12 @@ impl Calls {
 
     /// The lines of every call, borrowing the text, in call order.
     fn line_refs(&self) -> Vec<LineRef<'_>> {
+        let all = self.text.all();
         self.lines
             .iter()
             .map(|(sku, warehouse, qty)| LineRef {
-                sku: self.str(sku),
-                warehouse: self.str(warehouse),
+                sku: slice(all, sku),
+                warehouse: slice(all, warehouse),
                 qty: *qty,
             })
             .collect()
@@ -208,8 +211,9 @@ impl Calls {
     /// Appends the calls as core's `CallRef`s, their lines taken from `lines` (this batch's
     /// `line_refs`).
     fn push_refs<'a>(&'a self, lines: &'a [LineRef<'a>], out: &mut Vec<CallRef<'a>>) {
+        let all = self.text.all();
         for c in &self.calls {
-            let order_id = self.str(&c.id);
+            let order_id = slice(all, &c.id);
             out.push(match c.kind {
                 RESERVE => CallRef::Reserve(OrderRef {
                     order_id,

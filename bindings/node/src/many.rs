@@ -279,19 +279,18 @@ impl Batch {
         Ok(start as u32..(start + len) as u32)
     }
 
-    fn text(&self, r: &Range<u32>) -> &str {
-        // Checked as UTF-8 when it was copied in.
-        std::str::from_utf8(&self.text[r.start as usize..r.end as usize]).unwrap_or("")
-    }
-
     /// Reserves every order (on the pool thread).
     pub fn run(&self, ledger: &stockledger::Ledger) -> Res<Vec<Res<(bool, Status)>>> {
+        // Every string was checked as UTF-8 when it was copied in, so their concatenation is
+        // UTF-8: one check of it all, then each string is a slice.
+        let all = std::str::from_utf8(&self.text).unwrap_or("");
+        let text = |r: &Range<u32>| flat::slice(all, r);
         let lines: Vec<LineRef> = self
             .lines
             .iter()
             .map(|(sku, warehouse, qty)| LineRef {
-                sku: self.text(sku),
-                warehouse: self.text(warehouse),
+                sku: text(sku),
+                warehouse: text(warehouse),
                 qty: *qty,
             })
             .collect();
@@ -300,7 +299,7 @@ impl Batch {
         for (id, &n) in self.ids.iter().zip(&self.line_counts) {
             let end = start + n as usize;
             orders.push(OrderRef {
-                order_id: self.text(id),
+                order_id: text(id),
                 lines: &lines[start..end],
                 ttl_seconds: self.ttl_seconds,
             });
