@@ -4,7 +4,9 @@
 use crate::error::Result;
 use crate::ledger::Ledger;
 use crate::limits::MAX_BATCH;
-use crate::types::{Line, OrderRef, Source, Status, StockLevel};
+use crate::orders::{Lines, Order};
+use crate::time::Millis;
+use crate::types::{Line, LineRef, OrderRef, Source, Status, StockLevel};
 use crate::Error;
 
 /// One command of a batch.
@@ -73,7 +75,126 @@ pub enum Outcome {
     Stock(StockLevel),
 }
 
+/// One reservation call of [`Ledger::execute_answered`], borrowing the caller's strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallRef<'a> {
+    Reserve(OrderRef<'a>),
+    Commit(&'a str),
+    Release(&'a str),
+}
+
+/// A reservation as one call of [`Ledger::execute_answered`] left it: the fields of
+/// [`crate::Reservation`] (but the order id, which the caller has), copied from the order
+/// under its lock when the call decided, without a second lookup or a copy of any name.
+#[derive(Debug)]
+pub struct Answered<'a> {
+    /// `Some(false)` for an idempotent replay; `None` for commit and release.
+    pub created: Option<bool>,
+    pub status: Status,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub finished_at: Option<Millis>,
+    held: Lines,
+    ledger: &'a Ledger,
+}
+
+impl<'a> Answered<'a> {
+    fn of(ledger: &'a Ledger, created: Option<bool>, o: &Order) -> Answered<'a> {
+        Answered {
+            created,
+            status: o.status,
+            created_at: o.created_at,
+            expires_at: o.expires_at,
+            finished_at: (o.finished_at != 0).then_some(o.finished_at),
+            // Cell ids only (inline up to four lines): names are looked up when read.
+            held: o.lines.clone(),
+            ledger,
+        }
+    }
+
+    /// The lines, in the order [`Ledger::reservation`] lists them (by cell), borrowing the
+    /// ledger's names (cells are never removed).
+    pub fn lines(&self) -> impl ExactSizeIterator<Item = LineRef<'a>> + '_ {
+        let catalog = &self.ledger.state.catalog;
+        self.held.iter().map(move |l| {
+            let cell = catalog.cell(l.cell);
+            LineRef {
+                sku: &catalog.sku(cell.sku).name,
+                warehouse: cell.warehouse(),
+                qty: l.qty as u64,
+            }
+        })
+    }
+}
+
 impl Ledger {
+    /// Like [`Ledger::execute`] for reserve, commit and release calls that borrow their
+    /// strings, answering each success with `answer(index, &reservation as the call left
+    /// it)` instead of a compact [`Outcome`]: a binding builds its full answer without
+    /// reading the reservation back ([`Ledger::reservation`] looks it up again and copies
+    /// every name). Same errors, same order, one wait for the log, at most 10,000 calls;
+    /// if the log fails, every success becomes `ledger_unavailable` (after `answer` ran).
+    pub fn execute_answered<R>(
+        &self,
+        calls: &[CallRef<'_>],
+        mut answer: impl FnMut(usize, &Answered<'_>) -> R,
+    ) -> Result<Vec<Result<R>>> {
+        if calls.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "commands",
+                "at most 10000 commands per batch",
+            ));
+        }
+        let mut results = Vec::with_capacity(calls.len());
+        let mut last = 0;
+        for (i, c) in calls.iter().enumerate() {
+            let r = self.answer_one(c).map(|(a, lsn)| {
+                last = last.max(lsn);
+                answer(i, &a)
+            });
+            results.push(r);
+        }
+        self.ack_all(last, &mut results);
+        Ok(results)
+    }
+
+    fn answer_one(&self, c: &CallRef<'_>) -> Result<(Answered<'_>, u64)> {
+        match *c {
+            CallRef::Reserve(o) => {
+                let (created, _, lsn, a) =
+                    self.reserve_decide(o.order_id, o.lines, o.ttl_seconds, |order| {
+                        Answered::of(self, None, order)
+                    })?;
+                Ok((
+                    Answered {
+                        created: Some(created),
+                        ..a
+                    },
+                    lsn,
+                ))
+            }
+            CallRef::Commit(id) => {
+                let lsn = self.commit_nowait(id, None)?;
+                Ok((self.answered_now(id)?, lsn))
+            }
+            CallRef::Release(id) => {
+                let lsn = self.release_nowait(id)?;
+                Ok((self.answered_now(id)?, lsn))
+            }
+        }
+    }
+
+    /// The order as it is now (just after a commit or release of it decided).
+    fn answered_now(&self, order_id: &str) -> Result<Answered<'_>> {
+        let (hash, shard) = self.state.orders.shard_hashed(order_id);
+        match shard.map.find(hash, order_id) {
+            Some(s) => Ok(Answered::of(self, None, shard.map.order(s))),
+            None => Err(Error::OrderNotFound {
+                order_id: order_id.into(),
+            }),
+        }
+    }
+
     /// Applies the commands in order and returns one result per command. Commands are
     /// independent: a failed one does not undo the others. Every successful result is
     /// durable (per the durability mode) when this returns; if the log fails, every result
@@ -289,6 +410,132 @@ mod tests {
             assert_eq!(batch.stock(sku, "kol").ok(), single.stock(sku, "kol").ok());
         }
         assert_eq!(batch.stock("B2", "kol").map(|l| l.reserved).ok(), Some(0));
+    }
+
+    /// The answer as `Ledger::reservation` would give it, from an `Answered`.
+    fn owned(id: &str, a: &Answered<'_>) -> (crate::Reservation, Option<bool>) {
+        let r = crate::Reservation {
+            order_id: id.to_string(),
+            status: a.status,
+            lines: a
+                .lines()
+                .map(|l| Line::new(l.sku, l.warehouse, l.qty))
+                .collect(),
+            created_at: a.created_at,
+            expires_at: a.expires_at,
+            finished_at: a.finished_at,
+        };
+        (r, a.created)
+    }
+
+    #[test]
+    fn execute_answered_answers_as_the_reservation_reads_back() {
+        let l = ledger();
+        let ba = [
+            LineRef {
+                sku: "B2",
+                warehouse: "kol",
+                qty: 1,
+            },
+            LineRef {
+                sku: "A1",
+                warehouse: "kol",
+                qty: 1,
+            },
+        ];
+        let a = [LineRef {
+            sku: "A1",
+            warehouse: "kol",
+            qty: 5,
+        }];
+        let order = |order_id, lines| {
+            CallRef::Reserve(OrderRef {
+                order_id,
+                lines,
+                ttl_seconds: 60,
+            })
+        };
+        let calls = [
+            order("o-1", &ba[..]),   // created
+            order("o-1", &ba[..]),   // replay
+            order("o-1", &a[..]),    // conflict
+            order("o-2", &a[..]),    // refused: A1 short
+            CallRef::Commit("o-1"),  // paid
+            CallRef::Release("o-1"), // paid: refused
+            CallRef::Release("o-9"), // unknown
+            order("o-3", &ba[..1]),  // created
+            CallRef::Release("o-3"), // released
+            CallRef::Release("o-3"), // no-op
+            order("", &ba[..1]),     // bad id
+        ];
+        let mut seen = Vec::new();
+        let got = l
+            .execute_answered(&calls, |i, a| {
+                let id = match calls[i] {
+                    CallRef::Reserve(o) => o.order_id,
+                    CallRef::Commit(id) | CallRef::Release(id) => id,
+                };
+                let (r, created) = owned(id, a);
+                seen.push(i);
+                (r, created)
+            })
+            .expect("batch");
+        assert_eq!(seen, [0, 1, 4, 7, 8, 9]);
+        let code = |i: usize| got[i].as_ref().err().map(|e| e.code());
+        assert_eq!(code(2), Some(ErrorCode::OrderConflict));
+        assert_eq!(code(3), Some(ErrorCode::InsufficientStock));
+        assert_eq!(code(5), Some(ErrorCode::OrderPaid));
+        assert_eq!(code(6), Some(ErrorCode::OrderNotFound));
+        assert_eq!(code(10), Some(ErrorCode::InvalidRequest));
+        let created = |i: usize| got[i].as_ref().ok().and_then(|(_, c)| *c);
+        assert_eq!(
+            (created(0), created(1), created(4), created(7), created(8)),
+            (Some(true), Some(false), None, Some(true), None)
+        );
+        // Lines by cell (A1 was stocked first), as the read-back lists them.
+        let first = &got[0].as_ref().expect("created").0;
+        assert_eq!(first.lines[0].sku, "A1");
+        // Each answer equals the reservation read back as that call left it; the last call
+        // on an order equals what the ledger holds now.
+        let now = |id: &str| l.reservation(id).expect("read").expect("present");
+        assert_eq!(
+            got[1].as_ref().map(|(r, _)| r.status).ok(),
+            Some(Status::Reserved)
+        );
+        assert_eq!(
+            got[0]
+                .as_ref()
+                .map(|(r, _)| (&r.lines, r.created_at, r.expires_at))
+                .ok(),
+            Some((
+                &now("o-1").lines,
+                now("o-1").created_at,
+                now("o-1").expires_at
+            ))
+        );
+        assert_eq!(
+            got[4].as_ref().map(|(r, _)| r.clone()).ok(),
+            Some(now("o-1"))
+        );
+        assert_eq!(
+            got[9].as_ref().map(|(r, _)| r.clone()).ok(),
+            Some(now("o-3"))
+        );
+        assert_eq!(
+            got[8].as_ref().map(|(r, _)| r.clone()).ok(),
+            Some(now("o-3"))
+        );
+        // Refused and conflicting calls held nothing: o-1 is paid, o-3 released.
+        assert_eq!(l.stock("A1", "kol").map(|s| s.reserved).ok(), Some(0));
+        assert_eq!(l.stock("B2", "kol").map(|s| s.reserved).ok(), Some(0));
+    }
+
+    #[test]
+    fn execute_answered_refuses_an_oversized_batch_whole() {
+        let l = ledger();
+        let calls = vec![CallRef::Commit("o-1"); MAX_BATCH + 1];
+        let err = l.execute_answered(&calls, |_, _| ()).expect_err("too many");
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
     }
 
     #[test]

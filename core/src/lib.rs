@@ -38,7 +38,7 @@ mod time;
 mod types;
 pub mod wal;
 
-pub use batch::{Command, Outcome};
+pub use batch::{Answered, CallRef, Command, Outcome};
 pub use deferred::{Durable, Ticket};
 pub use error::{Error, ErrorCode, Result, Shortfall};
 pub use event::Event;

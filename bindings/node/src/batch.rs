@@ -41,8 +41,8 @@ pub enum Op {
     /// `reserveMany`: one core call for the whole array.
     ReserveMany(Box<crate::many::Batch>),
     /// The reserve/commit/release calls of one JavaScript turn (`flat`): one Promise, one
-    /// answer array; their commands join the batch's `execute` calls like `Cmd`s.
-    Flat(Vec<Command>),
+    /// answer array; consecutive ones share one core call (one wait for the log).
+    Flat(Box<crate::flat::Calls>),
     ExpireDue,
     Checkpoint,
     Close,
@@ -55,7 +55,9 @@ pub enum Done {
     Ids(Vec<String>),
     Seq(u64),
     Many(Vec<Res<(bool, stockledger::Status)>>),
-    Flat(Vec<Res<Done>>),
+    /// The answers of a `reserveMany` packed by `index.js`.
+    ManyPacked(Vec<Res<(bool, stockledger::Status)>>),
+    Flat(crate::flat::Answers),
     Unit,
 }
 
@@ -67,7 +69,8 @@ impl Done {
             Done::Ids(ids) => convert::to_js(env, ids),
             Done::Seq(n) => convert::to_js(env, n as f64),
             Done::Many(results) => crate::many::to_js(env, &results),
-            Done::Flat(results) => crate::flat::encode(env, results),
+            Done::ManyPacked(results) => crate::many::to_js_flat(env, &results),
+            Done::Flat(mut answers) => crate::flat::encode(env, &mut answers),
             Done::Unit => convert::to_js(env, ()),
         }
     }
@@ -299,49 +302,32 @@ pub fn idle(inner: &Inner) -> bool {
     q.running.is_none() && q.waiting.is_empty()
 }
 
-/// Runs a batch in order. The commands of `Flat` calls run as if each were its own call,
-/// in the same `execute` calls as their neighbours, and their answers are gathered again.
+/// Runs a batch in order.
 pub fn run(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
-    if !ops.iter().any(|op| matches!(op, Op::Flat(_))) {
-        return run_ops(ledger, ops);
-    }
-    // How many answers each op gets: `Some(n)` for a Flat call of n commands.
-    let mut spans = Vec::with_capacity(ops.len());
-    let mut expanded = Vec::with_capacity(ops.len());
-    for op in ops {
-        match op {
-            Op::Flat(cmds) => {
-                spans.push(Some(cmds.len()));
-                expanded.extend(cmds.into_iter().map(Op::Cmd));
-            }
-            other => {
-                spans.push(None);
-                expanded.push(other);
-            }
-        }
-    }
-    let mut results = run_ops(ledger, expanded).into_iter();
-    spans
-        .into_iter()
-        .map(|span| match span {
-            Some(n) => Ok(Done::Flat(results.by_ref().take(n).collect())),
-            None => results
-                .next()
-                .unwrap_or_else(|| Err(errors::invalid("call", "internal: missing answer"))),
-        })
-        .collect()
+    run_ops(ledger, ops)
 }
 
-/// Runs a batch in order: each run of consecutive commands is one `execute` call.
+/// Runs a batch in order: each run of consecutive commands is one `execute` call, each run
+/// of consecutive `Flat` calls one `execute_answered` call.
 fn run_ops(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
     let mut out = Vec::with_capacity(ops.len());
     let mut cmds: Vec<Command> = Vec::with_capacity(ops.len());
+    let mut flats: Vec<crate::flat::Calls> = Vec::new();
     // Hashes of the order ids in `cmds`: a second call on the same order starts a new
     // `execute`, so that each call's answer shows the reservation as that call left it. A
     // hash collision only splits a batch; hashing spares a copy of every id.
     let mut orders: HashSet<u64> = HashSet::with_capacity(ops.len());
     for op in ops {
+        if !matches!(op, Op::Flat(_)) {
+            run_flats(ledger, &mut flats, &mut out);
+        }
         let single = match op {
+            Op::Flat(calls) => {
+                flush(ledger, &mut cmds, &mut out);
+                orders.clear();
+                flats.push(*calls);
+                continue;
+            }
             Op::Cmd(c) => {
                 if cmds.len() >= MAX_EXECUTE {
                     flush(ledger, &mut cmds, &mut out);
@@ -359,8 +345,6 @@ fn run_ops(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
                 continue;
             }
             Op::ReserveMany(b) => Single::ReserveMany(b),
-            // `run` expands these; here only for completeness.
-            Op::Flat(cmds) => Single::Flat(cmds),
             Op::ExpireDue => Single::ExpireDue,
             Op::Checkpoint => Single::Checkpoint,
             Op::Close => Single::Close,
@@ -368,18 +352,34 @@ fn run_ops(ledger: &stockledger::Ledger, ops: Vec<Op>) -> Vec<Res<Done>> {
         flush(ledger, &mut cmds, &mut out);
         orders.clear();
         out.push(match single {
-            Single::ReserveMany(b) => b.run(ledger).map(Done::Many),
-            Single::Flat(cmds) => Ok(Done::Flat(run_ops(
-                ledger,
-                cmds.into_iter().map(Op::Cmd).collect(),
-            ))),
+            Single::ReserveMany(b) => b.run(ledger).map(|r| match b.packed {
+                true => Done::ManyPacked(r),
+                false => Done::Many(r),
+            }),
             Single::ExpireDue => ledger.expire_due().map(Done::Ids),
             Single::Checkpoint => ledger.checkpoint().map(Done::Seq),
             Single::Close => ledger.close().map(|()| Done::Unit),
         });
     }
     flush(ledger, &mut cmds, &mut out);
+    run_flats(ledger, &mut flats, &mut out);
     out
+}
+
+/// Runs the gathered `Flat` calls, one answer each.
+fn run_flats(
+    ledger: &stockledger::Ledger,
+    flats: &mut Vec<crate::flat::Calls>,
+    out: &mut Vec<Res<Done>>,
+) {
+    if flats.is_empty() {
+        return;
+    }
+    let batches: Vec<&crate::flat::Calls> = flats.iter().collect();
+    let mut answers = Vec::with_capacity(batches.len());
+    crate::flat::run(ledger, &batches, &mut answers);
+    out.extend(answers.into_iter().map(|a| Ok(Done::Flat(a))));
+    flats.clear();
 }
 
 fn id_hash(id: &str) -> u64 {
@@ -398,7 +398,6 @@ fn order_of(c: &Command) -> Option<&str> {
 
 enum Single {
     ReserveMany(Box<crate::many::Batch>),
-    Flat(Vec<Command>),
     ExpireDue,
     Checkpoint,
     Close,

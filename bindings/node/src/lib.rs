@@ -37,6 +37,8 @@ pub struct Inner {
     scheduler: batch::Scheduler,
     shapes: shapes::Shapes,
     names: names::Names,
+    /// Buffers of `__flat` calls answered inline, reused from one crossing to the next.
+    flat: Mutex<flat::Scratch>,
 }
 
 impl Inner {
@@ -98,6 +100,7 @@ impl<'t> ScopedTask<'t> for OpenTask {
             },
             shapes: shapes::Shapes::new(env)?,
             names: names::Names::new(env)?,
+            flat: Mutex::default(),
         });
         let _ = target.set(Arc::downgrade(&inner));
         Ok(Ledger { inner })
@@ -284,6 +287,29 @@ impl Ledger {
         })
     }
 
+    /// `reserveMany` with the orders packed by `index.js` (see `many::Batch::unpack`; not for
+    /// direct use). `ttl` is -1 for the default. Resolves to `[codes, errors]`.
+    #[napi(js_name = "__many", skip_typescript)]
+    pub fn many_packed(
+        &self,
+        env: Env,
+        text: Unknown,
+        nums: Unknown,
+        ttl: f64,
+    ) -> napi::Result<PromiseValue> {
+        let ttl_seconds = if ttl < 0.0 {
+            stockledger::limits::DEFAULT_TTL_SECONDS
+        } else {
+            ttl as u64
+        };
+        let batch = many::Batch::unpack(&env, &text, &nums, ttl_seconds)?;
+        self.submit(&env, || {
+            // As the unpacked path: one ttl for the batch, a bad one refuses the call.
+            stockledger::limits::check_ttl(ttl_seconds)?;
+            Ok(Op::ReserveMany(Box::new(batch)))
+        })
+    }
+
     /// `reserved` -> `paid` (payment succeeded); a no-op for a paid one.
     #[napi(
         ts_args_type = "orderId: string",
@@ -368,24 +394,27 @@ impl Ledger {
         nums: Unknown<'e>,
         inline: bool,
     ) -> napi::Result<Unknown<'e>> {
-        let cmds = flat::decode(env, &text, &nums)?;
+        // A crossing made while another one holds the buffers (none do today) gets new ones.
+        let mut spare = flat::Scratch::default();
+        let mut guard = self.inner.flat.try_lock().ok();
+        let s = guard.as_deref_mut().unwrap_or(&mut spare);
+        s.calls.decode(env, &text, &nums)?;
         if let Err(e) = self.inner.check_open() {
-            let n = cmds.len();
-            return flat::encode(env, (0..n).map(|_| Err(e.clone())).collect());
+            let n = s.calls.len();
+            let answers = s.answers(1);
+            answers[0].refuse_all(n, &e);
+            return flat::encode(env, &mut answers[0]);
         }
         if inline && self.inner.ledger.durability() == Durability::None && batch::idle(&self.inner)
         {
             // Nothing ahead of these calls and nothing to wait for: run them now, on this
             // thread, with no Promise and no pool hop.
-            let out = batch::run(&self.inner.ledger, vec![Op::Flat(cmds)]);
-            let results = match out.into_iter().next() {
-                Some(Ok(batch::Done::Flat(results))) => results,
-                Some(Err(e)) => return Err(errors::to_napi(env, &e)),
-                _ => return Err(napi::Error::from_reason("stockledger: internal: no answer")),
-            };
-            return flat::encode(env, results);
+            flat::run(&self.inner.ledger, &[&s.calls], &mut s.answers);
+            return flat::encode(env, &mut s.answers[0]);
         }
-        let p = batch::submit(env, &self.inner, Ok(Op::Flat(cmds)))?;
+        let calls = Box::new(std::mem::take(&mut s.calls));
+        drop(guard);
+        let p = batch::submit(env, &self.inner, Ok(Op::Flat(calls)))?;
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), p.raw()) })
     }
 
