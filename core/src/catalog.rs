@@ -5,12 +5,12 @@
 //! half full is replaced by one twice its size, and old tables stay alive so that readers in
 //! flight never see freed memory (their total is below the size of the newest one).
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
+use hashbrown::hash_table::{Entry, HashTable};
 use parking_lot::{Mutex, RwLock};
 
 use crate::cell::Cell;
@@ -75,7 +75,11 @@ impl CellSlot {
 }
 
 /// One shard of the name -> sku id index (not on the reservation path).
-type IndexShard = CachePadded<RwLock<HashMap<Arc<str>, SkuId, Hasher>>>;
+type IndexShard = CachePadded<RwLock<SkuIndex>>;
+
+/// (name, sku id), probed by the name's hash (the one that picked the shard): one hash per
+/// lookup or insert.
+type SkuIndex = HashTable<(Arc<str>, SkuId)>;
 
 /// An open-addressing table of `(tag << 32) | (cell id + 1)`; 0 is empty.
 struct CellTable {
@@ -152,7 +156,7 @@ impl Catalog {
         Catalog {
             hasher: hasher.clone(),
             index: (0..INDEX_SHARDS)
-                .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(hasher.clone()))))
+                .map(|_| CachePadded::new(RwLock::new(SkuIndex::new())))
                 .collect(),
             skus: boxcar::Vec::new(),
             cells: boxcar::Vec::new(),
@@ -162,13 +166,20 @@ impl Catalog {
         }
     }
 
-    fn shard(&self, sku: &str) -> &RwLock<HashMap<Arc<str>, SkuId, Hasher>> {
-        let h = self.hasher.hash_one(sku);
-        &self.index[shard_of(h, INDEX_SHARDS)]
+    fn sku_hash(&self, sku: &str) -> u64 {
+        self.hasher.hash_one(sku)
+    }
+
+    fn index_shard(&self, hash: u64) -> &RwLock<SkuIndex> {
+        &self.index[shard_of(hash, INDEX_SHARDS)]
     }
 
     pub(crate) fn find_sku(&self, sku: &str) -> Option<SkuId> {
-        self.shard(sku).read().get(sku).copied()
+        let hash = self.sku_hash(sku);
+        let shard = self.index_shard(hash).read();
+        shard
+            .find(hash, |(name, _)| **name == *sku)
+            .map(|&(_, id)| id)
     }
 
     #[inline]
@@ -207,13 +218,21 @@ impl Catalog {
 
     /// Returns `None` only when a catalog limit is reached.
     pub(crate) fn sku_or_insert(&self, sku: &str) -> Option<SkuId> {
-        if let Some(id) = self.find_sku(sku) {
-            return Some(id);
+        let hash = self.sku_hash(sku);
+        let shard = self.index_shard(hash);
+        let found = shard
+            .read()
+            .find(hash, |(name, _)| **name == *sku)
+            .map(|&(_, id)| id);
+        if found.is_some() {
+            return found;
         }
-        let mut shard = self.shard(sku).write();
-        if let Some(id) = shard.get(sku) {
-            return Some(*id);
-        }
+        let mut shard = shard.write();
+        let rehash = |(name, _): &(Arc<str>, SkuId)| self.hasher.hash_one(&**name);
+        let vacant = match shard.entry(hash, |(name, _)| **name == *sku, rehash) {
+            Entry::Occupied(seen) => return Some(seen.get().1),
+            Entry::Vacant(vacant) => vacant,
+        };
         if self.skus.count() >= MAX_SKUS {
             return None;
         }
@@ -223,7 +242,7 @@ impl Catalog {
             cells: RwLock::new(SkuCells::new()),
             owner: Mutex::new(None),
         }) as SkuId;
-        shard.insert(name, id);
+        vacant.insert((name, id));
         Some(id)
     }
 
@@ -299,7 +318,10 @@ impl Catalog {
         drop(writer);
         // At most one sku per cell: the sku index is sized for that many.
         for shard in self.index.iter() {
-            shard.write().reserve(cells.min(MAX_CELLS) / INDEX_SHARDS);
+            let rehash = |(name, _): &(Arc<str>, SkuId)| self.hasher.hash_one(&**name);
+            shard
+                .write()
+                .reserve(cells.min(MAX_CELLS) / INDEX_SHARDS, rehash);
         }
     }
 
