@@ -96,7 +96,9 @@ impl Cell {
         }
     }
 
-    /// Replay only: applies decided deltas without checks (recovery is single-threaded).
+    /// Snapshot restore only: adds figures to a fresh cell without checks (the snapshot's
+    /// checksum and the invariant check after recovery vouch for them). Replay of log
+    /// entries uses the checked operations instead (`apply.rs`).
     pub(crate) fn apply_delta(&self, on_hand_delta: i128, reserved_delta: i128) {
         let (on_hand, reserved) = self.load();
         let on_hand = (on_hand as i128 + on_hand_delta).max(0) as u64;
