@@ -251,17 +251,13 @@ impl State {
         (valid && distinct && !held.is_empty()).then_some(held)
     }
 
-    /// The cell of a logged line, made if new (its names are checked UTF-8).
+    /// The cell of a logged line. A reservation can only hold stock of a cell that a stock
+    /// entry (or the snapshot) made before it, so an unknown cell means the entry does not
+    /// fit; nothing is made. A match by bytes proves the names valid UTF-8.
     fn logged_cell(&self, sku: &[u8], warehouse: &[u8]) -> Option<CellId> {
-        if let Some(cell) = self.catalog.find_cell_bytes(sku, warehouse) {
-            return Some(cell);
-        }
-        let (sku, warehouse) = (
-            std::str::from_utf8(sku).ok()?,
-            std::str::from_utf8(warehouse).ok()?,
-        );
-        self.catalog.insert_cell(sku, warehouse)
+        self.catalog.find_cell_bytes(sku, warehouse)
     }
+
     fn apply_created(
         &self,
         order_id: &str,
@@ -276,16 +272,16 @@ impl State {
             return false;
         }
         let (hash, mut shard) = self.orders.shard_hashed(order_id);
-        if let Some(s) = shard.map.find(hash, order_id) {
-            if shard.map.order(s).status == Status::Reserved {
-                return false;
-            }
-            // A finished order of that id: a late payment re-created it (or it was pruned
-            // live after retention and its id reused).
-            shard.map.remove(order_id);
+        let existing = shard.map.find(hash, order_id);
+        if existing.is_some_and(|s| shard.map.order(s).status == Status::Reserved) {
+            return false;
         }
         if self.hold_lines(&held).is_err() {
             return false;
+        }
+        if existing.is_some() {
+            // A finished order of that id: a late payment re-created it.
+            shard.map.remove(order_id);
         }
         State::enter_reserved(&mut shard, hash, order_id, held, at, expires_at);
         true
@@ -443,6 +439,12 @@ mod tests {
         assert!(apply(&state, finished(TAG_RELEASED, "o1")));
         assert!(!apply(&state, finished(TAG_PAID, "o1")));
         assert_eq!(level(&state, "A"), (3, 0));
+        // A refused re-creation keeps the finished order; a line of an unknown cell makes none.
+        assert!(!apply(&state, created("o1", &[("A", 9)])));
+        let status = state.orders.shard("o1").map.get("o1").map(|o| o.status);
+        assert_eq!(status, Some(Status::Released));
+        assert!(!apply(&state, created("o3", &[("A", 1), ("Z", 1)])));
+        assert!(state.catalog.find_cell("Z", "w").is_none());
         // Lines that are empty, zero, or the same cell twice.
         assert!(!apply(&state, created("o2", &[])));
         assert!(!apply(&state, created("o2", &[("A", 0)])));
@@ -467,8 +469,8 @@ mod tests {
         assert_eq!(state.check_invariants(), Ok(()));
     }
 
-    /// Replay reads line names as bytes and checks UTF-8 only for a cell it makes: a record
-    /// whose names are not UTF-8 must still be refused, by replay and by the event reader.
+    /// Replay reads line names as bytes and only finds existing cells by them: a record whose
+    /// names are not UTF-8 must still be refused, by replay and by the event reader.
     #[test]
     fn a_line_name_that_is_not_utf8_is_refused() {
         use crate::record::{decode_entry_refs, Encoder};

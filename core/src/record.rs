@@ -412,9 +412,8 @@ impl<'a> Decoder<'a> {
         if count as usize > crate::limits::MAX_LINES {
             return None;
         }
-        // Names are not checked for UTF-8 here: replay finds known cells by their bytes
-        // (a match proves them valid) and checks a new cell's names when it makes it;
-        // `EntryRef::into_entry` checks them all.
+        // Names are not checked for UTF-8 here: replay only finds existing cells by their
+        // bytes (a match proves them valid); `EntryRef::into_entry` checks them all.
         let before = self.bytes;
         for _ in 0..count {
             self.raw()?;
@@ -495,8 +494,8 @@ impl<'a> Decoder<'a> {
     }
 }
 
-/// The lines of a borrowed entry: (sku, warehouse, qty) each, either still encoded (checked
-/// when decoded, UTF-8 included) or those of an owned [`Entry`].
+/// The lines of a borrowed entry: (sku, warehouse, qty) each, either still encoded (their
+/// layout checked when decoded, not their UTF-8) or those of an owned [`Entry`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LinesRef<'a> {
     Encoded {
