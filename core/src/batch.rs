@@ -139,23 +139,9 @@ impl Ledger {
         calls: &[CallRef<'_>],
         mut answer: impl FnMut(usize, &Answered<'_>) -> R,
     ) -> Result<Vec<Result<R>>> {
-        if calls.len() > MAX_BATCH {
-            return Err(Error::invalid(
-                "commands",
-                "at most 10000 commands per batch",
-            ));
-        }
-        let mut results = Vec::with_capacity(calls.len());
-        let mut last = 0;
-        for (i, c) in calls.iter().enumerate() {
-            let r = self.answer_one(c).map(|(a, lsn)| {
-                last = last.max(lsn);
-                answer(i, &a)
-            });
-            results.push(r);
-        }
-        self.ack_all(last, &mut results);
-        Ok(results)
+        self.run_batch(calls, "commands", |i, c| {
+            self.answer_one(c).map(|(a, lsn)| (answer(i, &a), lsn))
+        })
     }
 
     fn answer_one(&self, c: &CallRef<'_>) -> Result<(Answered<'_>, u64)> {
@@ -200,23 +186,7 @@ impl Ledger {
     /// durable (per the durability mode) when this returns; if the log fails, every result
     /// of the call becomes `ledger_unavailable`. At most 10,000 commands per call.
     pub fn execute(&self, commands: &[Command]) -> Result<Vec<Result<Outcome>>> {
-        if commands.len() > MAX_BATCH {
-            return Err(Error::invalid(
-                "commands",
-                "at most 10000 commands per batch",
-            ));
-        }
-        let mut results = Vec::with_capacity(commands.len());
-        let mut last = 0;
-        for c in commands {
-            let r = self.execute_one(c).map(|(o, lsn)| {
-                last = last.max(lsn);
-                o
-            });
-            results.push(r);
-        }
-        self.ack_all(last, &mut results);
-        Ok(results)
+        self.run_batch(commands, "commands", |_, c| self.execute_one(c))
     }
 
     /// Reserves many orders, each all-or-nothing and independent of the others, with one
@@ -224,19 +194,33 @@ impl Ledger {
     /// batch without copying names. Returns `(created, status)` per order, in order; like
     /// [`Ledger::execute`], a log failure turns every success into `ledger_unavailable`.
     pub fn reserve_many(&self, orders: &[OrderRef<'_>]) -> Result<Vec<Result<(bool, Status)>>> {
-        if orders.len() > MAX_BATCH {
-            return Err(Error::invalid("orders", "at most 10000 orders per batch"));
+        self.run_batch(orders, "orders", |_, o| {
+            self.reserve_nowait(o.order_id, o.lines, o.ttl_seconds)
+                .map(|(created, status, lsn)| ((created, status), lsn))
+        })
+    }
+
+    /// Runs `one` over a batch of at most `MAX_BATCH` items (`what` names them in the
+    /// error), in order, then waits for the log once up to the last lsn it staged.
+    fn run_batch<T, R>(
+        &self,
+        items: &[T],
+        what: &'static str,
+        mut one: impl FnMut(usize, &T) -> Result<(R, u64)>,
+    ) -> Result<Vec<Result<R>>> {
+        if items.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                what,
+                format!("at most {MAX_BATCH} {what} per batch"),
+            ));
         }
-        let mut results = Vec::with_capacity(orders.len());
+        let mut results = Vec::with_capacity(items.len());
         let mut last = 0;
-        for o in orders {
-            let r = self.reserve_nowait(o.order_id, o.lines, o.ttl_seconds).map(
-                |(created, status, lsn)| {
-                    last = last.max(lsn);
-                    (created, status)
-                },
-            );
-            results.push(r);
+        for (i, item) in items.iter().enumerate() {
+            results.push(one(i, item).map(|(r, lsn)| {
+                last = last.max(lsn);
+                r
+            }));
         }
         self.ack_all(last, &mut results);
         Ok(results)
