@@ -233,6 +233,10 @@ impl State {
                 remember_payment(&mut keys, payment_id, order_id, succeeded, answer, at);
                 true
             }
+            EntryRef::RetentionNote { cutoff } => {
+                self.prune_retained(cutoff);
+                true
+            }
         }
     }
 

@@ -52,7 +52,7 @@ impl Event {
             Entry::RefundRequired { .. } => "payment.refund_required",
             Entry::Stock { tag, .. } if *tag != TAG_STOCK_ADJUSTED => "stock.set",
             Entry::Stock { .. } => "stock.adjusted",
-            Entry::PaymentNote { .. } => "note",
+            Entry::PaymentNote { .. } | Entry::RetentionNote { .. } => "note",
         }
     }
 
@@ -64,6 +64,7 @@ impl Event {
             | Entry::RefundRequired { order_id, .. }
             | Entry::PaymentNote { order_id, .. } => order_id,
             Entry::Stock { sku, .. } => sku,
+            Entry::RetentionNote { .. } => "",
         }
     }
 
@@ -74,6 +75,7 @@ impl Event {
             | Entry::RefundRequired { at, .. }
             | Entry::Stock { at, .. } => *at,
             Entry::PaymentNote { .. } => 0,
+            Entry::RetentionNote { cutoff } => *cutoff,
         }
     }
 
@@ -144,7 +146,7 @@ impl Event {
                     m.insert("reason".into(), json!(reason));
                 }
             }
-            Entry::PaymentNote { .. } => {}
+            Entry::PaymentNote { .. } | Entry::RetentionNote { .. } => {}
         }
         Value::Object(m)
     }

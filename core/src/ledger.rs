@@ -58,7 +58,7 @@ impl Ledger {
     /// A memory-only ledger (`Durability::None`).
     pub fn in_memory(mut options: Options) -> Ledger {
         options.durability = Durability::None;
-        Ledger::build(crate::wal::open_in_memory(), options)
+        Ledger::build(crate::wal::open_in_memory(options.clock.clone()), options)
     }
 
     /// The ledger on an opened log (the log owns the recovered state and the sequencer).
@@ -548,11 +548,13 @@ impl Ledger {
                 last = self.finish_slot_unheld(&mut shard, s, &id, TAG_EXPIRED, None);
                 expired.push(id);
             }
-            shard.prune(now.saturating_sub(self.options.retention_ms));
         }
         let cutoff = now.saturating_sub(self.options.retention_ms);
-        self.state.adjustments.prune(cutoff);
-        self.state.payments.prune(cutoff);
+        if self.state.prune_retained(cutoff) > 0 {
+            // Replay prunes at this point of the log too (see `TAG_RETENTION_NOTE`).
+            let (lsn, ()) = self.seq.stage(|| (), |enc, _| enc.retention_note(cutoff));
+            last = last.max(lsn);
+        }
         self.stats.expired.add(expired.len() as u64);
         if last != 0 {
             self.ack(last)?;

@@ -32,6 +32,9 @@ pub const MAX_STAGED_RECORDS: u64 = 1 << 20;
 pub const MAX_STAGED_BYTES: u64 = 64 << 20;
 /// The largest record payload a log frame carries.
 pub const MAX_FRAME_PAYLOAD: usize = 1 << 20;
+/// The records of one log frame (a group-commit batch, or the part of one that fits the
+/// segment), at most: a larger batch is written as several frames.
+pub const MAX_FRAME_RECORDS_BYTES: usize = 4 << 20;
 /// Framed events a memory-only ledger keeps for its events feed, at most.
 pub const MEM_LOG_BYTES: usize = 64 << 20;
 /// Frames of the memory log are kept in chunks of this size (a batch larger than it gets a
@@ -64,6 +67,9 @@ const _: () = assert!(MAX_CELLS < u32::MAX as usize && MAX_SKUS <= MAX_CELLS);
 // A lane must hold the largest record, and a batch call's records must fit the staging.
 const _: () = assert!(MAX_STAGED_BYTES as usize / STAGING_LANES >= MAX_FRAME_PAYLOAD);
 const _: () = assert!(MAX_BATCH as u64 * 2 <= MAX_STAGED_RECORDS);
+// A frame holds at least one record of the largest size (its 8-byte record header too).
+const _: () = assert!(MAX_FRAME_RECORDS_BYTES >= MAX_FRAME_PAYLOAD + 8);
+const _: () = assert!(MAX_FRAME_RECORDS_BYTES < u32::MAX as usize);
 // The events a memory-only ledger keeps outnumber one read of the feed.
 const _: () = assert!(MEM_LOG_BYTES / MAX_FRAME_PAYLOAD >= 16);
 

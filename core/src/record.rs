@@ -29,6 +29,11 @@ pub(crate) const TAG_PAYMENT_NOTE: u8 = 100;
 /// A payment note with the time it was taken (tag 100 lacked it, so replay could not tell
 /// how old its idempotency key was). Written from now on; 100 is still read.
 pub(crate) const TAG_PAYMENT_NOTE_AT: u8 = 101;
+/// Bookkeeping without an event: finished reservations and idempotency keys older than
+/// `cutoff` were pruned here. Replay prunes at the same point of the log, so a recovered or
+/// replicated state (and every snapshot) keeps what the live ledger kept, whatever the clock
+/// of the process replaying it says.
+pub(crate) const TAG_RETENTION_NOTE: u8 = 102;
 
 /// Why money must go back (`payment.refund_required`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +115,8 @@ pub enum Entry {
         /// When the callback was answered; `None` in logs written before tag 101.
         at: Option<Millis>,
     },
+    /// Retention pruned what finished, or was keyed, before `cutoff` (no event).
+    RetentionNote { cutoff: Millis },
 }
 
 impl Entry {
@@ -190,11 +197,15 @@ impl Entry {
                 answer: *answer,
                 at: *at,
             },
+            Entry::RetentionNote { cutoff } => EntryRef::RetentionNote { cutoff: *cutoff },
         }
     }
 
     pub(crate) fn is_event(&self) -> bool {
-        !matches!(self, Entry::PaymentNote { .. })
+        !matches!(
+            self,
+            Entry::PaymentNote { .. } | Entry::RetentionNote { .. }
+        )
     }
 }
 
@@ -248,7 +259,10 @@ impl<'a> Encoder<'a> {
     fn begin(&mut self, tag: u8) {
         self.u8(tag);
         self.entries += 1;
-        if tag != TAG_PAYMENT_NOTE && tag != TAG_PAYMENT_NOTE_AT {
+        if !matches!(
+            tag,
+            TAG_PAYMENT_NOTE | TAG_PAYMENT_NOTE_AT | TAG_RETENTION_NOTE
+        ) {
             self.events += 1;
         }
     }
@@ -356,6 +370,11 @@ impl<'a> Encoder<'a> {
         self.u8(succeeded as u8);
         self.u8(answer);
         self.u64(at);
+    }
+
+    pub(crate) fn retention_note(&mut self, cutoff: Millis) {
+        self.begin(TAG_RETENTION_NOTE);
+        self.u64(cutoff);
     }
 }
 
@@ -485,6 +504,9 @@ impl<'a> Decoder<'a> {
                     None
                 },
             },
+            TAG_RETENTION_NOTE => EntryRef::RetentionNote {
+                cutoff: self.u64()?,
+            },
             _ => return None,
         })
     }
@@ -590,6 +612,9 @@ pub(crate) enum EntryRef<'a> {
         answer: u8,
         at: Option<Millis>,
     },
+    RetentionNote {
+        cutoff: Millis,
+    },
 }
 
 impl EntryRef<'_> {
@@ -670,6 +695,7 @@ impl EntryRef<'_> {
                 answer,
                 at,
             },
+            EntryRef::RetentionNote { cutoff } => Entry::RetentionNote { cutoff },
         })
     }
 }

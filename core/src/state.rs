@@ -92,10 +92,12 @@ impl<V> KeyTable<V> {
         self.shards[shard_of(h, KEY_SHARDS)].lock()
     }
 
-    pub(crate) fn prune(&self, cutoff: Millis)
+    /// Forgets keys inserted before `cutoff`; returns how many.
+    pub(crate) fn prune(&self, cutoff: Millis) -> usize
     where
         V: Stamped,
     {
+        let mut pruned = 0;
         for s in self.shards.iter() {
             let mut s = s.lock();
             while matches!(s.order.front(), Some((at, _)) if *at < cutoff) {
@@ -104,10 +106,12 @@ impl<V> KeyTable<V> {
                     // decides (that one has its own, later, place in `order`).
                     if s.map.get(&k).is_some_and(|v| v.at() <= at) {
                         s.map.remove(&k);
+                        pruned += 1;
                     }
                 }
             }
         }
+        pruned
     }
 
     pub(crate) fn for_each(&self, mut f: impl FnMut(&str, &V)) {
@@ -155,6 +159,13 @@ impl State {
     /// Remembers the latest time replayed so far (a lower bound for entries without one).
     pub(crate) fn note_replayed_at(&self, at: Millis) {
         self.replayed_at.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// Prunes finished reservations and idempotency keys older than `cutoff` (the live
+    /// path's expiry pass, and replay at a retention note); returns how many went.
+    pub(crate) fn prune_retained(&self, cutoff: Millis) -> usize {
+        let orders: usize = self.orders.shards().map(|mut s| s.prune(cutoff)).sum();
+        orders + self.adjustments.prune(cutoff) + self.payments.prune(cutoff)
     }
 
     /// Checks invariants 1-3 of `domain.md` over the whole state. Only meaningful while no

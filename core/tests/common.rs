@@ -61,19 +61,19 @@ pub fn ledger_with(dir: &Path, n: usize) -> PathBuf {
     files_with_ext(dir, "log").pop().unwrap()
 }
 
-/// The frames of a segment file: (start, size), walking the length fields from the end of
-/// the 64-byte header to the first zero length (or the end of the file).
+/// The frames of a segment file (format v2: 48-byte frame headers): (start, size), walking
+/// the length fields from the end of the 64-byte header to the first zero length (or the end of the file).
 pub fn frames(segment: &Path) -> Vec<(usize, usize)> {
     let bytes = std::fs::read(segment).unwrap();
     let mut v = Vec::new();
     let mut at = 64;
-    while at + 28 <= bytes.len() {
+    while at + 48 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        if len == 0 || at + 28 + len > bytes.len() {
+        if len == 0 || at + 48 + len > bytes.len() {
             break;
         }
-        v.push((at, 28 + len));
-        at += 28 + len;
+        v.push((at, 48 + len));
+        at += 48 + len;
     }
     v
 }

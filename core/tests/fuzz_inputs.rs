@@ -127,7 +127,8 @@ fn real_frames_and_snapshots_and_their_damage_never_panic() {
         run_target("snapshot", &d);
         runs += 1;
     }
-    for d in damaged(&seg[28..seg.len().min(28 + 200)]) {
+    // The first record's entries: after the 48-byte frame header and the 8-byte record header.
+    for d in damaged(&seg[56..seg.len().min(56 + 200)]) {
         for n in 0..8u8 {
             let mut input = vec![n];
             input.extend_from_slice(&d);
@@ -144,9 +145,9 @@ fn real_frames_and_snapshots_and_their_damage_never_panic() {
             ("snapshot", "real-snapshot", snap.clone()),
             ("snapshot", "real-archive", snap_payload.to_vec()),
             ("decode", "real-payload", {
-                let len = u32::from_le_bytes(seg[4..8].try_into().unwrap()) as usize;
+                let len = u32::from_le_bytes(seg[48..52].try_into().unwrap()) as usize;
                 let mut v = vec![1u8];
-                v.extend_from_slice(&seg[28..28 + len]);
+                v.extend_from_slice(&seg[56..56 + len]);
                 v
             }),
         ] {

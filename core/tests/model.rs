@@ -182,7 +182,7 @@ proptest! {
                     while end + 8 <= bytes.len() {
                         let len = u32::from_le_bytes(bytes[end + 4..end + 8].try_into().unwrap()) as usize;
                         if len == 0 { break; }
-                        end += 28 + len;
+                        end += 48 + len; // a v2 frame header is 48 bytes
                     }
                     let mut torn = bytes.clone();
                     for (j, g) in garbage.iter().enumerate() {

@@ -474,24 +474,24 @@ struct Flip {
     now: u8,
 }
 
-/// The valid frames of a segment's bytes (header 64 bytes, frame = 28-byte header +
-/// payload, its CRC-32C over all but the CRC field); the first zero length or bad checksum
+/// The valid frames of a segment's bytes (header 64 bytes, frame = 48-byte header +
+/// records, its CRC-32C over all but the CRC field); the first zero length or bad checksum
 /// ends them (a torn write after the last good frame is not a frame).
 fn frame_starts(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut v = Vec::new();
     let mut at = 64;
-    while at + 28 <= bytes.len() {
+    while at + 48 <= bytes.len() {
         let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
             as usize;
-        if len == 0 || at + 28 + len > bytes.len() {
+        if len == 0 || at + 48 + len > bytes.len() {
             break;
         }
         let crc = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        if crc != crc32c::crc32c(&bytes[at + 4..at + 28 + len]) {
+        if crc != crc32c::crc32c(&bytes[at + 4..at + 48 + len]) {
             break;
         }
-        v.push((at, 28 + len));
-        at += 28 + len;
+        v.push((at, 48 + len));
+        at += 48 + len;
     }
     v
 }

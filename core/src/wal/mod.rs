@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::sequencer::{Lsn, Sequencer};
 use crate::state::State;
+use crate::time::Clock;
 use error::{StorageError, StorageResult};
 
 /// A sample of where a seq starts in a segment, so readers need not scan from its start.
@@ -98,6 +99,9 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_kick: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
     pub(crate) fsyncs: AtomicU64,
     pub(crate) records_written: AtomicU64,
+    /// The ledger's clock: each frame carries its time, so replay takes the time for
+    /// retention from the log, not from the clock of the process replaying it.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Shared {
@@ -402,6 +406,7 @@ fn new_shared(
     durability: Durability,
     ledger_id: u64,
     storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
 ) -> Shared {
     Shared {
         dir,
@@ -429,17 +434,19 @@ fn new_shared(
         checkpoint_kick: Mutex::new(None),
         fsyncs: AtomicU64::new(0),
         records_written: AtomicU64::new(0),
+        clock,
     }
 }
 
 /// A memory-only log (`Durability::None`) and its empty state.
-pub(crate) fn open_in_memory() -> Log {
+pub(crate) fn open_in_memory(clock: Arc<dyn Clock>) -> Log {
     let ledger_id = new_ledger_id();
     let shared = Arc::new(new_shared(
         None,
         Durability::None,
         ledger_id,
         Arc::new(FsStorage),
+        clock,
     ));
     let state = Arc::new(State::new(ledger_id));
     let seq = Arc::new(Sequencer::new(1));
@@ -455,7 +462,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<Log> {
 fn open_typed(dir: &Path, options: &Options) -> StorageResult<Log> {
     let lock = lock_folder(dir)?;
     if options.durability == Durability::None {
-        let log = open_in_memory();
+        let log = open_in_memory(options.clock.clone());
         *log.lock_file.lock() = Some(lock);
         return Ok(log);
     }
@@ -469,6 +476,7 @@ fn open_typed(dir: &Path, options: &Options) -> StorageResult<Log> {
         options.durability,
         rec.state.ledger_id,
         storage.clone(),
+        options.clock.clone(),
     ));
     shared.durable_lsn.store(rec.next_lsn - 1, Ordering::SeqCst);
     shared.durable_seq.store(rec.next_seq - 1, Ordering::SeqCst);
@@ -606,7 +614,11 @@ pub fn fuzz_replay(bytes: &[u8]) -> usize {
     while at < bytes.len() {
         match read_frame(bytes, at) {
             Slot::Frame(f) => {
-                if let Some(entries) = crate::record::decode_entry_refs(f.payload, f.entries) {
+                for r in f.records() {
+                    let Some(entries) = crate::record::decode_entry_refs(r.payload, r.entries)
+                    else {
+                        continue;
+                    };
                     for e in &entries {
                         if state.apply(e) {
                             applied += 1;

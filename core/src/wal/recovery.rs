@@ -16,7 +16,7 @@ use crate::state::State;
 
 use super::error::{StorageError, StorageResult};
 use super::segment::{
-    list_segments, read_frame, valid_frame_after, SegmentHeader, Slot, HEADER_LEN,
+    list_segments, read_frame, valid_frame_after, Frame, SegmentHeader, Slot, HEADER_LEN,
 };
 use super::snapshot;
 use super::writer::Tail;
@@ -232,37 +232,18 @@ pub(crate) fn replay(
                     break;
                 }
                 Slot::Frame(f) => {
-                    if f.lsn > upto {
+                    if f.head.first_lsn > upto {
                         break;
                     }
-                    scan_lsn = f.lsn + 1;
-                    if f.lsn >= next_lsn {
-                        if f.lsn != next_lsn || f.first_seq != next_seq {
-                            return Err(corrupt(
-                                path,
-                                at,
-                                &format!(
-                                    "expected lsn {next_lsn} seq {next_seq}, found lsn {} seq {}",
-                                    f.lsn, f.first_seq
-                                ),
-                            ));
-                        }
-                        let entries = decode_entry_refs(f.payload, f.entries)
-                            .ok_or_else(|| corrupt(path, at, "undecodable record"))?;
-                        for e in &entries {
-                            if !state.apply(e) {
-                                return Err(corrupt(
-                                    path,
-                                    at,
-                                    "record does not apply to the state before it",
-                                ));
-                            }
-                        }
-                        next_lsn += 1;
-                        next_seq += f.events as u64;
+                    scan_lsn = f.last_lsn() + 1;
+                    let mut next = (next_lsn, next_seq);
+                    replay_frame(state, &f, upto, &mut next).map_err(|e| corrupt(path, at, &e))?;
+                    (next_lsn, next_seq) = next;
+                    if f.last_lsn() > upto {
+                        break; // a checkpoint stops inside this frame
                     }
                     if since_index == 0 {
-                        meta.index.push((f.first_seq, at as u32));
+                        meta.index.push((f.head.first_seq, at as u32));
                     }
                     since_index += f.size;
                     if since_index >= 32 << 10 {
@@ -353,6 +334,43 @@ pub(crate) fn replay(
         tail,
         epoch: if cut { epoch.saturating_add(1) } else { epoch },
     })
+}
+
+/// Applies the records of `f` from `next` (lsn, seq) on, up to lsn `upto` (records before
+/// `next` are covered by the snapshot); says why when a record does not continue the log or
+/// does not apply to the state before it.
+fn replay_frame(
+    state: &State,
+    f: &Frame<'_>,
+    upto: u64,
+    next: &mut (u64, u64),
+) -> Result<(), String> {
+    for r in f.records() {
+        if r.lsn > upto {
+            break;
+        }
+        if r.lsn < next.0 {
+            continue;
+        }
+        if (r.lsn, r.first_seq) != *next {
+            return Err(format!(
+                "expected lsn {} seq {}, found lsn {} seq {}",
+                next.0, next.1, r.lsn, r.first_seq
+            ));
+        }
+        let entries = decode_entry_refs(r.payload, r.entries)
+            .ok_or_else(|| format!("undecodable record (lsn {})", r.lsn))?;
+        for e in &entries {
+            if !state.apply(e) {
+                return Err(format!(
+                    "record does not apply to the state before it (lsn {})",
+                    r.lsn
+                ));
+            }
+        }
+        *next = (r.lsn + 1, r.first_seq + u64::from(r.events));
+    }
+    Ok(())
 }
 
 /// A last segment whose header never fully made it to disk (a crash or a write error while
@@ -507,7 +525,7 @@ mod tests {
         let mut next_lsn = 1;
         let mut at = HEADER_LEN;
         while let Slot::Frame(f) = read_frame(&ours, at) {
-            next_lsn = f.lsn + 1;
+            next_lsn = f.last_lsn() + 1;
             at += f.size;
         }
         let moved = a.path().join(super::super::segment::segment_name(next_lsn));

@@ -4,8 +4,12 @@
 //! segment header (64 bytes): magic "SLEDGLOG" | version u8 | 7 zero | ledger_id u64
 //!                            | first_lsn u64 | first_seq u64 | crc32c(bytes 0..40) u32
 //!                            | epoch u32 | crc32c(bytes 44..48) u32 (both 0: epoch 0) | zeros
-//! frame: crc32c u32 | len u32 | lsn u64 | first_seq u64 | events u16 | entries u16 | payload
-//!        crc covers every byte after itself, from len to the end of the payload.
+//! frame (one group-commit batch, or the part of it that fits the segment):
+//!        crc32c u32 | len u32 | first_lsn u64 | first_seq u64 | records u32 | events u32
+//!        | time_ms u64 | zero u64 | records (len bytes)
+//!        crc covers every byte after itself, from len to the end of the last record.
+//! record: len u32 | events u16 | entries u16 | payload (its lsn and first seq follow from
+//!        its place in the frame)
 //! ```
 //! Segments are preallocated with zeros; a zero `len` marks the end of the written part.
 
@@ -14,11 +18,13 @@ use std::path::{Path, PathBuf};
 use crate::storage::Storage;
 
 pub(crate) const MAGIC: &[u8; 8] = b"SLEDGLOG";
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 pub(crate) const HEADER_LEN: usize = 64;
-pub(crate) const FRAME_HEADER_LEN: usize = 28;
+pub(crate) const FRAME_HEADER_LEN: usize = 48;
+pub(crate) const RECORD_HEADER_LEN: usize = 8;
 /// No record is larger (100 lines of 64-byte names, with room to spare).
 pub(crate) use crate::limits::MAX_FRAME_PAYLOAD as MAX_PAYLOAD;
+pub(crate) use crate::limits::MAX_FRAME_RECORDS_BYTES as MAX_RECORDS_BYTES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
@@ -89,41 +95,113 @@ fn le8(b: &[u8]) -> [u8; 8] {
     a
 }
 
-/// Appends one frame to `out`. A frame of the memory log (`checksum` false) carries a zero
-/// checksum: it never meets a disk, and its readers use [`read_frame_in_memory`].
-pub(crate) fn encode_frame(
-    out: &mut Vec<u8>,
-    lsn: u64,
-    first_seq: u64,
-    (events, entries): (u16, u16),
-    payload: &[u8],
-    checksum: bool,
-) {
+/// Appends one record (its header, then its payload) to the records of a frame being built.
+pub(crate) fn encode_record(out: &mut Vec<u8>, (events, entries): (u16, u16), payload: &[u8]) {
     assert!(payload.len() <= MAX_PAYLOAD);
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 4]);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(&first_seq.to_le_bytes());
     out.extend_from_slice(&events.to_le_bytes());
     out.extend_from_slice(&entries.to_le_bytes());
     out.extend_from_slice(payload);
+}
+
+/// What a frame's header says besides its length and checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameHead {
+    pub(crate) first_lsn: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) records: u32,
+    pub(crate) events: u32,
+    /// The ledger's clock when the batch was framed (never less than the previous frame's).
+    pub(crate) time_ms: u64,
+}
+
+/// Writes the header of `frame` (its first `FRAME_HEADER_LEN` bytes, reserved; its records
+/// follow) and, unless it is a frame of the memory log that never meets a disk, its checksum.
+pub(crate) fn seal_frame(frame: &mut [u8], head: &FrameHead, checksum: bool) {
+    let len = frame.len() - FRAME_HEADER_LEN;
+    assert!((RECORD_HEADER_LEN..=MAX_RECORDS_BYTES).contains(&len));
+    assert!(head.records >= 1 && head.records as usize * RECORD_HEADER_LEN <= len);
+    let h = &mut frame[..FRAME_HEADER_LEN];
+    h[0..4].fill(0);
+    h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    h[8..16].copy_from_slice(&head.first_lsn.to_le_bytes());
+    h[16..24].copy_from_slice(&head.first_seq.to_le_bytes());
+    h[24..28].copy_from_slice(&head.records.to_le_bytes());
+    h[28..32].copy_from_slice(&head.events.to_le_bytes());
+    h[32..40].copy_from_slice(&head.time_ms.to_le_bytes());
+    h[40..48].fill(0);
     if checksum {
-        let crc = crc32c::crc32c(&out[start + 4..]);
-        out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32c::crc32c(&frame[4..]);
+        frame[0..4].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
-/// A frame read back from a segment.
+/// A frame read back from a segment: a group-commit batch of records, all valid.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Frame<'a> {
+    pub(crate) head: FrameHead,
+    records: &'a [u8],
+    /// Bytes the frame takes, header included.
+    pub(crate) size: usize,
+}
+
+impl<'a> Frame<'a> {
+    pub(crate) fn last_lsn(&self) -> u64 {
+        self.head.first_lsn + u64::from(self.head.records) - 1
+    }
+
+    /// The seq after the frame's last event.
+    pub(crate) fn end_seq(&self) -> u64 {
+        self.head.first_seq + u64::from(self.head.events)
+    }
+
+    pub(crate) fn records(&self) -> Records<'a> {
+        Records {
+            bytes: self.records,
+            at: 0,
+            lsn: self.head.first_lsn,
+            seq: self.head.first_seq,
+        }
+    }
+}
+
+/// One record of a frame: one decided change and everything it caused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
     pub(crate) lsn: u64,
     pub(crate) first_seq: u64,
     pub(crate) events: u16,
     pub(crate) entries: u16,
     pub(crate) payload: &'a [u8],
-    /// Bytes the frame takes, header included.
-    pub(crate) size: usize,
+}
+
+/// The records of a frame, in lsn order (their layout was checked when the frame was read).
+pub(crate) struct Records<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    lsn: u64,
+    seq: u64,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let h = self.bytes.get(self.at..self.at + RECORD_HEADER_LEN)?;
+        let len = u32::from_le_bytes(le4(&h[0..4])) as usize;
+        let start = self.at + RECORD_HEADER_LEN;
+        let record = Record {
+            lsn: self.lsn,
+            first_seq: self.seq,
+            events: u16::from_le_bytes([h[4], h[5]]),
+            entries: u16::from_le_bytes([h[6], h[7]]),
+            payload: self.bytes.get(start..start + len)?,
+        };
+        self.at = start + len;
+        self.lsn += 1;
+        self.seq += u64::from(record.events);
+        Some(record)
+    }
 }
 
 /// What is at an offset of a segment.
@@ -163,21 +241,55 @@ fn read_frame_checked(bytes: &[u8], at: usize, verify: bool) -> Slot<'_> {
             Slot::Bad
         };
     }
-    if len > MAX_PAYLOAD || at + FRAME_HEADER_LEN + len > bytes.len() {
+    if len > MAX_RECORDS_BYTES || at + FRAME_HEADER_LEN + len > bytes.len() {
         return Slot::Bad;
     }
     let crc = u32::from_le_bytes(le4(&h[0..4]));
     if verify && crc != crc32c::crc32c(&bytes[at + 4..at + FRAME_HEADER_LEN + len]) {
         return Slot::Bad;
     }
-    Slot::Frame(Frame {
-        lsn: u64::from_le_bytes(le8(&h[8..16])),
+    let head = FrameHead {
+        first_lsn: u64::from_le_bytes(le8(&h[8..16])),
         first_seq: u64::from_le_bytes(le8(&h[16..24])),
-        events: u16::from_le_bytes([h[24], h[25]]),
-        entries: u16::from_le_bytes([h[26], h[27]]),
-        payload: &bytes[at + FRAME_HEADER_LEN..at + FRAME_HEADER_LEN + len],
+        records: u32::from_le_bytes(le4(&h[24..28])),
+        events: u32::from_le_bytes(le4(&h[28..32])),
+        time_ms: u64::from_le_bytes(le8(&h[32..40])),
+    };
+    let records = &bytes[at + FRAME_HEADER_LEN..at + FRAME_HEADER_LEN + len];
+    if !records_fit(records, &head) {
+        return Slot::Bad;
+    }
+    Slot::Frame(Frame {
+        head,
+        records,
         size: FRAME_HEADER_LEN + len,
     })
+}
+
+/// Whether `records` is exactly `head.records` records holding `head.events` events, and
+/// their lsns and seqs stay in range: a checksum proves the bytes are the writer's, this
+/// proves the writer's bytes are a frame (and lets `Records` trust the layout).
+fn records_fit(records: &[u8], head: &FrameHead) -> bool {
+    let (mut at, mut count, mut events) = (0usize, 0u64, 0u64);
+    while at < records.len() {
+        let Some(h) = records.get(at..at + RECORD_HEADER_LEN) else {
+            return false;
+        };
+        let len = u32::from_le_bytes(le4(&h[0..4])) as usize;
+        if len > MAX_PAYLOAD {
+            return false;
+        }
+        at += RECORD_HEADER_LEN + len;
+        count += 1;
+        events += u64::from(u16::from_le_bytes([h[4], h[5]]));
+    }
+    at == records.len()
+        && count >= 1
+        && count == u64::from(head.records)
+        && events == u64::from(head.events)
+        && head.first_lsn >= 1
+        && head.first_lsn.checked_add(count).is_some()
+        && head.first_seq.checked_add(events).is_some()
 }
 
 /// Whether any valid frame with an lsn of at least `min_lsn` starts after `from`: the test
@@ -193,7 +305,7 @@ pub(crate) fn valid_frame_after(bytes: &[u8], from: usize, min_lsn: u64) -> Opti
             continue;
         }
         let len = u32::from_le_bytes(le4(&bytes[at + 4..at + 8])) as usize;
-        if len != 0 && len <= MAX_PAYLOAD {
+        if len != 0 && len <= MAX_RECORDS_BYTES {
             let lsn = u64::from_le_bytes(le8(&bytes[at + 8..at + 16]));
             if lsn >= min_lsn && lsn < min_lsn.saturating_add(1 << 40) {
                 if let Slot::Frame(_) = read_frame(bytes, at) {
@@ -264,21 +376,52 @@ pub(crate) fn list_numbered(
 mod tests {
     use super::*;
 
+    /// A frame of `records` ((events, entries), payload) starting at `lsn` and `seq`.
+    pub(crate) fn frame_of(lsn: u64, seq: u64, records: &[((u16, u16), &[u8])]) -> Vec<u8> {
+        let mut out = vec![0u8; FRAME_HEADER_LEN];
+        for (counts, payload) in records {
+            encode_record(&mut out, *counts, payload);
+        }
+        let head = FrameHead {
+            first_lsn: lsn,
+            first_seq: seq,
+            records: records.len() as u32,
+            events: records.iter().map(|((e, _), _)| u32::from(*e)).sum(),
+            time_ms: 1_700_000_000_000,
+        };
+        seal_frame(&mut out, &head, true);
+        out
+    }
+
     #[test]
     fn frame_round_trips_and_detects_any_flipped_bit() {
         let mut buf = vec![0u8; 8];
-        encode_frame(&mut buf, 7, 3, (1, 1), b"payload", true);
+        let records: [((u16, u16), &[u8]); 3] =
+            [((1, 1), b"payload"), ((0, 2), b""), ((2, 3), b"xyz")];
+        buf.extend_from_slice(&frame_of(7, 3, &records));
+        let size = buf.len() - 8;
         buf.extend_from_slice(&[0u8; 40]);
         match read_frame(&buf, 8) {
             Slot::Frame(f) => {
+                assert_eq!((f.head.first_lsn, f.last_lsn(), f.end_seq()), (7, 9, 6));
+                assert_eq!(f.head.time_ms, 1_700_000_000_000);
+                assert_eq!(f.size, size);
+                let got: Vec<_> = f
+                    .records()
+                    .map(|r| (r.lsn, r.first_seq, r.events, r.entries, r.payload))
+                    .collect();
                 assert_eq!(
-                    (f.lsn, f.first_seq, f.events, f.payload),
-                    (7, 3, 1, &b"payload"[..])
+                    got,
+                    [
+                        (7, 3, 1, 1, &b"payload"[..]),
+                        (8, 4, 0, 2, &b""[..]),
+                        (9, 4, 2, 3, &b"xyz"[..])
+                    ]
                 );
             }
             other => panic!("{other:?}"),
         }
-        for bit in 0..(FRAME_HEADER_LEN + 7) * 8 {
+        for bit in 0..size * 8 {
             let mut damaged = buf.clone();
             damaged[8 + bit / 8] ^= 1 << (bit % 8);
             assert!(
@@ -296,7 +439,7 @@ mod tests {
                 let len = u32::from_le_bytes(le4(&bytes[at + 4..at + 8])) as usize;
                 let lsn = u64::from_le_bytes(le8(&bytes[at + 8..at + 16]));
                 len != 0
-                    && len <= MAX_PAYLOAD
+                    && len <= MAX_RECORDS_BYTES
                     && lsn >= min_lsn
                     && lsn < min_lsn.saturating_add(1 << 40)
                     && matches!(read_frame(bytes, at), Slot::Frame(_))
@@ -316,8 +459,7 @@ mod tests {
         for case in 0..400 {
             let mut buf = vec![0u8; 64 + (next() % 600) as usize];
             // A frame somewhere, maybe garbage and single non-zero bytes around it.
-            let mut frame = Vec::new();
-            encode_frame(&mut frame, 5 + next() % 3, 9, (1, 1), b"abc", true);
+            let frame = frame_of(5 + next() % 3, 9, &[((1, 1), b"abc")]);
             let at = (next() as usize) % buf.len().saturating_sub(frame.len()).max(1);
             if at + frame.len() <= buf.len() && case % 5 != 0 {
                 buf[at..at + frame.len()].copy_from_slice(&frame);
@@ -345,6 +487,56 @@ mod tests {
             b[k] = 1;
             assert_eq!(first_nonzero(&b), Some(k));
         }
+    }
+
+    /// A checksum proves the bytes are the writer's; the layout is checked too, so a frame
+    /// whose counts disagree with its records (a writer's bug) is never replayed as one.
+    #[test]
+    fn a_frame_whose_counts_disagree_with_its_records_is_bad() {
+        let good = frame_of(5, 1, &[((1, 1), b"ab"), ((1, 1), b"cd")]);
+        assert!(matches!(read_frame(&good, 0), Slot::Frame(_)));
+        let head = FrameHead {
+            first_lsn: 5,
+            first_seq: 1,
+            records: 2,
+            events: 2,
+            time_ms: 0,
+        };
+        let wrong = [
+            FrameHead { records: 1, ..head },
+            FrameHead { records: 3, ..head },
+            FrameHead { events: 3, ..head },
+            FrameHead {
+                first_lsn: 0,
+                ..head
+            },
+            FrameHead {
+                first_seq: u64::MAX - 1,
+                ..head
+            },
+        ];
+        // Writes a header as a buggy writer would (`seal_frame` refuses some of these).
+        let reseal = |frame: &mut Vec<u8>, h: &FrameHead| {
+            frame[8..16].copy_from_slice(&h.first_lsn.to_le_bytes());
+            frame[16..24].copy_from_slice(&h.first_seq.to_le_bytes());
+            frame[24..28].copy_from_slice(&h.records.to_le_bytes());
+            frame[28..32].copy_from_slice(&h.events.to_le_bytes());
+            let crc = crc32c::crc32c(&frame[4..]);
+            frame[0..4].copy_from_slice(&crc.to_le_bytes());
+        };
+        let mut same = good.clone();
+        reseal(&mut same, &head);
+        assert!(matches!(read_frame(&same, 0), Slot::Frame(_)));
+        for h in wrong {
+            let mut frame = good.clone();
+            reseal(&mut frame, &h);
+            assert!(matches!(read_frame(&frame, 0), Slot::Bad), "{h:?}");
+        }
+        // A record length running past the frame, the checksum made to match.
+        let mut frame = good.clone();
+        frame[FRAME_HEADER_LEN] = 9;
+        reseal(&mut frame, &head);
+        assert!(matches!(read_frame(&frame, 0), Slot::Bad));
     }
 
     #[test]

@@ -11,7 +11,10 @@ use parking_lot::Mutex;
 use crate::sequencer::{staged_records, Sequencer, MAX_STAGED_RECORDS, STAGED_HEADER};
 
 use super::error::{StorageError, StorageResult};
-use super::segment::{self, encode_frame, SegmentHeader, HEADER_LEN, SPARE_NAME};
+use super::segment::{
+    self, encode_record, seal_frame, FrameHead, SegmentHeader, FRAME_HEADER_LEN, HEADER_LEN,
+    MAX_RECORDS_BYTES, SPARE_NAME,
+};
 use super::{SegmentMeta, Shared, MEM_CHUNK_BYTES, MEM_LOG_BYTES};
 use crate::storage::{Storage, StorageFile};
 
@@ -51,9 +54,23 @@ pub(crate) struct Writer {
     carry: Vec<u8>,
     /// Staged records by `lsn - next_lsn`: (source, offset), `EMPTY` where none arrived yet.
     placed: Vec<(u32, u32)>,
+    /// A frame header's room, then the records of this batch.
     out: Vec<u8>,
-    /// (end offset in `out`, lsn, first seq) of each frame in `out`.
-    frames: Vec<(usize, u64, u64)>,
+    /// Where each record of `out` ends, and its lsn, first seq and events.
+    records: Vec<RecordAt>,
+    /// A frame that does not start `out` (a batch split by a roll or the frame limit) is
+    /// copied here behind its header.
+    scratch: Vec<u8>,
+    /// The time of the last frame: frames never go back in time, whatever the clock does.
+    time_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RecordAt {
+    end: usize,
+    lsn: u64,
+    first_seq: u64,
+    events: u16,
 }
 
 struct Disk {
@@ -89,7 +106,9 @@ impl Writer {
             carry: Vec::new(),
             placed: Vec::new(),
             out: Vec::with_capacity(1 << 20),
-            frames: Vec::new(),
+            records: Vec::new(),
+            scratch: Vec::new(),
+            time_ms: 0,
         }
     }
 
@@ -154,7 +173,7 @@ impl Writer {
             self.seq.take_lanes(&mut self.spare, &mut self.lanes);
             self.collect();
             self.seq.drained.store(self.next_lsn, Ordering::Release);
-            if self.frames.is_empty() {
+            if self.records.is_empty() {
                 // Poisoned, the records still missing may never come (an lsn whose thread
                 // panicked): nothing more will be written anyway.
                 if self.shared.closing.load(Ordering::SeqCst)
@@ -171,14 +190,14 @@ impl Writer {
                 self.shared.notify();
                 continue;
             }
-            let records = self.frames.len() as u64;
+            let records = self.records.len() as u64;
             match self.write_out() {
                 Ok(()) => {
                     metrics::histogram!("stockledger_wal_batch_records").record(records as f64);
                     self.shared
                         .records_written
                         .fetch_add(records, Ordering::Relaxed);
-                    let &(_, lsn, _) = self.frames.last().unwrap_or(&(0, 0, 0));
+                    let lsn = self.records.last().map_or(0, |r| r.lsn);
                     self.shared
                         .durable_seq
                         .store(self.next_seq - 1, Ordering::Release);
@@ -226,7 +245,8 @@ impl Writer {
     fn collect(&mut self) {
         const EMPTY: (u32, u32) = (u32::MAX, 0);
         self.out.clear();
-        self.frames.clear();
+        self.out.resize(FRAME_HEADER_LEN, 0);
+        self.records.clear();
         self.placed.clear();
         let base = self.next_lsn;
         let carry = std::mem::take(&mut self.carry);
@@ -270,15 +290,13 @@ impl Writer {
                 continue;
             }
             debug_assert_eq!(r.lsn, self.next_lsn);
-            encode_frame(
-                &mut self.out,
-                r.lsn,
-                self.next_seq,
-                (r.events, r.entries),
-                r.payload,
-                self.disk.is_some(),
-            );
-            self.frames.push((self.out.len(), r.lsn, self.next_seq));
+            encode_record(&mut self.out, (r.events, r.entries), r.payload);
+            self.records.push(RecordAt {
+                end: self.out.len(),
+                lsn: r.lsn,
+                first_seq: self.next_seq,
+                events: r.events,
+            });
             self.next_lsn += 1;
             self.next_seq += r.events as u64;
         }
@@ -291,62 +309,51 @@ impl Writer {
     }
 
     fn write_out(&mut self) -> StorageResult<()> {
+        let time_ms = self.frame_time();
         if self.disk.is_none() {
-            self.keep_in_memory();
+            self.keep_in_memory(time_ms);
             return Ok(());
         }
-        let mut start = 0usize;
-        let mut fi = 0usize;
-        while start < self.out.len() {
+        let mut first = 0usize;
+        while first < self.records.len() {
             let (room, offset) = {
                 let a = self.active();
                 (a.capacity - a.offset, a.offset)
             };
-            let mut end = start;
-            let mut last = fi;
-            while last < self.frames.len() && (self.frames[last].0 - start) as u64 <= room {
-                end = self.frames[last].0;
-                last += 1;
-            }
-            if end == start {
-                let (_, lsn, seq) = self.frames[fi];
-                self.roll(lsn, seq)?;
+            let limit = (room as usize).saturating_sub(FRAME_HEADER_LEN);
+            let (last, head) = self.next_frame(first, limit, time_ms);
+            if last == first {
+                let r = self.records[first];
+                self.roll(r.lsn, r.first_seq)?;
                 continue;
             }
-            let bytes = &self.out[start..end];
+            let span = (self.record_start(first), self.records[last - 1].end);
+            let frame = sealed_frame((&mut self.out, &mut self.scratch), span, &head, true);
             let Some(a) = self.disk.as_mut().and_then(|d| d.active.as_mut()) else {
                 unreachable!("a disk writer always has an active segment");
             };
             a.file
-                .write_at(bytes, offset)
+                .write_at(frame, offset)
                 .map_err(|source| StorageError::Write {
                     path: a.path.clone(),
                     offset,
-                    len_bytes: bytes.len(),
+                    len_bytes: frame.len(),
                     source,
                 })?;
             a.dirty = true;
-            // Index samples for readers.
-            let mut frame_start = start;
-            let mut samples = Vec::new();
-            for &(fend, _, fseq) in &self.frames[fi..last] {
-                if a.since_index == 0 {
-                    samples.push((fseq, (offset + (frame_start - start) as u64) as u32));
-                }
-                a.since_index += (fend - frame_start) as u64;
-                if a.since_index >= INDEX_EVERY {
-                    a.since_index = 0;
-                }
-                frame_start = fend;
+            // An index sample for readers about every `INDEX_EVERY` bytes.
+            let sample = (a.since_index == 0).then_some((head.first_seq, offset as u32));
+            a.since_index += frame.len() as u64;
+            if a.since_index >= INDEX_EVERY {
+                a.since_index = 0;
             }
-            a.offset += bytes.len() as u64;
-            if !samples.is_empty() {
+            a.offset += frame.len() as u64;
+            if let Some(sample) = sample {
                 if let Some(meta) = self.shared.segments.lock().last_mut() {
-                    meta.index.extend(samples);
+                    meta.index.push(sample);
                 }
             }
-            start = end;
-            fi = last;
+            first = last;
         }
         if let Some(disk) = self.disk.as_ref() {
             // Half way through a segment, get the next one zero-filled in the background.
@@ -375,6 +382,38 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// The time of the next frame: the clock's, never before the previous frame's.
+    fn frame_time(&mut self) -> u64 {
+        self.time_ms = self.time_ms.max(self.shared.clock.now_ms());
+        self.time_ms
+    }
+
+    /// The records `first..last` that make the next frame: as many as fit `limit` bytes
+    /// (and the frame limit); `last == first` when not even one fits.
+    fn next_frame(&self, first: usize, limit: usize, time_ms: u64) -> (usize, FrameHead) {
+        let start = self.record_start(first);
+        let limit = limit.min(MAX_RECORDS_BYTES);
+        let mut last = first;
+        let mut events = 0u32;
+        while last < self.records.len() && self.records[last].end - start <= limit {
+            events += u32::from(self.records[last].events);
+            last += 1;
+        }
+        let r = self.records[first];
+        let head = FrameHead {
+            first_lsn: r.lsn,
+            first_seq: r.first_seq,
+            records: (last - first) as u32,
+            events,
+            time_ms,
+        };
+        (last, head)
+    }
+
+    fn record_start(&self, k: usize) -> usize {
+        record_start(&self.records, k)
     }
 
     fn sync(&mut self) -> StorageResult<()> {
@@ -545,39 +584,72 @@ impl Writer {
     /// (an evicted chunk's buffer when there is one). Chunks are filled, not one per batch:
     /// a batch of one record would otherwise pin a buffer of `out`'s capacity and every
     /// batch would fault in fresh pages.
-    fn keep_in_memory(&mut self) {
-        let Some(&(_, _, first_seq)) = self.frames.first() else {
-            return;
-        };
-        let mut mem = self.shared.mem.lock();
-        let batch_bytes = self.out.len();
-        mem.bytes += batch_bytes;
-        let mut recycled = None;
-        while mem.bytes > MEM_LOG_BYTES {
-            match mem.chunks.pop_front() {
-                Some((_, c)) => {
-                    mem.bytes -= c.len();
-                    recycled = Some(c);
+    fn keep_in_memory(&mut self, time_ms: u64) {
+        let mut first = 0usize;
+        while first < self.records.len() {
+            let (last, head) = self.next_frame(first, MAX_RECORDS_BYTES, time_ms);
+            assert!(last > first, "a record larger than a frame");
+            let span = (self.record_start(first), self.records[last - 1].end);
+            let frame = sealed_frame((&mut self.out, &mut self.scratch), span, &head, false);
+            let frame_bytes = frame.len();
+            let mut mem = self.shared.mem.lock();
+            mem.bytes += frame_bytes;
+            let mut recycled = None;
+            while mem.bytes > MEM_LOG_BYTES {
+                match mem.chunks.pop_front() {
+                    Some((_, c)) => {
+                        mem.bytes -= c.len();
+                        recycled = Some(c);
+                    }
+                    None => break,
                 }
-                None => break,
             }
-        }
-        let fits = mem
-            .chunks
-            .back()
-            .is_some_and(|(_, c)| c.len() + batch_bytes <= c.capacity());
-        if !fits {
-            let mut chunk = recycled.unwrap_or_default();
-            chunk.clear();
-            chunk.reserve_exact(MEM_CHUNK_BYTES.max(batch_bytes));
-            mem.chunks.push_back((first_seq, chunk));
-        }
-        if let Some((_, chunk)) = mem.chunks.back_mut() {
-            debug_assert!(chunk.len() + batch_bytes <= chunk.capacity());
-            chunk.extend_from_slice(&self.out);
+            let fits = mem
+                .chunks
+                .back()
+                .is_some_and(|(_, c)| c.len() + frame_bytes <= c.capacity());
+            if !fits {
+                let mut chunk = recycled.unwrap_or_default();
+                chunk.clear();
+                chunk.reserve_exact(MEM_CHUNK_BYTES.max(frame_bytes));
+                mem.chunks.push_back((head.first_seq, chunk));
+            }
+            if let Some((_, chunk)) = mem.chunks.back_mut() {
+                debug_assert!(chunk.len() + frame_bytes <= chunk.capacity());
+                chunk.extend_from_slice(frame);
+            }
+            first = last;
         }
         self.out.clear();
     }
+}
+
+fn record_start(records: &[RecordAt], k: usize) -> usize {
+    match k.checked_sub(1) {
+        None => FRAME_HEADER_LEN,
+        Some(before) => records[before].end,
+    }
+}
+
+/// The frame of the records in `out[start..end]` (a run of the batch), sealed: in place
+/// when the run starts the batch (the room for its header is there), else copied behind a
+/// header in `scratch`.
+fn sealed_frame<'b>(
+    (out, scratch): (&'b mut Vec<u8>, &'b mut Vec<u8>),
+    (start, end): (usize, usize),
+    head: &FrameHead,
+    crc: bool,
+) -> &'b [u8] {
+    assert!(FRAME_HEADER_LEN <= start && start < end && end <= out.len());
+    if start == FRAME_HEADER_LEN {
+        seal_frame(&mut out[..end], head, crc);
+        return &out[..end];
+    }
+    scratch.clear();
+    scratch.resize(FRAME_HEADER_LEN, 0);
+    scratch.extend_from_slice(&out[start..end]);
+    seal_frame(scratch, head, crc);
+    scratch
 }
 
 impl Disk {

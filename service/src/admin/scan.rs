@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const SEGMENT_HEADER: usize = 64;
-pub const FRAME_HEADER: usize = 28;
+pub const FRAME_HEADER: usize = 48;
+pub const RECORD_HEADER: usize = 8;
 const MAX_PAYLOAD: usize = 1 << 20;
+const MAX_RECORDS_BYTES: usize = 4 << 20;
 const SNAPSHOT_HEADER: usize = 32;
 
 /// A defect: the file, the offset in it, and what is wrong.
@@ -85,26 +87,42 @@ impl Report {
     }
 }
 
-/// A decoded frame header.
+/// A decoded frame header (format v2: a frame is one group-commit batch of records).
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    pub offset: usize,
+    pub crc: u32,
+    /// Bytes of its records.
+    pub len: usize,
+    pub first_lsn: u64,
+    pub first_seq: u64,
+    pub records: u32,
+    pub events: u32,
+    pub time_ms: u64,
+}
+
+impl Batch {
+    pub fn size(&self) -> usize {
+        FRAME_HEADER + self.len
+    }
+}
+
+/// One record of a frame; `offset` and `crc` are its frame's.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame {
     pub offset: usize,
     pub crc: u32,
+    /// Its payload's bytes, which start at `payload_at`.
     pub len: usize,
+    pub payload_at: usize,
     pub lsn: u64,
     pub first_seq: u64,
     pub events: u16,
     pub entries: u16,
 }
 
-impl Frame {
-    pub fn size(&self) -> usize {
-        FRAME_HEADER + self.len
-    }
-}
-
 pub enum Slot {
-    Frame(Frame),
+    Frame(Batch),
     /// Zeros: the end of what was written.
     End,
     /// Not a frame; the reason.
@@ -141,11 +159,11 @@ pub fn read_frame(bytes: &[u8], at: usize) -> Slot {
         return if h.iter().all(|b| *b == 0) {
             Slot::End
         } else {
-            Slot::Bad("zero payload length in a non-zero frame header")
+            Slot::Bad("zero length in a non-zero frame header")
         };
     }
-    if len > MAX_PAYLOAD {
-        return Slot::Bad("payload length above 1 MiB");
+    if len > MAX_RECORDS_BYTES {
+        return Slot::Bad("frame length above 4 MiB");
     }
     if at + FRAME_HEADER + len > bytes.len() {
         return Slot::Bad("frame runs past the end of the file (truncated)");
@@ -154,24 +172,65 @@ pub fn read_frame(bytes: &[u8], at: usize) -> Slot {
     if crc != crc32c::crc32c(&bytes[at + 4..at + FRAME_HEADER + len]) {
         return Slot::Bad("frame checksum mismatch");
     }
-    Slot::Frame(Frame {
+    let batch = Batch {
         offset: at,
         crc,
         len,
-        lsn: u64_at(h, 8),
+        first_lsn: u64_at(h, 8),
         first_seq: u64_at(h, 16),
-        events: u16_at(h, 24),
-        entries: u16_at(h, 26),
-    })
+        records: u32_at(h, 24),
+        events: u32_at(h, 28),
+        time_ms: u64_at(h, 32),
+    };
+    match records_of(bytes, &batch) {
+        Ok(_) => Slot::Frame(batch),
+        Err(why) => Slot::Bad(why),
+    }
+}
+
+/// The records of a frame whose checksum holds, or why they do not make the frame its
+/// header describes.
+pub fn records_of(bytes: &[u8], b: &Batch) -> Result<Vec<Frame>, &'static str> {
+    let end = b.offset + b.size();
+    let mut at = b.offset + FRAME_HEADER;
+    let (mut lsn, mut seq) = (b.first_lsn, b.first_seq);
+    let mut out = Vec::new();
+    while at < end {
+        if at + RECORD_HEADER > end {
+            return Err("a record header runs past its frame");
+        }
+        let len = u32_at(bytes, at) as usize;
+        if len > MAX_PAYLOAD || at + RECORD_HEADER + len > end {
+            return Err("a record runs past its frame");
+        }
+        let events = u16_at(bytes, at + 4);
+        out.push(Frame {
+            offset: b.offset,
+            crc: b.crc,
+            len,
+            payload_at: at + RECORD_HEADER,
+            lsn,
+            first_seq: seq,
+            events,
+            entries: u16_at(bytes, at + 6),
+        });
+        lsn += 1;
+        seq += u64::from(events);
+        at += RECORD_HEADER + len;
+    }
+    if out.len() as u64 != u64::from(b.records) || seq - b.first_seq != u64::from(b.events) {
+        return Err("the frame's record or event count disagrees with its records");
+    }
+    Ok(out)
 }
 
 /// The first valid frame with an lsn of at least `min_lsn` starting after `from` (the core's
 /// test telling a torn tail, with nothing valid after it, from corruption in the middle).
-pub fn valid_frame_after(bytes: &[u8], from: usize, min_lsn: u64) -> Option<Frame> {
+pub fn valid_frame_after(bytes: &[u8], from: usize, min_lsn: u64) -> Option<Batch> {
     let mut at = from + 1;
     while at + FRAME_HEADER <= bytes.len() {
         let len = u32_at(bytes, at + 4) as usize;
-        if len != 0 && len <= MAX_PAYLOAD {
+        if len != 0 && len <= MAX_RECORDS_BYTES {
             let lsn = u64_at(bytes, at + 8);
             if lsn >= min_lsn && lsn < min_lsn.saturating_add(1 << 40) {
                 if let Slot::Frame(f) = read_frame(bytes, at) {
@@ -201,8 +260,11 @@ pub fn decode_header(b: &[u8]) -> Result<Header, String> {
     if &b[0..8] != b"SLEDGLOG" {
         return Err("bad magic (not \"SLEDGLOG\")".into());
     }
-    if b[8] != 1 {
-        return Err(format!("unknown format version {}", b[8]));
+    if b[8] != 2 {
+        return Err(format!(
+            "unknown log format version {} (this build reads 2)",
+            b[8]
+        ));
     }
     if u32_at(b, 40) != crc32c::crc32c(&b[0..40]) {
         return Err("header checksum mismatch".into());
@@ -408,10 +470,10 @@ pub fn scan(
         loop {
             match read_frame(&bytes, at) {
                 Slot::Frame(f) => {
-                    if f.lsn != info.next_lsn {
+                    if f.first_lsn != info.next_lsn {
                         report.problems.push(problem(
                             at,
-                            format!("frame has lsn {}, expected {}", f.lsn, info.next_lsn),
+                            format!("frame has lsn {}, expected {}", f.first_lsn, info.next_lsn),
                         ));
                         break;
                     }
@@ -420,18 +482,22 @@ pub fn scan(
                             at,
                             format!(
                                 "frame (lsn {}) has first seq {}, expected {}",
-                                f.lsn, f.first_seq, info.next_seq
+                                f.first_lsn, f.first_seq, info.next_seq
                             ),
                         ));
                         break;
                     }
-                    if let Some(slot) = wanted.get_mut(&f.lsn) {
-                        *slot = Some(f.first_seq);
+                    for r in records_of(&bytes, &f).unwrap_or_default() {
+                        if let Some(slot) = wanted.get_mut(&r.lsn) {
+                            *slot = Some(r.first_seq);
+                        }
+                        if !stopped
+                            && !on_frame(path, &r, &bytes[r.payload_at..r.payload_at + r.len])
+                        {
+                            stopped = true;
+                        }
                     }
-                    if !on_frame(path, &f, &bytes[at + FRAME_HEADER..at + f.size()]) {
-                        stopped = true;
-                    }
-                    info.next_lsn += 1;
+                    info.next_lsn += u64::from(f.records);
                     info.next_seq += u64::from(f.events);
                     info.frames += 1;
                     at += f.size();
@@ -446,7 +512,7 @@ pub fn scan(
                             at,
                             format!(
                                 "zeroed range followed by a valid frame (lsn {}) at offset {}",
-                                f.lsn, f.offset
+                                f.first_lsn, f.offset
                             ),
                         ));
                     }
@@ -468,7 +534,7 @@ pub fn scan(
                         )),
                         Some(f) => report.problems.push(problem(
                             at,
-                            format!("{why} (lsn {}), followed by a valid frame (lsn {}) at offset {}", info.next_lsn, f.lsn, f.offset),
+                            format!("{why} (lsn {}), followed by a valid frame (lsn {}) at offset {}", info.next_lsn, f.first_lsn, f.offset),
                         )),
                         None => report.problems.push(problem(
                             at,

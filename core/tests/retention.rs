@@ -1,0 +1,67 @@
+//! Retention is decided once, by the live ledger's expiry pass, and written to the log as a
+//! retention note (format v2, 2026-12-03): recovery and checkpoints prune at the same point
+//! of the log, whatever the clock of the process replaying it says. Before, replay restored
+//! every finished reservation and key the live ledger had pruned, and snapshots kept them
+//! for ever (a checkpoint rebuilds from the previous snapshot and never pruned).
+
+mod common;
+
+use common::*;
+use stockledger::{Durability, Source};
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+#[test]
+fn what_the_live_ledger_pruned_stays_pruned_after_a_restart_and_in_snapshots() {
+    for checkpoint in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (l, clock) = on_disk(dir.path(), Durability::Sync);
+            l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+            l.reserve("old", &[line("A", "w", 1)], 900).unwrap();
+            l.release("old").unwrap();
+            l.adjust_stock("A", "w", 1, "adj-old", None, Source::Warehouse)
+                .unwrap();
+            clock.advance(DAY_MS + 1_000);
+            l.reserve("recent", &[line("A", "w", 1)], 900).unwrap();
+            l.release("recent").unwrap();
+            assert!(l.expire_due().unwrap().is_empty());
+            assert_eq!(l.reservation("old").unwrap(), None, "pruned live");
+            if checkpoint {
+                l.checkpoint().unwrap();
+            }
+            l.close().unwrap();
+        }
+        // The reopening process's clock is back at T0: the log says what was pruned.
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        assert_eq!(
+            l.reservation("old").unwrap(),
+            None,
+            "checkpoint {checkpoint}"
+        );
+        assert!(l.reservation("recent").unwrap().is_some());
+        // The adjustment's key was forgotten too: its id applies again, as it would live.
+        let before = l.stock("A", "w").unwrap().on_hand;
+        l.adjust_stock("A", "w", 1, "adj-old", None, Source::Warehouse)
+            .unwrap();
+        assert_eq!(l.stock("A", "w").unwrap().on_hand, before + 1);
+        l.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn a_restart_alone_prunes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (l, clock) = on_disk(dir.path(), Durability::Sync);
+        l.set_stock("A", "w", 10, Source::Warehouse).unwrap();
+        l.reserve("old", &[line("A", "w", 1)], 900).unwrap();
+        l.release("old").unwrap();
+        clock.advance(2 * DAY_MS);
+        l.set_stock("A", "w", 11, Source::Warehouse).unwrap();
+        l.close().unwrap();
+    }
+    // No expiry pass ran: retention is at least 24 h, and it is the live ledger's to decide.
+    let (l, _) = on_disk(dir.path(), Durability::Sync);
+    assert!(l.reservation("old").unwrap().is_some());
+}
