@@ -14,6 +14,7 @@ use hashbrown::hash_table::{Entry, HashTable};
 use parking_lot::{Mutex, RwLock};
 
 use crate::cell::Cell;
+use crate::chunked::ChunkedVec;
 use crate::inline::InlineBytes;
 
 pub(crate) type SkuId = u32;
@@ -34,7 +35,8 @@ type Hasher = foldhash::fast::FixedState;
 pub(crate) type SkuCells = smallvec::SmallVec<[(Arc<str>, CellId); 1]>;
 
 pub(crate) struct SkuSlot {
-    pub(crate) name: Arc<str>,
+    /// The one copy of the name: the sku index holds only the id.
+    pub(crate) name: Box<str>,
     /// The sku's cells sorted by warehouse name.
     pub(crate) cells: RwLock<SkuCells>,
     /// The seller that first set or adjusted it. The lock also serialises stock writes to
@@ -77,9 +79,15 @@ impl CellSlot {
 /// One shard of the name -> sku id index (not on the reservation path).
 type IndexShard = CachePadded<RwLock<SkuIndex>>;
 
-/// (name, sku id), probed by the name's hash (the one that picked the shard): one hash per
-/// lookup or insert.
-type SkuIndex = HashTable<(Arc<str>, SkuId)>;
+/// Sku ids, probed by the name's hash (the one that picked the shard): one hash per lookup
+/// or insert. An entry is compared by the name in its sku's slot (4 bytes an entry, the name
+/// is stored once).
+type SkuIndex = HashTable<SkuId>;
+
+/// Entries of a chunk of the cell and sku stores (4 MiB of cells; allocated when the first
+/// entry is pushed, so a small catalog touches only the pages it uses).
+const CELL_CHUNK: usize = 1 << 16;
+const SKU_CHUNK: usize = 1 << 16;
 
 /// An open-addressing table of `(tag << 32) | (cell id + 1)`; 0 is empty.
 struct CellTable {
@@ -138,8 +146,8 @@ fn slot_word(hash: u64, cell: CellId) -> u64 {
 pub(crate) struct Catalog {
     hasher: Hasher,
     index: Box<[IndexShard]>,
-    skus: boxcar::Vec<SkuSlot>,
-    cells: boxcar::Vec<CellSlot>,
+    skus: ChunkedVec<SkuSlot, SKU_CHUNK>,
+    cells: ChunkedVec<CellSlot, CELL_CHUNK>,
     /// Every cell table ever made; `current` names the one in use.
     tables: boxcar::Vec<CellTable>,
     current: AtomicUsize,
@@ -158,8 +166,8 @@ impl Catalog {
             index: (0..INDEX_SHARDS)
                 .map(|_| CachePadded::new(RwLock::new(SkuIndex::new())))
                 .collect(),
-            skus: boxcar::Vec::new(),
-            cells: boxcar::Vec::new(),
+            skus: ChunkedVec::new(MAX_SKUS),
+            cells: ChunkedVec::new(MAX_CELLS),
             tables,
             current: AtomicUsize::new(0),
             writer: Mutex::new((0, Vec::new())),
@@ -177,9 +185,7 @@ impl Catalog {
     pub(crate) fn find_sku(&self, sku: &str) -> Option<SkuId> {
         let hash = self.sku_hash(sku);
         let shard = self.index_shard(hash).read();
-        shard
-            .find(hash, |(name, _)| **name == *sku)
-            .map(|&(_, id)| id)
+        shard.find(hash, |&id| *self.sku(id).name == *sku).copied()
     }
 
     #[inline]
@@ -222,27 +228,31 @@ impl Catalog {
         let shard = self.index_shard(hash);
         let found = shard
             .read()
-            .find(hash, |(name, _)| **name == *sku)
-            .map(|&(_, id)| id);
+            .find(hash, |&id| *self.sku(id).name == *sku)
+            .copied();
         if found.is_some() {
             return found;
         }
         let mut shard = shard.write();
-        let rehash = |(name, _): &(Arc<str>, SkuId)| self.hasher.hash_one(&**name);
-        let vacant = match shard.entry(hash, |(name, _)| **name == *sku, rehash) {
-            Entry::Occupied(seen) => return Some(seen.get().1),
+        let vacant = match shard.entry(
+            hash,
+            |&id| *self.sku(id).name == *sku,
+            |&id| self.sku_hash(&self.sku(id).name),
+        ) {
+            Entry::Occupied(seen) => return Some(*seen.get()),
             Entry::Vacant(vacant) => vacant,
         };
-        if self.skus.count() >= MAX_SKUS {
-            return None;
-        }
-        let name: Arc<str> = sku.into();
-        let id = self.skus.push(SkuSlot {
-            name: name.clone(),
-            cells: RwLock::new(SkuCells::new()),
-            owner: Mutex::new(None),
-        }) as SkuId;
-        vacant.insert((name, id));
+        // Pushed before its id enters the index (under the shard's write lock), so an id
+        // found in the index always names a pushed slot.
+        let id = self
+            .skus
+            .push(SkuSlot {
+                name: sku.into(),
+                cells: RwLock::new(SkuCells::new()),
+                owner: Mutex::new(None),
+            })
+            .ok()? as SkuId;
+        vacant.insert(id);
         Some(id)
     }
 
@@ -274,11 +284,14 @@ impl Catalog {
             }
         };
         let slot = self.sku(sku_id);
-        let id = self.cells.push(CellSlot {
-            stock: Cell::default(),
-            sku: sku_id,
-            names: Names::new(&encode_names(sku, warehouse)),
-        }) as CellId;
+        let id = self
+            .cells
+            .push(CellSlot {
+                stock: Cell::default(),
+                sku: sku_id,
+                names: Names::new(&encode_names(sku, warehouse)),
+            })
+            .ok()? as CellId;
         self.grow_if_needed(*count + 1);
         *count += 1;
         let table = &self.tables[self.current.load(Ordering::Acquire)];
@@ -318,10 +331,11 @@ impl Catalog {
         drop(writer);
         // At most one sku per cell: the sku index is sized for that many.
         for shard in self.index.iter() {
-            let rehash = |(name, _): &(Arc<str>, SkuId)| self.hasher.hash_one(&**name);
             shard
                 .write()
-                .reserve(cells.min(MAX_CELLS) / INDEX_SHARDS, rehash);
+                .reserve(cells.min(MAX_CELLS) / INDEX_SHARDS, |&id| {
+                    self.sku_hash(&self.sku(id).name)
+                });
         }
     }
 
@@ -349,21 +363,14 @@ impl Catalog {
 
     #[inline]
     pub(crate) fn cell(&self, id: CellId) -> &CellSlot {
-        let made = self.cells.count();
-        assert!(
-            (id as usize) < made,
-            "cell {id} does not exist ({made} cells)"
-        );
-        // SAFETY: cells are pushed one at a time, under `writer`, so every index below
-        // `count()` (an Acquire load paired with boxcar's Release increment after the entry
-        // is written) is an initialised entry. Unchecked access skips boxcar's per-entry
-        // flag, which lives on the next cache line after a 64-byte cell.
-        unsafe { self.cells.get_unchecked(id as usize) }
+        // Lock-free; panics on a cell not made (see `ChunkedVec::get` for why an entry below
+        // the count is always initialised).
+        self.cells.get(id as usize)
     }
 
     #[inline]
     pub(crate) fn sku(&self, id: SkuId) -> &SkuSlot {
-        &self.skus[id as usize]
+        self.skus.get(id as usize)
     }
 
     pub(crate) fn cell_count(&self) -> usize {
@@ -407,25 +414,65 @@ mod tests {
     }
 
     #[test]
+    fn cells_and_skus_keep_their_names_across_store_chunks() {
+        let c = Catalog::new();
+        // Past the first chunk of both stores: every cell 2 of a sku, skus 1 cell in 2.
+        let n = CELL_CHUNK + SKU_CHUNK / 2 + 3;
+        for i in 0..n {
+            let (sku, wh) = (format!("s{}", i / 2), format!("w{}", i % 2));
+            assert_eq!(c.cell_or_insert(&sku, &wh), Some(i as CellId));
+        }
+        assert_eq!((c.cell_count(), c.sku_count()), (n, n.div_ceil(2)));
+        for i in [0, 1, CELL_CHUNK - 1, CELL_CHUNK, CELL_CHUNK + 1, n - 1]
+            .into_iter()
+            .chain((0..n).step_by(97))
+        {
+            let (sku, wh) = (format!("s{}", i / 2), format!("w{}", i % 2));
+            let cell = c.cell(i as CellId);
+            assert_eq!(&*c.sku(cell.sku).name, sku.as_str(), "cell {i}");
+            assert_eq!(cell.warehouse(), wh, "cell {i}");
+            assert_eq!(c.find_sku(&sku), Some(cell.sku), "cell {i}");
+            assert_eq!(cell.sku as usize, i / 2, "cell {i}");
+            assert_eq!(c.find_cell(&sku, &wh), Some(i as CellId));
+        }
+        let listed: Vec<_> = c.cells().map(|(id, s)| (id, s.sku)).collect();
+        assert_eq!(listed.len(), n);
+        assert!(listed
+            .iter()
+            .all(|&(id, sku)| sku as usize == id as usize / 2));
+        assert!(c
+            .skus()
+            .all(|(id, s)| *s.name == format!("s{id}") && s.cells.read().len() <= 2));
+    }
+
+    #[test]
     fn readers_find_every_published_cell_while_the_table_grows() {
+        // Past the first chunk of the cell store, too.
+        const N: usize = CELL_CHUNK + 4_000;
         let c = std::sync::Arc::new(Catalog::new());
         let published = std::sync::Arc::new(AtomicUsize::new(0));
         let reader = {
             let (c, published) = (c.clone(), published.clone());
             std::thread::spawn(move || {
                 let mut checks = 0u64;
-                while published.load(Ordering::Acquire) < 20_000 {
+                while published.load(Ordering::Acquire) < N {
                     let n = published.load(Ordering::Acquire);
                     if n > 0 {
                         let i = (checks as usize * 7919) % n;
                         assert_eq!(c.find_cell(&format!("s{i}"), "w"), Some(i as CellId));
                         checks += 1;
                     }
+                    // The newest cell, as soon as it is counted (often the first of a chunk).
+                    if let Some(last) = c.cell_count().checked_sub(1) {
+                        let slot = c.cell(last as CellId);
+                        assert_eq!(*c.sku(slot.sku).name, format!("s{last}"));
+                        assert_eq!((slot.warehouse(), slot.stock.load()), ("w", (0, 0)));
+                    }
                 }
                 checks
             })
         };
-        for i in 0..20_000 {
+        for i in 0..N {
             c.cell_or_insert(&format!("s{i}"), "w");
             published.store(i + 1, Ordering::Release);
         }
