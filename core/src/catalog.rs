@@ -7,7 +7,6 @@
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use hashbrown::hash_table::{Entry, HashTable};
@@ -31,12 +30,16 @@ const _: () = assert!(FIRST_TABLE_SLOTS.is_power_of_two());
 
 type Hasher = foldhash::fast::FixedState;
 
-/// A sku's cells by warehouse name; most skus sit in one warehouse, kept inline.
-pub(crate) type SkuCells = smallvec::SmallVec<[(Arc<str>, CellId); 1]>;
+/// A sku's cells sorted by warehouse name (read from the cells); most skus sit in few
+/// warehouses, kept inline (4 ids take the room of the heap pointer and length).
+pub(crate) type SkuCells = smallvec::SmallVec<[CellId; 4]>;
+
+/// Sku names of up to this many bytes are stored inline (the slot's name takes 24 bytes).
+const INLINE_SKU: usize = 22;
 
 pub(crate) struct SkuSlot {
     /// The one copy of the name: the sku index holds only the id.
-    pub(crate) name: Box<str>,
+    pub(crate) name: SkuName,
     /// The sku's cells sorted by warehouse name.
     pub(crate) cells: RwLock<SkuCells>,
     /// The seller that first set or adjusted it. The lock also serialises stock writes to
@@ -55,6 +58,27 @@ pub(crate) struct CellSlot {
 }
 
 const _: () = assert!(std::mem::size_of::<CellSlot>() == 64);
+
+/// A sku name, inline up to `INLINE_SKU` bytes (no allocation); reads as a `&str`.
+pub(crate) struct SkuName(InlineBytes<INLINE_SKU>);
+
+const _: () = assert!(std::mem::size_of::<SkuName>() == 24);
+
+impl SkuName {
+    fn new(name: &str) -> SkuName {
+        SkuName(InlineBytes::new(name.as_bytes()))
+    }
+}
+
+impl std::ops::Deref for SkuName {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        // Made from a `&str` only, so this never falls back.
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or("")
+    }
+}
 
 /// Encoded names of up to this many bytes are stored inline.
 const INLINE_NAMES: usize = 38;
@@ -151,8 +175,8 @@ pub(crate) struct Catalog {
     /// Every cell table ever made; `current` names the one in use.
     tables: boxcar::Vec<CellTable>,
     current: AtomicUsize,
-    /// Serialises cell creation: (cells in the current table, interned warehouses).
-    writer: Mutex<(usize, Vec<Arc<str>>)>,
+    /// Serialises cell creation: cells in the current table.
+    writer: Mutex<usize>,
 }
 
 impl Catalog {
@@ -170,7 +194,7 @@ impl Catalog {
             cells: ChunkedVec::new(MAX_CELLS),
             tables,
             current: AtomicUsize::new(0),
-            writer: Mutex::new((0, Vec::new())),
+            writer: Mutex::new(0),
         }
     }
 
@@ -247,7 +271,7 @@ impl Catalog {
         let id = self
             .skus
             .push(SkuSlot {
-                name: sku.into(),
+                name: SkuName::new(sku),
                 cells: RwLock::new(SkuCells::new()),
                 owner: Mutex::new(None),
             })
@@ -274,15 +298,7 @@ impl Catalog {
         if self.cells.count() >= MAX_CELLS {
             return None;
         }
-        let (count, warehouses) = &mut *writer;
-        let wh = match warehouses.iter().find(|w| ***w == *warehouse) {
-            Some(w) => w.clone(),
-            None => {
-                let w: Arc<str> = warehouse.into();
-                warehouses.push(w.clone());
-                w
-            }
-        };
+        let count = &mut *writer;
         let slot = self.sku(sku_id);
         let id = self
             .cells
@@ -298,9 +314,9 @@ impl Catalog {
         table.put(self.cell_hash(sku.as_bytes(), warehouse.as_bytes()), id);
         let mut cells = slot.cells.write();
         let at = cells
-            .binary_search_by(|(w, _)| (**w).cmp(warehouse))
+            .binary_search_by(|&c| self.cell(c).warehouse().cmp(warehouse))
             .unwrap_or_else(|i| i);
-        cells.insert(at, (wh, id));
+        cells.insert(at, id);
         Some(id)
     }
 
@@ -327,7 +343,7 @@ impl Catalog {
         }
         let next = self.tables.push(bigger);
         self.current.store(next, Ordering::Release);
-        debug_assert!(writer.0 * 2 <= want);
+        debug_assert!(*writer * 2 <= want);
         drop(writer);
         // At most one sku per cell: the sku index is sized for that many.
         for shard in self.index.iter() {
@@ -411,6 +427,33 @@ mod tests {
         assert_eq!(c.cell_or_insert("s0", "a"), Some(0));
         assert_eq!(c.cell_count(), n);
         assert_eq!(c.sku(c.find_sku("s7").unwrap_or(0)).cells.read().len(), 1);
+    }
+
+    #[test]
+    fn a_skus_cells_are_sorted_by_warehouse_and_long_names_round_trip() {
+        let c = Catalog::new();
+        let long = "a-sku-name-longer-than-22-bytes-kept-on-the-heap";
+        for (sku, wh) in [
+            (long, "kol"),
+            ("s", "mum"),
+            (long, "del"),
+            ("s", "agr"),
+            (long, "pun"),
+        ] {
+            assert!(c.cell_or_insert(sku, wh).is_some());
+        }
+        for (sku, want) in [(long, vec!["del", "kol", "pun"]), ("s", vec!["agr", "mum"])] {
+            let id = c.find_sku(sku).unwrap_or(SkuId::MAX);
+            assert_eq!(&*c.sku(id).name, sku);
+            let cells = c.sku(id).cells.read().clone();
+            let whs: Vec<&str> = cells.iter().map(|&cell| c.cell(cell).warehouse()).collect();
+            assert_eq!(whs, want);
+            assert!(cells.iter().all(|&cell| c.cell(cell).sku == id));
+        }
+        assert_eq!(
+            c.find_sku("a-sku-name-longer-than-22-bytes-kept-on-the-hea"),
+            None
+        );
     }
 
     #[test]

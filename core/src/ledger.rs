@@ -126,7 +126,8 @@ impl Ledger {
             sku: sku.to_string(),
             ..SkuStock::default()
         };
-        for (wh, cell) in cells {
+        for cell in cells {
+            let wh = self.state.catalog.cell(cell).warehouse();
             let level = self.level(cell);
             // Thousands of cells near the on_hand limit overflow u64: saturate.
             out.total.on_hand = out.total.on_hand.saturating_add(level.on_hand);
