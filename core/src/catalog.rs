@@ -6,7 +6,7 @@
 //! flight never see freed memory (their total is below the size of the newest one).
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use hashbrown::hash_table::{Entry, HashTable};
@@ -30,9 +30,9 @@ const _: () = assert!(FIRST_TABLE_SLOTS.is_power_of_two());
 
 type Hasher = foldhash::fast::FixedState;
 
-/// A sku's cells sorted by warehouse name (read from the cells); most skus sit in few
-/// warehouses, kept inline (4 ids take the room of the heap pointer and length).
-pub(crate) type SkuCells = smallvec::SmallVec<[CellId; 4]>;
+/// The end of a sku's chain of cells.
+const NO_CELL: CellId = CellId::MAX;
+const _: () = assert!(MAX_CELLS < NO_CELL as usize);
 
 /// Sku names of up to this many bytes are stored inline (the slot's name takes 24 bytes).
 const INLINE_SKU: usize = 22;
@@ -40,8 +40,9 @@ const INLINE_SKU: usize = 22;
 pub(crate) struct SkuSlot {
     /// The one copy of the name: the sku index holds only the id.
     pub(crate) name: SkuName,
-    /// The sku's cells sorted by warehouse name.
-    pub(crate) cells: RwLock<SkuCells>,
+    /// The first of the sku's cells, chained by `CellSlot::next` in warehouse name order
+    /// (`NO_CELL`: none); read with [`Catalog::sku_cells`].
+    first: AtomicU32,
     /// The seller that first set or adjusted it. The lock also serialises stock writes to
     /// the sku, so that stock events of one cell appear in the order they happened.
     pub(crate) owner: Mutex<Option<Box<str>>>,
@@ -53,6 +54,8 @@ pub(crate) struct SkuSlot {
 pub(crate) struct CellSlot {
     pub(crate) stock: Cell,
     pub(crate) sku: SkuId,
+    /// The sku's next cell by warehouse name (`NO_CELL`: the last); in the line's padding.
+    next: AtomicU32,
     /// Both names as log records carry them (`encode_names`); lookups compare them.
     names: Names,
 }
@@ -272,7 +275,7 @@ impl Catalog {
             .skus
             .push(SkuSlot {
                 name: SkuName::new(sku),
-                cells: RwLock::new(SkuCells::new()),
+                first: AtomicU32::new(NO_CELL),
                 owner: Mutex::new(None),
             })
             .ok()? as SkuId;
@@ -299,12 +302,23 @@ impl Catalog {
             return None;
         }
         let count = &mut *writer;
-        let slot = self.sku(sku_id);
+        // Where the new cell goes in the sku's chain: after the cells of smaller warehouse
+        // names. Only this writer (under the mutex) changes chains, so Relaxed loads see the
+        // latest links.
+        let mut link = &self.sku(sku_id).first;
+        loop {
+            let next = link.load(Ordering::Relaxed);
+            if next == NO_CELL || self.cell(next).warehouse() > warehouse {
+                break;
+            }
+            link = &self.cell(next).next;
+        }
         let id = self
             .cells
             .push(CellSlot {
                 stock: Cell::default(),
                 sku: sku_id,
+                next: AtomicU32::new(link.load(Ordering::Relaxed)),
                 names: Names::new(&encode_names(sku, warehouse)),
             })
             .ok()? as CellId;
@@ -312,12 +326,24 @@ impl Catalog {
         *count += 1;
         let table = &self.tables[self.current.load(Ordering::Acquire)];
         table.put(self.cell_hash(sku.as_bytes(), warehouse.as_bytes()), id);
-        let mut cells = slot.cells.write();
-        let at = cells
-            .binary_search_by(|&c| self.cell(c).warehouse().cmp(warehouse))
-            .unwrap_or_else(|i| i);
-        cells.insert(at, id);
+        // Release, after the cell is pushed with its successor: a reader that follows the
+        // link to `id` finds it counted and its `next` set (the chain is never torn).
+        link.store(id, Ordering::Release);
         Some(id)
+    }
+
+    /// The cells of a sku in warehouse name order; lock-free (a cell added meanwhile is
+    /// seen or not, the others always).
+    pub(crate) fn sku_cells(&self, sku: SkuId) -> impl Iterator<Item = CellId> + '_ {
+        let mut at = self.sku(sku).first.load(Ordering::Acquire);
+        std::iter::from_fn(move || {
+            let cell = at;
+            if cell == NO_CELL {
+                return None;
+            }
+            at = self.cell(cell).next.load(Ordering::Acquire);
+            Some(cell)
+        })
     }
 
     /// Sizes the cell index for `cells` cells at once (recovery knows the count), so that
@@ -426,7 +452,7 @@ mod tests {
         }
         assert_eq!(c.cell_or_insert("s0", "a"), Some(0));
         assert_eq!(c.cell_count(), n);
-        assert_eq!(c.sku(c.find_sku("s7").unwrap_or(0)).cells.read().len(), 1);
+        assert_eq!(c.sku_cells(c.find_sku("s7").unwrap_or(0)).count(), 1);
     }
 
     #[test]
@@ -445,7 +471,7 @@ mod tests {
         for (sku, want) in [(long, vec!["del", "kol", "pun"]), ("s", vec!["agr", "mum"])] {
             let id = c.find_sku(sku).unwrap_or(SkuId::MAX);
             assert_eq!(&*c.sku(id).name, sku);
-            let cells = c.sku(id).cells.read().clone();
+            let cells: Vec<CellId> = c.sku_cells(id).collect();
             let whs: Vec<&str> = cells.iter().map(|&cell| c.cell(cell).warehouse()).collect();
             assert_eq!(whs, want);
             assert!(cells.iter().all(|&cell| c.cell(cell).sku == id));
@@ -454,6 +480,39 @@ mod tests {
             c.find_sku("a-sku-name-longer-than-22-bytes-kept-on-the-hea"),
             None
         );
+    }
+
+    #[test]
+    fn readers_of_a_skus_cells_see_a_sorted_chain_while_cells_are_added() {
+        const WAREHOUSES: usize = 3_000;
+        let c = std::sync::Arc::new(Catalog::new());
+        let sku = c.sku_or_insert("s").unwrap_or(SkuId::MAX);
+        let done = std::sync::Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let (c, done) = (c.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while done.load(Ordering::Acquire) == 0 {
+                    let whs: Vec<&str> = c.sku_cells(sku).map(|x| c.cell(x).warehouse()).collect();
+                    assert!(whs.windows(2).all(|w| w[0] < w[1]), "{whs:?}");
+                    assert!(whs.len() >= seen, "cells lost: {} after {seen}", whs.len());
+                    seen = whs.len();
+                }
+            })
+        };
+        // Inserted in an order that puts new cells at the front, the back and between.
+        for i in 0..WAREHOUSES {
+            let w = (i * 7919) % WAREHOUSES;
+            assert!(c.cell_or_insert("s", &format!("w{w:05}")).is_some());
+        }
+        done.store(1, Ordering::Release);
+        assert!(reader.join().is_ok());
+        let whs: Vec<String> = c
+            .sku_cells(sku)
+            .map(|x| c.cell(x).warehouse().to_string())
+            .collect();
+        let want: Vec<String> = (0..WAREHOUSES).map(|w| format!("w{w:05}")).collect();
+        assert_eq!(whs, want);
     }
 
     #[test]
@@ -485,7 +544,7 @@ mod tests {
             .all(|&(id, sku)| sku as usize == id as usize / 2));
         assert!(c
             .skus()
-            .all(|(id, s)| *s.name == format!("s{id}") && s.cells.read().len() <= 2));
+            .all(|(id, s)| *s.name == format!("s{id}") && c.sku_cells(id).count() <= 2));
     }
 
     #[test]
