@@ -6,14 +6,14 @@
 //! flight never see freed memory (their total is below the size of the newest one).
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use hashbrown::hash_table::{Entry, HashTable};
 use parking_lot::{Mutex, RwLock};
 
 use crate::cell::Cell;
+use crate::chunked::ChunkedVec;
 use crate::inline::InlineBytes;
 
 pub(crate) type SkuId = u32;
@@ -30,13 +30,19 @@ const _: () = assert!(FIRST_TABLE_SLOTS.is_power_of_two());
 
 type Hasher = foldhash::fast::FixedState;
 
-/// A sku's cells by warehouse name; most skus sit in one warehouse, kept inline.
-pub(crate) type SkuCells = smallvec::SmallVec<[(Arc<str>, CellId); 1]>;
+/// The end of a sku's chain of cells.
+const NO_CELL: CellId = CellId::MAX;
+const _: () = assert!(MAX_CELLS < NO_CELL as usize);
+
+/// Sku names of up to this many bytes are stored inline (the slot's name takes 24 bytes).
+const INLINE_SKU: usize = 22;
 
 pub(crate) struct SkuSlot {
-    pub(crate) name: Arc<str>,
-    /// The sku's cells sorted by warehouse name.
-    pub(crate) cells: RwLock<SkuCells>,
+    /// The one copy of the name: the sku index holds only the id.
+    pub(crate) name: SkuName,
+    /// The first of the sku's cells, chained by `CellSlot::next` in warehouse name order
+    /// (`NO_CELL`: none); read with [`Catalog::sku_cells`].
+    first: AtomicU32,
     /// The seller that first set or adjusted it. The lock also serialises stock writes to
     /// the sku, so that stock events of one cell appear in the order they happened.
     pub(crate) owner: Mutex<Option<Box<str>>>,
@@ -48,11 +54,34 @@ pub(crate) struct SkuSlot {
 pub(crate) struct CellSlot {
     pub(crate) stock: Cell,
     pub(crate) sku: SkuId,
+    /// The sku's next cell by warehouse name (`NO_CELL`: the last); in the line's padding.
+    next: AtomicU32,
     /// Both names as log records carry them (`encode_names`); lookups compare them.
     names: Names,
 }
 
 const _: () = assert!(std::mem::size_of::<CellSlot>() == 64);
+
+/// A sku name, inline up to `INLINE_SKU` bytes (no allocation); reads as a `&str`.
+pub(crate) struct SkuName(InlineBytes<INLINE_SKU>);
+
+const _: () = assert!(std::mem::size_of::<SkuName>() == 24);
+
+impl SkuName {
+    fn new(name: &str) -> SkuName {
+        SkuName(InlineBytes::new(name.as_bytes()))
+    }
+}
+
+impl std::ops::Deref for SkuName {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        // Made from a `&str` only, so this never falls back.
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or("")
+    }
+}
 
 /// Encoded names of up to this many bytes are stored inline.
 const INLINE_NAMES: usize = 38;
@@ -77,9 +106,15 @@ impl CellSlot {
 /// One shard of the name -> sku id index (not on the reservation path).
 type IndexShard = CachePadded<RwLock<SkuIndex>>;
 
-/// (name, sku id), probed by the name's hash (the one that picked the shard): one hash per
-/// lookup or insert.
-type SkuIndex = HashTable<(Arc<str>, SkuId)>;
+/// Sku ids, probed by the name's hash (the one that picked the shard): one hash per lookup
+/// or insert. An entry is compared by the name in its sku's slot (4 bytes an entry, the name
+/// is stored once).
+type SkuIndex = HashTable<SkuId>;
+
+/// Entries of a chunk of the cell and sku stores (4 MiB of cells; allocated when the first
+/// entry is pushed, so a small catalog touches only the pages it uses).
+const CELL_CHUNK: usize = 1 << 16;
+const SKU_CHUNK: usize = 1 << 16;
 
 /// An open-addressing table of `(tag << 32) | (cell id + 1)`; 0 is empty.
 struct CellTable {
@@ -138,13 +173,13 @@ fn slot_word(hash: u64, cell: CellId) -> u64 {
 pub(crate) struct Catalog {
     hasher: Hasher,
     index: Box<[IndexShard]>,
-    skus: boxcar::Vec<SkuSlot>,
-    cells: boxcar::Vec<CellSlot>,
+    skus: ChunkedVec<SkuSlot, SKU_CHUNK>,
+    cells: ChunkedVec<CellSlot, CELL_CHUNK>,
     /// Every cell table ever made; `current` names the one in use.
     tables: boxcar::Vec<CellTable>,
     current: AtomicUsize,
-    /// Serialises cell creation: (cells in the current table, interned warehouses).
-    writer: Mutex<(usize, Vec<Arc<str>>)>,
+    /// Serialises cell creation: cells in the current table.
+    writer: Mutex<usize>,
 }
 
 impl Catalog {
@@ -158,11 +193,11 @@ impl Catalog {
             index: (0..INDEX_SHARDS)
                 .map(|_| CachePadded::new(RwLock::new(SkuIndex::new())))
                 .collect(),
-            skus: boxcar::Vec::new(),
-            cells: boxcar::Vec::new(),
+            skus: ChunkedVec::new(MAX_SKUS),
+            cells: ChunkedVec::new(MAX_CELLS),
             tables,
             current: AtomicUsize::new(0),
-            writer: Mutex::new((0, Vec::new())),
+            writer: Mutex::new(0),
         }
     }
 
@@ -177,9 +212,7 @@ impl Catalog {
     pub(crate) fn find_sku(&self, sku: &str) -> Option<SkuId> {
         let hash = self.sku_hash(sku);
         let shard = self.index_shard(hash).read();
-        shard
-            .find(hash, |(name, _)| **name == *sku)
-            .map(|&(_, id)| id)
+        shard.find(hash, |&id| *self.sku(id).name == *sku).copied()
     }
 
     #[inline]
@@ -222,27 +255,31 @@ impl Catalog {
         let shard = self.index_shard(hash);
         let found = shard
             .read()
-            .find(hash, |(name, _)| **name == *sku)
-            .map(|&(_, id)| id);
+            .find(hash, |&id| *self.sku(id).name == *sku)
+            .copied();
         if found.is_some() {
             return found;
         }
         let mut shard = shard.write();
-        let rehash = |(name, _): &(Arc<str>, SkuId)| self.hasher.hash_one(&**name);
-        let vacant = match shard.entry(hash, |(name, _)| **name == *sku, rehash) {
-            Entry::Occupied(seen) => return Some(seen.get().1),
+        let vacant = match shard.entry(
+            hash,
+            |&id| *self.sku(id).name == *sku,
+            |&id| self.sku_hash(&self.sku(id).name),
+        ) {
+            Entry::Occupied(seen) => return Some(*seen.get()),
             Entry::Vacant(vacant) => vacant,
         };
-        if self.skus.count() >= MAX_SKUS {
-            return None;
-        }
-        let name: Arc<str> = sku.into();
-        let id = self.skus.push(SkuSlot {
-            name: name.clone(),
-            cells: RwLock::new(SkuCells::new()),
-            owner: Mutex::new(None),
-        }) as SkuId;
-        vacant.insert((name, id));
+        // Pushed before its id enters the index (under the shard's write lock), so an id
+        // found in the index always names a pushed slot.
+        let id = self
+            .skus
+            .push(SkuSlot {
+                name: SkuName::new(sku),
+                first: AtomicU32::new(NO_CELL),
+                owner: Mutex::new(None),
+            })
+            .ok()? as SkuId;
+        vacant.insert(id);
         Some(id)
     }
 
@@ -264,31 +301,49 @@ impl Catalog {
         if self.cells.count() >= MAX_CELLS {
             return None;
         }
-        let (count, warehouses) = &mut *writer;
-        let wh = match warehouses.iter().find(|w| ***w == *warehouse) {
-            Some(w) => w.clone(),
-            None => {
-                let w: Arc<str> = warehouse.into();
-                warehouses.push(w.clone());
-                w
+        let count = &mut *writer;
+        // Where the new cell goes in the sku's chain: after the cells of smaller warehouse
+        // names. Only this writer (under the mutex) changes chains, so Relaxed loads see the
+        // latest links.
+        let mut link = &self.sku(sku_id).first;
+        loop {
+            let next = link.load(Ordering::Relaxed);
+            if next == NO_CELL || self.cell(next).warehouse() > warehouse {
+                break;
             }
-        };
-        let slot = self.sku(sku_id);
-        let id = self.cells.push(CellSlot {
-            stock: Cell::default(),
-            sku: sku_id,
-            names: Names::new(&encode_names(sku, warehouse)),
-        }) as CellId;
+            link = &self.cell(next).next;
+        }
+        let id = self
+            .cells
+            .push(CellSlot {
+                stock: Cell::default(),
+                sku: sku_id,
+                next: AtomicU32::new(link.load(Ordering::Relaxed)),
+                names: Names::new(&encode_names(sku, warehouse)),
+            })
+            .ok()? as CellId;
         self.grow_if_needed(*count + 1);
         *count += 1;
         let table = &self.tables[self.current.load(Ordering::Acquire)];
         table.put(self.cell_hash(sku.as_bytes(), warehouse.as_bytes()), id);
-        let mut cells = slot.cells.write();
-        let at = cells
-            .binary_search_by(|(w, _)| (**w).cmp(warehouse))
-            .unwrap_or_else(|i| i);
-        cells.insert(at, (wh, id));
+        // Release, after the cell is pushed with its successor: a reader that follows the
+        // link to `id` finds it counted and its `next` set (the chain is never torn).
+        link.store(id, Ordering::Release);
         Some(id)
+    }
+
+    /// The cells of a sku in warehouse name order; lock-free (a cell added meanwhile is
+    /// seen or not, the others always).
+    pub(crate) fn sku_cells(&self, sku: SkuId) -> impl Iterator<Item = CellId> + '_ {
+        let mut at = self.sku(sku).first.load(Ordering::Acquire);
+        std::iter::from_fn(move || {
+            let cell = at;
+            if cell == NO_CELL {
+                return None;
+            }
+            at = self.cell(cell).next.load(Ordering::Acquire);
+            Some(cell)
+        })
     }
 
     /// Sizes the cell index for `cells` cells at once (recovery knows the count), so that
@@ -314,14 +369,15 @@ impl Catalog {
         }
         let next = self.tables.push(bigger);
         self.current.store(next, Ordering::Release);
-        debug_assert!(writer.0 * 2 <= want);
+        debug_assert!(*writer * 2 <= want);
         drop(writer);
         // At most one sku per cell: the sku index is sized for that many.
         for shard in self.index.iter() {
-            let rehash = |(name, _): &(Arc<str>, SkuId)| self.hasher.hash_one(&**name);
             shard
                 .write()
-                .reserve(cells.min(MAX_CELLS) / INDEX_SHARDS, rehash);
+                .reserve(cells.min(MAX_CELLS) / INDEX_SHARDS, |&id| {
+                    self.sku_hash(&self.sku(id).name)
+                });
         }
     }
 
@@ -349,21 +405,14 @@ impl Catalog {
 
     #[inline]
     pub(crate) fn cell(&self, id: CellId) -> &CellSlot {
-        let made = self.cells.count();
-        assert!(
-            (id as usize) < made,
-            "cell {id} does not exist ({made} cells)"
-        );
-        // SAFETY: cells are pushed one at a time, under `writer`, so every index below
-        // `count()` (an Acquire load paired with boxcar's Release increment after the entry
-        // is written) is an initialised entry. Unchecked access skips boxcar's per-entry
-        // flag, which lives on the next cache line after a 64-byte cell.
-        unsafe { self.cells.get_unchecked(id as usize) }
+        // Lock-free; panics on a cell not made (see `ChunkedVec::get` for why an entry below
+        // the count is always initialised).
+        self.cells.get(id as usize)
     }
 
     #[inline]
     pub(crate) fn sku(&self, id: SkuId) -> &SkuSlot {
-        &self.skus[id as usize]
+        self.skus.get(id as usize)
     }
 
     pub(crate) fn cell_count(&self) -> usize {
@@ -403,29 +452,129 @@ mod tests {
         }
         assert_eq!(c.cell_or_insert("s0", "a"), Some(0));
         assert_eq!(c.cell_count(), n);
-        assert_eq!(c.sku(c.find_sku("s7").unwrap_or(0)).cells.read().len(), 1);
+        assert_eq!(c.sku_cells(c.find_sku("s7").unwrap_or(0)).count(), 1);
+    }
+
+    #[test]
+    fn a_skus_cells_are_sorted_by_warehouse_and_long_names_round_trip() {
+        let c = Catalog::new();
+        let long = "a-sku-name-longer-than-22-bytes-kept-on-the-heap";
+        for (sku, wh) in [
+            (long, "kol"),
+            ("s", "mum"),
+            (long, "del"),
+            ("s", "agr"),
+            (long, "pun"),
+        ] {
+            assert!(c.cell_or_insert(sku, wh).is_some());
+        }
+        for (sku, want) in [(long, vec!["del", "kol", "pun"]), ("s", vec!["agr", "mum"])] {
+            let id = c.find_sku(sku).unwrap_or(SkuId::MAX);
+            assert_eq!(&*c.sku(id).name, sku);
+            let cells: Vec<CellId> = c.sku_cells(id).collect();
+            let whs: Vec<&str> = cells.iter().map(|&cell| c.cell(cell).warehouse()).collect();
+            assert_eq!(whs, want);
+            assert!(cells.iter().all(|&cell| c.cell(cell).sku == id));
+        }
+        assert_eq!(
+            c.find_sku("a-sku-name-longer-than-22-bytes-kept-on-the-hea"),
+            None
+        );
+    }
+
+    #[test]
+    fn readers_of_a_skus_cells_see_a_sorted_chain_while_cells_are_added() {
+        const WAREHOUSES: usize = 3_000;
+        let c = std::sync::Arc::new(Catalog::new());
+        let sku = c.sku_or_insert("s").unwrap_or(SkuId::MAX);
+        let done = std::sync::Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let (c, done) = (c.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while done.load(Ordering::Acquire) == 0 {
+                    let whs: Vec<&str> = c.sku_cells(sku).map(|x| c.cell(x).warehouse()).collect();
+                    assert!(whs.windows(2).all(|w| w[0] < w[1]), "{whs:?}");
+                    assert!(whs.len() >= seen, "cells lost: {} after {seen}", whs.len());
+                    seen = whs.len();
+                }
+            })
+        };
+        // Inserted in an order that puts new cells at the front, the back and between.
+        for i in 0..WAREHOUSES {
+            let w = (i * 7919) % WAREHOUSES;
+            assert!(c.cell_or_insert("s", &format!("w{w:05}")).is_some());
+        }
+        done.store(1, Ordering::Release);
+        assert!(reader.join().is_ok());
+        let whs: Vec<String> = c
+            .sku_cells(sku)
+            .map(|x| c.cell(x).warehouse().to_string())
+            .collect();
+        let want: Vec<String> = (0..WAREHOUSES).map(|w| format!("w{w:05}")).collect();
+        assert_eq!(whs, want);
+    }
+
+    #[test]
+    fn cells_and_skus_keep_their_names_across_store_chunks() {
+        let c = Catalog::new();
+        // Past the first chunk of both stores: every cell 2 of a sku, skus 1 cell in 2.
+        let n = CELL_CHUNK + SKU_CHUNK / 2 + 3;
+        for i in 0..n {
+            let (sku, wh) = (format!("s{}", i / 2), format!("w{}", i % 2));
+            assert_eq!(c.cell_or_insert(&sku, &wh), Some(i as CellId));
+        }
+        assert_eq!((c.cell_count(), c.sku_count()), (n, n.div_ceil(2)));
+        for i in [0, 1, CELL_CHUNK - 1, CELL_CHUNK, CELL_CHUNK + 1, n - 1]
+            .into_iter()
+            .chain((0..n).step_by(97))
+        {
+            let (sku, wh) = (format!("s{}", i / 2), format!("w{}", i % 2));
+            let cell = c.cell(i as CellId);
+            assert_eq!(&*c.sku(cell.sku).name, sku.as_str(), "cell {i}");
+            assert_eq!(cell.warehouse(), wh, "cell {i}");
+            assert_eq!(c.find_sku(&sku), Some(cell.sku), "cell {i}");
+            assert_eq!(cell.sku as usize, i / 2, "cell {i}");
+            assert_eq!(c.find_cell(&sku, &wh), Some(i as CellId));
+        }
+        let listed: Vec<_> = c.cells().map(|(id, s)| (id, s.sku)).collect();
+        assert_eq!(listed.len(), n);
+        assert!(listed
+            .iter()
+            .all(|&(id, sku)| sku as usize == id as usize / 2));
+        assert!(c
+            .skus()
+            .all(|(id, s)| *s.name == format!("s{id}") && c.sku_cells(id).count() <= 2));
     }
 
     #[test]
     fn readers_find_every_published_cell_while_the_table_grows() {
+        // Past the first chunk of the cell store, too.
+        const N: usize = CELL_CHUNK + 4_000;
         let c = std::sync::Arc::new(Catalog::new());
         let published = std::sync::Arc::new(AtomicUsize::new(0));
         let reader = {
             let (c, published) = (c.clone(), published.clone());
             std::thread::spawn(move || {
                 let mut checks = 0u64;
-                while published.load(Ordering::Acquire) < 20_000 {
+                while published.load(Ordering::Acquire) < N {
                     let n = published.load(Ordering::Acquire);
                     if n > 0 {
                         let i = (checks as usize * 7919) % n;
                         assert_eq!(c.find_cell(&format!("s{i}"), "w"), Some(i as CellId));
                         checks += 1;
                     }
+                    // The newest cell, as soon as it is counted (often the first of a chunk).
+                    if let Some(last) = c.cell_count().checked_sub(1) {
+                        let slot = c.cell(last as CellId);
+                        assert_eq!(*c.sku(slot.sku).name, format!("s{last}"));
+                        assert_eq!((slot.warehouse(), slot.stock.load()), ("w", (0, 0)));
+                    }
                 }
                 checks
             })
         };
-        for i in 0..20_000 {
+        for i in 0..N {
             c.cell_or_insert(&format!("s{i}"), "w");
             published.store(i + 1, Ordering::Release);
         }

@@ -116,9 +116,9 @@ impl Ledger {
         let Some(id) = self.state.catalog.find_sku(sku) else {
             return Ok(None);
         };
-        let slot = self.state.catalog.sku(id);
-        let cells = slot.cells.read().clone();
-        if cells.is_empty() {
+        let catalog = &self.state.catalog;
+        let mut cells = catalog.sku_cells(id).peekable();
+        if cells.peek().is_none() {
             // Made by a write that was then refused (see `stock_change`).
             return Ok(None);
         }
@@ -126,7 +126,8 @@ impl Ledger {
             sku: sku.to_string(),
             ..SkuStock::default()
         };
-        for (wh, cell) in cells {
+        for cell in cells {
+            let wh = catalog.cell(cell).warehouse();
             let level = self.level(cell);
             // Thousands of cells near the on_hand limit overflow u64: saturate.
             out.total.on_hand = out.total.on_hand.saturating_add(level.on_hand);

@@ -19,6 +19,7 @@ mod apply;
 mod batch;
 mod catalog;
 mod cell;
+mod chunked;
 mod deferred;
 mod error;
 mod event;

@@ -7,7 +7,9 @@ use std::path::Path;
 
 /// Lowest first. Modules of one layer may not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["error", "time", "stats", "inline", "cell", "storage"],
+    &[
+        "error", "time", "stats", "inline", "chunked", "cell", "storage",
+    ],
     &["types"],
     &["limits"],
     &["options"],
