@@ -129,211 +129,306 @@ pub(crate) fn map(storage: &dyn Storage, path: &Path) -> StorageResult<ReadMap> 
     storage.map_read(path).map_err(|e| io_err(path, e))
 }
 
+/// Where replay stands: the next record it wants, and what it learnt of the segments.
+struct Progress {
+    next_lsn: u64,
+    next_seq: u64,
+    metas: Vec<SegmentMeta>,
+    tail: Option<Tail>,
+    epoch: u32,
+    /// Records were cut (`truncate_corrupt_tail`): the next segment starts a new epoch.
+    cut: bool,
+}
+
+/// How the frames of one segment ended.
+struct SegmentScan {
+    meta: SegmentMeta,
+    /// The offset after the last frame read.
+    end: usize,
+    /// The first offset that is not a valid frame, when damage was met (or, when opening,
+    /// a zeroed range with valid frames after it).
+    bad_at: Option<usize>,
+    /// The lsn after the last good frame of the segment, covered by the snapshot or not: a
+    /// valid frame from there on after a bad one means the bad one is bit rot, not a torn
+    /// tail (asking only for lsns after the snapshot zeroed covered frames as a torn tail).
+    scan_lsn: u64,
+}
+
 /// Applies every frame with an lsn from `next_lsn` on to `state`.
 pub(crate) fn replay(
     storage: &dyn Storage,
     dir: &Path,
     mut segments: Vec<(u64, PathBuf)>,
     state: &State,
-    mut next_lsn: u64,
-    mut next_seq: u64,
+    next_lsn: u64,
+    next_seq: u64,
     mode: Mode,
 ) -> StorageResult<ReplayEnd> {
     let upto = match mode {
         Mode::ReadOnly { upto } => upto,
         Mode::Repair { .. } => u64::MAX,
     };
-    if let Mode::Repair { .. } = mode {
+    let repair = matches!(mode, Mode::Repair { .. });
+    if repair {
         drop_headerless_tail(storage, &mut segments)?;
     }
-    let mut metas = Vec::new();
-    let mut tail = None;
-    let mut epoch = 0u32;
-    let mut cut = false;
-    let count = segments.len();
-    let mut i = 0;
-    while i < count {
-        if next_lsn > upto {
+    let mut p = Progress {
+        next_lsn,
+        next_seq,
+        metas: Vec::new(),
+        tail: None,
+        epoch: 0,
+        cut: false,
+    };
+    for (i, (name_lsn, path)) in segments.iter().enumerate() {
+        if p.next_lsn > upto {
             // A checkpoint has all it asked for; later segments (the writer may have rolled
             // since `upto` was read) start past it and are not a gap.
             break;
         }
-        let (name_lsn, path) = &segments[i];
-        let is_last = i + 1 == count;
-        if !is_last && segments[i + 1].0 <= next_lsn {
-            // Wholly covered by the snapshot, but still there (kept for the events feed or
-            // the outbox): readers and the next checkpoint must know of it.
-            if let Mode::Repair { .. } = mode {
-                match map(storage, path).map(|b| SegmentHeader::decode(&b)) {
-                    Ok(Ok(h)) if h.first_lsn == *name_lsn && h.ledger_id == state.ledger_id => {
-                        epoch = epoch.max(h.epoch);
-                        metas.push(SegmentMeta {
-                            first_lsn: h.first_lsn,
-                            first_seq: h.first_seq,
-                            epoch: h.epoch,
-                            path: path.clone(),
-                            index: Vec::new(),
-                        })
-                    }
-                    _ => {
-                        // Its events cannot be read; the ones after it still can.
-                        tracing::warn!(file = %path.display(), "ignoring an unreadable segment the snapshot covers");
-                        metas.clear();
-                    }
-                }
+        let later = &segments[i + 1..];
+        if later.first().is_some_and(|(lsn, _)| *lsn <= p.next_lsn) {
+            if repair {
+                note_covered(storage, path, *name_lsn, state.ledger_id, &mut p);
             }
-            i += 1;
             continue;
         }
         let bytes = map(storage, path)?;
-        let header = SegmentHeader::decode(&bytes).map_err(|e| corrupt(path, 0, &e))?;
-        if header.first_lsn != *name_lsn {
-            return Err(corrupt(path, 0, "header lsn differs from the file name"));
-        }
-        if header.ledger_id != state.ledger_id {
-            return Err(corrupt(path, 0, "segment belongs to another ledger"));
-        }
-        if header.first_lsn > next_lsn {
-            return Err(StorageError::Gap {
-                lsn: next_lsn,
-                path: path.clone(),
-                first_lsn: header.first_lsn,
-            });
-        }
-        epoch = epoch.max(header.epoch);
-        let mut meta = SegmentMeta {
-            first_lsn: header.first_lsn,
-            first_seq: header.first_seq,
-            epoch: header.epoch,
-            path: path.clone(),
-            index: Vec::new(),
+        let header = check_header(&bytes, path, *name_lsn, state.ledger_id, p.next_lsn)?;
+        p.epoch = p.epoch.max(header.epoch);
+        let scan = replay_segment(&bytes, path, &header, state, upto, repair, &mut p)?;
+        let Some(bad) = scan.bad_at else {
+            p.metas.push(scan.meta);
+            if later.is_empty() {
+                p.tail = Some(Tail {
+                    path: path.clone(),
+                    offset: scan.end as u64,
+                    capacity: bytes.len() as u64,
+                });
+            }
+            continue;
         };
-        let mut at = HEADER_LEN;
-        let mut since_index = 0usize;
-        let mut bad_at = None;
-        // The lsn after the last good frame read in this segment, whether the snapshot
-        // covers it or not: a valid frame from there on after a bad one means the bad one
-        // is bit rot, not a torn tail (frames the snapshot covers count too; asking only
-        // for lsns after the snapshot zeroed covered frames as a torn tail).
-        let mut scan_lsn = header.first_lsn;
-        loop {
-            match read_frame(&bytes, at) {
-                Slot::End => {
-                    // Zeros followed by valid frames: a zeroed range, not the end.
-                    if matches!(mode, Mode::Repair { .. })
-                        && valid_frame_after(&bytes, at, scan_lsn).is_some()
-                    {
-                        bad_at = Some(at);
-                    }
-                    break;
-                }
-                Slot::Bad => {
-                    bad_at = Some(at);
-                    break;
-                }
-                Slot::Frame(f) => {
-                    if f.head.first_lsn > upto {
-                        break;
-                    }
-                    scan_lsn = f.last_lsn() + 1;
-                    let mut next = (next_lsn, next_seq);
-                    replay_frame(state, &f, upto, &mut next).map_err(|e| corrupt(path, at, &e))?;
-                    (next_lsn, next_seq) = next;
-                    if f.last_lsn() > upto {
-                        break; // a checkpoint stops inside this frame
-                    }
-                    if since_index == 0 {
-                        meta.index.push((f.head.first_seq, at as u32));
-                    }
-                    since_index += f.size;
-                    if since_index >= 32 << 10 {
-                        since_index = 0;
-                    }
-                    at += f.size;
-                }
-            }
-        }
-        if let Some(bad) = bad_at {
-            let later_valid = valid_frame_after(&bytes, bad, scan_lsn).is_some();
-            match &mode {
-                Mode::ReadOnly { upto } => {
-                    if next_lsn > *upto {
-                        metas.push(meta);
-                        break; // a frame being written past what the checkpoint reads
-                    }
-                    return Err(corrupt(path, bad, "bad frame below the durable lsn"));
-                }
-                Mode::Repair { truncate } => {
-                    if is_last && !later_valid {
-                        tracing::warn!(file = %path.display(), offset = bad, "torn tail: zeroing an unacknowledged partial record");
-                    } else if *truncate {
-                        tracing::warn!(
-                            file = %path.display(),
-                            offset = bad,
-                            dropped_segments = count - i - 1,
-                            "log corruption: truncating here as asked; every record after it is dropped"
-                        );
-                        for (_, later) in &segments[i + 1..] {
-                            storage
-                                .remove(later)
-                                .map_err(|e| StorageError::io("remove", later, e))?;
-                        }
-                        cut = true;
-                    } else {
-                        return Err(corrupt(
-                            path,
-                            bad,
-                            "bad checksum with valid records after it (open with truncate_corrupt_tail to cut the log here)",
-                        ));
-                    }
-                    // The map must be gone before the file changes under it: a `&[u8]`
-                    // whose bytes change is undefined behaviour, however coherent the
-                    // page cache is.
-                    let len = bytes.len() as u64;
-                    drop(bytes);
-                    zero_from(storage, path, bad as u64, len)?;
-                    if cut {
-                        // Seqs after the cut will be given again: they go to a new segment of
-                        // a new epoch, so their event_ids differ from the dropped ones'.
-                        if bad == HEADER_LEN {
-                            // Nothing left in it, and the new segment takes its name.
-                            storage
-                                .remove(path)
-                                .map_err(|e| StorageError::io("remove", path, e))?;
-                        } else {
-                            metas.push(meta);
-                        }
-                        tail = None;
-                    } else {
-                        metas.push(meta);
-                        tail = Some(Tail {
-                            path: path.clone(),
-                            offset: bad as u64,
-                            capacity: len,
-                        });
-                    }
-                    break;
-                }
-            }
-        }
-        metas.push(meta);
-        if is_last {
-            tail = Some(Tail {
-                path: path.clone(),
-                offset: at as u64,
-                capacity: bytes.len() as u64,
-            });
-        }
-        i += 1;
+        let later_valid = valid_frame_after(&bytes, bad, scan.scan_lsn).is_some();
+        let len = bytes.len() as u64;
+        // The map must be gone before the file changes under it: a `&[u8]` whose bytes
+        // change is undefined behaviour, however coherent the page cache is.
+        drop(bytes);
+        let damage = Damage {
+            path,
+            bad,
+            later_valid,
+            len,
+        };
+        on_damage(storage, &mode, damage, later, scan.meta, &mut p)?;
+        break;
     }
     let _ = dir;
     Ok(ReplayEnd {
-        next_lsn,
-        next_seq,
-        segments: metas,
-        tail,
-        epoch: if cut { epoch.saturating_add(1) } else { epoch },
+        next_lsn: p.next_lsn,
+        next_seq: p.next_seq,
+        segments: p.metas,
+        tail: p.tail,
+        epoch: if p.cut {
+            p.epoch.saturating_add(1)
+        } else {
+            p.epoch
+        },
     })
+}
+
+/// A segment wholly covered by the snapshot but still there (kept for the events feed or
+/// the outbox): readers and the next checkpoint must know of it.
+fn note_covered(
+    storage: &dyn Storage,
+    path: &Path,
+    name_lsn: u64,
+    ledger_id: u64,
+    p: &mut Progress,
+) {
+    match map(storage, path).map(|b| SegmentHeader::decode(&b)) {
+        Ok(Ok(h)) if h.first_lsn == name_lsn && h.ledger_id == ledger_id => {
+            p.epoch = p.epoch.max(h.epoch);
+            p.metas.push(SegmentMeta {
+                first_lsn: h.first_lsn,
+                first_seq: h.first_seq,
+                epoch: h.epoch,
+                path: path.to_path_buf(),
+                index: Vec::new(),
+            })
+        }
+        _ => {
+            // Its events cannot be read; the ones after it still can.
+            tracing::warn!(file = %path.display(), "ignoring an unreadable segment the snapshot covers");
+            p.metas.clear();
+        }
+    }
+}
+
+/// The header of a segment replay reads, checked against its name, the ledger and the lsn
+/// replay needs next.
+fn check_header(
+    bytes: &[u8],
+    path: &Path,
+    name_lsn: u64,
+    ledger_id: u64,
+    next_lsn: u64,
+) -> StorageResult<SegmentHeader> {
+    let header = SegmentHeader::decode(bytes).map_err(|e| corrupt(path, 0, &e))?;
+    if header.first_lsn != name_lsn {
+        return Err(corrupt(path, 0, "header lsn differs from the file name"));
+    }
+    if header.ledger_id != ledger_id {
+        return Err(corrupt(path, 0, "segment belongs to another ledger"));
+    }
+    if header.first_lsn > next_lsn {
+        return Err(StorageError::Gap {
+            lsn: next_lsn,
+            path: path.to_path_buf(),
+            first_lsn: header.first_lsn,
+        });
+    }
+    Ok(header)
+}
+
+/// Replays the frames of one segment up to lsn `upto`, sampling its seq index; stops at
+/// the end of what was written, at damage, or at `upto`.
+fn replay_segment(
+    bytes: &[u8],
+    path: &Path,
+    header: &SegmentHeader,
+    state: &State,
+    upto: u64,
+    repair: bool,
+    p: &mut Progress,
+) -> StorageResult<SegmentScan> {
+    let mut scan = SegmentScan {
+        meta: SegmentMeta {
+            first_lsn: header.first_lsn,
+            first_seq: header.first_seq,
+            epoch: header.epoch,
+            path: path.to_path_buf(),
+            index: Vec::new(),
+        },
+        end: HEADER_LEN,
+        bad_at: None,
+        scan_lsn: header.first_lsn,
+    };
+    let mut since_index = 0usize;
+    loop {
+        let at = scan.end;
+        let f = match read_frame(bytes, at) {
+            Slot::Frame(f) => f,
+            Slot::Bad => {
+                scan.bad_at = Some(at);
+                break;
+            }
+            Slot::End => {
+                // Zeros followed by valid frames: a zeroed range, not the end.
+                if repair && valid_frame_after(bytes, at, scan.scan_lsn).is_some() {
+                    scan.bad_at = Some(at);
+                }
+                break;
+            }
+        };
+        if f.head.first_lsn > upto {
+            break;
+        }
+        scan.scan_lsn = f.last_lsn() + 1;
+        let mut next = (p.next_lsn, p.next_seq);
+        replay_frame(state, &f, upto, &mut next).map_err(|e| corrupt(path, at, &e))?;
+        (p.next_lsn, p.next_seq) = next;
+        if f.last_lsn() > upto {
+            break; // a checkpoint stops inside this frame
+        }
+        if since_index == 0 {
+            scan.meta.index.push((f.head.first_seq, at as u32));
+        }
+        since_index += f.size;
+        if since_index >= 32 << 10 {
+            since_index = 0;
+        }
+        scan.end += f.size;
+    }
+    Ok(scan)
+}
+
+/// Where replay met a frame that is not valid.
+struct Damage<'a> {
+    path: &'a PathBuf,
+    bad: usize,
+    /// A valid frame follows it in the segment.
+    later_valid: bool,
+    /// The segment's length.
+    len: u64,
+}
+
+/// What damage means: past a checkpoint's lsn, a frame being written; below it, corruption.
+/// When opening: a torn tail in the last segment with nothing valid after it is zeroed (it
+/// was never acknowledged); anything else is corruption, cut only when the operator asked
+/// (`truncate_corrupt_tail`).
+fn on_damage(
+    storage: &dyn Storage,
+    mode: &Mode,
+    d: Damage<'_>,
+    later: &[(u64, PathBuf)],
+    meta: SegmentMeta,
+    p: &mut Progress,
+) -> StorageResult<()> {
+    let truncate = match mode {
+        Mode::ReadOnly { upto } if p.next_lsn > *upto => {
+            p.metas.push(meta);
+            return Ok(()); // a frame being written past what the checkpoint reads
+        }
+        Mode::ReadOnly { .. } => {
+            return Err(corrupt(d.path, d.bad, "bad frame below the durable lsn"));
+        }
+        Mode::Repair { truncate } => *truncate,
+    };
+    let torn_tail = later.is_empty() && !d.later_valid;
+    if torn_tail {
+        tracing::warn!(file = %d.path.display(), offset = d.bad, "torn tail: zeroing an unacknowledged partial record");
+    } else if truncate {
+        tracing::warn!(
+            file = %d.path.display(),
+            offset = d.bad,
+            dropped_segments = later.len(),
+            "log corruption: truncating here as asked; every record after it is dropped"
+        );
+        for (_, path) in later {
+            storage
+                .remove(path)
+                .map_err(|e| StorageError::io("remove", path, e))?;
+        }
+        p.cut = true;
+    } else {
+        return Err(corrupt(
+            d.path,
+            d.bad,
+            "bad checksum with valid records after it (open with truncate_corrupt_tail to cut the log here)",
+        ));
+    }
+    zero_from(storage, d.path, d.bad as u64, d.len)?;
+    if !p.cut {
+        p.metas.push(meta);
+        p.tail = Some(Tail {
+            path: d.path.clone(),
+            offset: d.bad as u64,
+            capacity: d.len,
+        });
+        return Ok(());
+    }
+    // Seqs after the cut will be given again: they go to a new segment of a new epoch, so
+    // their event_ids differ from the dropped ones'.
+    if d.bad == HEADER_LEN {
+        // Nothing left in it, and the new segment takes its name.
+        storage
+            .remove(d.path)
+            .map_err(|e| StorageError::io("remove", d.path, e))?;
+    } else {
+        p.metas.push(meta);
+    }
+    p.tail = None;
+    Ok(())
 }
 
 /// Applies the records of `f` from `next` (lsn, seq) on, up to lsn `upto` (records before

@@ -45,6 +45,12 @@ pub struct Model {
     /// Orders pruned after retention: a restart may bring them back (pruning writes no
     /// record; the domain keeps finished orders *at least* 24 h).
     pub pruned: BTreeMap<String, MOrder>,
+    /// The newest cutoff of an expiry pass: what finished before it is past its retention.
+    /// The ledger writes the cutoff to its log (a retention note) and replay prunes there;
+    /// its rings keep finish order, which a clock stepped back leaves out of time order, so
+    /// a ring restored from a snapshot may let replay prune an order the live ledger still
+    /// held. Retention is "at least 24 h": such an order may be gone after a restart.
+    pub retention_cutoff: u64,
 }
 
 /// A result reduced to what must agree.
@@ -251,6 +257,7 @@ impl Model {
             .collect();
         self.expire(&expired);
         let cutoff = now.saturating_sub(DAY);
+        self.retention_cutoff = self.retention_cutoff.max(cutoff);
         let gone: Vec<String> = self
             .orders
             .iter()
@@ -426,7 +433,9 @@ pub mod real {
 /// holds and every cell of `skus` x `whs` (on_hand, reserved, available), every order of
 /// `ids` (status, expiry, lines, and when finished, when), `check_invariants`.
 /// `pruned_may_return`: an order the model pruned may still be in the ledger, finished and
-/// unchanged (after a restart; or, in the simulator, whose clock steps back, at any time).
+/// unchanged (after a restart; or, in the simulator, whose clock steps back, at any time),
+/// and a finished order past the newest retention cutoff may be gone (see
+/// `Model::retention_cutoff`).
 pub fn diff(
     ledger: &Ledger,
     model: &Model,
@@ -483,6 +492,10 @@ pub fn diff(
                 if pruned_may_return
                     && r.status.is_finished()
                     && model.pruned.get(id).is_some_and(|p| same(&r, p)) => {}
+            (None, Some(m))
+                if pruned_may_return
+                    && m.status.is_finished()
+                    && m.finished_at < model.retention_cutoff => {}
             (g, m) => out.push(format!("order {id}: ledger {g:?}, model {m:?}")),
         }
     }
