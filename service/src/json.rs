@@ -31,6 +31,23 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// The whole body of a request taken straight from hyper, with the same limit and the same
+/// errors as [`RawBody`] (413 `payload_too_large` beyond [`BODY_LIMIT`]).
+pub async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::payload_too_large()),
+        Err(e) => Err(ApiError::invalid(
+            "body",
+            format!("could not be read: Failed to buffer the request body: {e}"),
+        )),
+    }
+}
+
 fn body_rejection(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::payload_too_large()
@@ -105,6 +122,24 @@ pub fn reply<T: Serialize>(
         HeaderValue::from_static("application/json"),
     );
     Ok(r)
+}
+
+/// A JSON answer written by `write` into one buffer of `capacity` bytes, with the same
+/// `Content-Type` as axum's `Json`.
+pub fn reply_with(
+    status: StatusCode,
+    capacity: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Response {
+    let mut buf = Vec::with_capacity(capacity);
+    write(&mut buf);
+    let mut r = Response::new(axum::body::Body::from(buf));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// serde_json appends "at line 1 column 42" to data errors; the field path says more.

@@ -148,6 +148,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     server::serve(
         listener,
         app::router(state.clone()),
+        Some(state.clone()),
         limits,
         shutdown_signal(),
         DRAIN_TIMEOUT,

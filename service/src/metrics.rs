@@ -170,6 +170,31 @@ pub fn record(route: &str, status: u16, took: Duration) {
     h.count(route, status);
 }
 
+/// [`record`] for `POST /v1/reservations` served without the router: the route's handles
+/// and its usual statuses resolved once (no lock, no string-keyed lookup).
+pub fn record_reservation_route(status: u16, took: Duration) {
+    const ROUTE: &str = "/v1/reservations";
+    struct Reserve {
+        duration: Histogram,
+        created: Counter,
+        replay: Counter,
+        other: RouteHandles,
+    }
+    static H: OnceLock<Reserve> = OnceLock::new();
+    let h = H.get_or_init(|| Reserve {
+        duration: histogram!(HTTP_DURATION, "route" => ROUTE),
+        created: counter!(HTTP_REQUESTS, "route" => ROUTE, "status" => "201"),
+        replay: counter!(HTTP_REQUESTS, "route" => ROUTE, "status" => "200"),
+        other: RouteHandles::new(ROUTE),
+    });
+    h.duration.record(took.as_secs_f64());
+    match status {
+        201 => h.created.increment(1),
+        200 => h.replay.increment(1),
+        s => h.other.count(ROUTE, s),
+    }
+}
+
 pub fn reservation(result: &'static str) {
     // The two answers of nearly every request keep their handles: no registry lookup
     // (key hashing, label allocation) per reservation.

@@ -209,6 +209,36 @@ impl Serialize for TimeJson {
 }
 
 impl ReservationJson<'_> {
+    /// Appends exactly the bytes `serde_json::to_writer` writes for this value, without
+    /// serde's per-byte escaping of names the ledger already checked (order ids, skus and
+    /// warehouses are ASCII; only a `"` or `\\` in an order id needs escaping, then serde_json
+    /// writes that one string) and without formatting timestamps through `fmt`.
+    pub fn write_to(&self, buf: &mut Vec<u8>) {
+        let r = self.0;
+        buf.extend_from_slice(b"{\"order_id\":");
+        json_str(buf, &r.order_id);
+        buf.extend_from_slice(b",\"status\":\"");
+        buf.extend_from_slice(r.status.as_str().as_bytes());
+        buf.extend_from_slice(b"\",\"lines\":[");
+        for (i, l) in r.lines.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(b"{\"sku\":");
+            json_str(buf, &l.sku);
+            buf.extend_from_slice(b",\"warehouse\":");
+            json_str(buf, &l.warehouse);
+            buf.extend_from_slice(b",\"qty\":");
+            buf.extend_from_slice(itoa::Buffer::new().format(l.qty).as_bytes());
+            buf.push(b'}');
+        }
+        buf.extend_from_slice(b"],\"created_at\":");
+        json_time(buf, r.created_at);
+        buf.extend_from_slice(b",\"expires_at\":");
+        json_time(buf, r.expires_at);
+        buf.push(b'}');
+    }
+
     /// Bytes this answer needs, near enough to write it without growing the buffer.
     pub fn size_hint(&self) -> usize {
         let r = self.0;
@@ -218,6 +248,58 @@ impl ReservationJson<'_> {
                 .map(|l| 48 + l.sku.len() + l.warehouse.len())
                 .sum::<usize>()
     }
+}
+
+/// A JSON string as serde_json writes it: as is when nothing needs escaping (the usual
+/// case), else through serde_json itself.
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, s);
+    }
+}
+
+/// `"YYYY-MM-DDTHH:MM:SS.mmmZ"`, the text of `humantime::format_rfc3339_millis` (and of
+/// [`TimeJson`]), written directly for years 1970..=9999; other instants through humantime.
+fn json_time(buf: &mut Vec<u8>, ms: stockledger::Millis) {
+    const MAX: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    if ms > MAX {
+        let _ = serde_json::to_writer(&mut *buf, &TimeJson(ms));
+        return;
+    }
+    let millis = ms % 1000;
+    let secs = ms / 1000;
+    let days = secs / 86_400;
+    let sod = secs % 86_400;
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm, unsigned form).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let mut t = *b"\"0000-00-00T00:00:00.000Z\"";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            t[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(1, 4, year);
+    put(6, 2, month);
+    put(9, 2, day);
+    put(12, 2, sod / 3600);
+    put(15, 2, sod / 60 % 60);
+    put(18, 2, sod % 60);
+    put(21, 3, millis);
+    buf.extend_from_slice(&t);
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -364,6 +446,56 @@ mod tests {
     use super::*;
     use stockledger::Status;
 
+    /// The direct writers give serde_json's bytes: every escape class in strings, and
+    /// timestamps across leap days, centuries, the range's ends and beyond it.
+    #[test]
+    fn direct_writers_match_serde_json() {
+        let mut strs: Vec<String> = vec![
+            String::new(),
+            "plain-ASCII_1.2:3".into(),
+            "q\"uote".into(),
+            "back\\slash".into(),
+            "\u{7f}del".into(),
+            "caf\u{e9}".into(),
+        ];
+        for b in 0u8..0x20 {
+            strs.push(format!("a{}b", b as char));
+        }
+        for s in &strs {
+            let mut direct = Vec::new();
+            json_str(&mut direct, s);
+            assert_eq!(direct, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+        let mut times: Vec<u64> = vec![
+            0,
+            999,
+            86_399_999,
+            951_782_400_000,   // 2000-02-29
+            4_107_542_400_000, // 2100-03-01
+            1_764_633_600_123,
+            253_402_300_799_999, // 9999-12-31T23:59:59.999Z (beyond it both go through humantime)
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            times.push(x % 253_402_300_800_000);
+        }
+        for day in 0..(366 * 5) {
+            times.push(1_704_067_200_000 + day * 86_400_000 - 1);
+        }
+        for ms in times {
+            let mut direct = Vec::new();
+            json_time(&mut direct, ms);
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                serde_json::to_string(&TimeJson(ms)).unwrap(),
+                "{ms}"
+            );
+        }
+    }
+
     /// The borrowed serialiser writes exactly what the owned schema type writes.
     #[test]
     fn reservation_json_matches_the_body_type() {
@@ -390,6 +522,12 @@ mod tests {
         ] {
             let owned = serde_json::to_vec(&ReservationBody::from(&r)).unwrap();
             let borrowed = serde_json::to_vec(&ReservationJson(&r)).unwrap();
+            let mut direct = Vec::new();
+            ReservationJson(&r).write_to(&mut direct);
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                String::from_utf8(borrowed.clone()).unwrap()
+            );
             assert_eq!(
                 String::from_utf8(borrowed.clone()).unwrap(),
                 String::from_utf8(owned).unwrap()

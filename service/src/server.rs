@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
-use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -28,6 +28,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::errors::ApiError;
+use crate::routes::storefront;
+use crate::state::Shared;
 
 /// The connection settings of cli.md.
 #[derive(Clone, Copy, Debug)]
@@ -88,6 +90,7 @@ pub fn fit_connections(wanted: usize, fd_limit: Option<u64>) -> usize {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    direct: Option<Shared>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -138,9 +141,10 @@ pub async fn serve(
             }
         };
         let router = router.clone();
+        let direct = direct.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
-            connection(stream, router, limits, stop).await;
+            connection(stream, router, direct, limits, stop).await;
             drop(permit);
         });
     }
@@ -203,6 +207,7 @@ impl Backoff {
 async fn connection(
     stream: TcpStream,
     router: Router,
+    direct: Option<Shared>,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -214,6 +219,7 @@ async fn connection(
     });
     let svc = ConnService {
         router,
+        direct,
         activity: activity.clone(),
         request_timeout: limits.request_timeout,
     };
@@ -372,6 +378,9 @@ impl AsyncWrite for Tracked {
 /// The router as a hyper service of one connection, with the request timeout.
 struct ConnService {
     router: Router,
+    /// When set, `POST /v1/reservations` is answered by `storefront::reserve_direct` without
+    /// the router (the same answers; the hot path of the service).
+    direct: Option<Shared>,
     activity: Arc<Activity>,
     request_timeout: Duration,
 }
@@ -385,8 +394,23 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let guard = InFlight::new(&self.activity);
-        let mut router = self.router.clone();
         let limit = self.request_timeout;
+        if let Some(s) = &self.direct {
+            if req.method() == Method::POST && req.uri().path() == "/v1/reservations" {
+                let fut = storefront::reserve_direct(s.clone(), req.into_body());
+                return Box::pin(async move {
+                    let resp = match tokio::time::timeout(limit, fut).await {
+                        Ok(r) => r,
+                        Err(_) => request_timeout(limit),
+                    };
+                    Ok(resp.map(|body| Guarded {
+                        body,
+                        _guard: guard,
+                    }))
+                });
+            }
+        }
+        let mut router = self.router.clone();
         let fut = tower_service::Service::call(&mut router, req.map(Body::new));
         Box::pin(async move {
             let resp = match tokio::time::timeout(limit, fut).await {
