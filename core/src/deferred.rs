@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::ledger::Ledger;
 use crate::payment::{Payment, PaymentAnswer};
 use crate::sequencer::Lsn;
-use crate::types::{Line, Reservation, Reserved};
+use crate::types::{OrderLine, Reservation, Reserved};
 
 /// A decision that may be acknowledged only once [`Ledger::durable`] resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +21,13 @@ impl Ledger {
     /// Decides like [`Ledger::reserve`] (the same checks, idempotent replays and errors) but
     /// does not wait for the log: the reservation as `reserve` would answer it, and the
     /// ticket to await before telling anyone. It never waits for the disk; it may wait
-    /// briefly for room in the bounded staging buffer.
-    pub fn reserve_deferred(
+    /// briefly for room in the bounded staging buffer. Lines may be owned ([`crate::Line`]) or
+    /// borrow the caller's strings ([`crate::LineRef`]: a service reading a request body
+    /// copies no name).
+    pub fn reserve_deferred<L: OrderLine>(
         &self,
         order_id: &str,
-        lines: &[Line],
+        lines: &[L],
         ttl_seconds: u64,
     ) -> Result<(Reserved, Ticket)> {
         let (created, _, lsn, reservation) =

@@ -17,8 +17,12 @@ use crate::state::{blocking, deferred, Shared};
 /// (`fuzz::fuzz_parse_reserve`).
 #[doc(hidden)]
 pub fn reserve_body(body: &[u8]) -> Result<(String, Vec<Line>, u64), ApiError> {
-    if let Some(r) = plain::reserve(body) {
-        return Ok(r);
+    if let Some((order_id, lines, ttl)) = plain::reserve(body) {
+        let lines = lines
+            .iter()
+            .map(|l| Line::new(l.sku, l.warehouse, l.qty))
+            .collect();
+        return Ok((order_id.to_string(), lines, ttl));
     }
     let req: ReserveRequest = parse(body)?;
     let lines: Vec<Line> = req
@@ -37,7 +41,7 @@ pub fn reserve_body(body: &[u8]) -> Result<(String, Vec<Line>, u64), ApiError> {
 /// it with serde (which also words the errors). serde's field-by-field machinery cost about
 /// 6,000 instructions per reservation (issue 11).
 mod plain {
-    use stockledger::{limits, Line};
+    use stockledger::{limits, LineRef};
 
     struct Cursor<'a> {
         b: &'a [u8],
@@ -106,7 +110,7 @@ mod plain {
             }
         }
 
-        fn line(&mut self) -> Option<Line> {
+        fn line(&mut self) -> Option<LineRef<'a>> {
             self.eat(b'{')?;
             let (mut sku, mut warehouse, mut qty) = (None, None, None);
             loop {
@@ -124,10 +128,14 @@ mod plain {
                     _ => return None,
                 }
             }
-            Some(Line::new(sku?, warehouse?, qty?))
+            Some(LineRef {
+                sku: sku?,
+                warehouse: warehouse?,
+                qty: qty?,
+            })
         }
 
-        fn lines(&mut self) -> Option<Vec<Line>> {
+        fn lines(&mut self) -> Option<Vec<LineRef<'a>>> {
             self.eat(b'[')?;
             let mut lines = Vec::with_capacity(4);
             self.ws();
@@ -146,7 +154,8 @@ mod plain {
         }
     }
 
-    pub(super) fn reserve(body: &[u8]) -> Option<(String, Vec<Line>, u64)> {
+    /// The order id and lines borrow `body`.
+    pub(super) fn reserve(body: &[u8]) -> Option<(&str, Vec<LineRef<'_>>, u64)> {
         let mut c = Cursor { b: body, i: 0 };
         c.eat(b'{')?;
         let (mut order_id, mut lines, mut ttl) = (None, None, None);
@@ -177,7 +186,7 @@ mod plain {
             return None;
         }
         let ttl = ttl.flatten().unwrap_or(limits::DEFAULT_TTL_SECONDS);
-        Some((order_id?.to_string(), lines?, ttl))
+        Some((order_id?, lines?, ttl))
     }
 
     #[cfg(test)]
@@ -236,20 +245,24 @@ mod plain {
             ];
             for body in bodies {
                 let b = body.as_bytes();
-                let fast = plain::reserve(b);
+                let owned = |(o, l, t): (&str, Vec<stockledger::LineRef<'_>>, u64)| {
+                    let l = l.iter().map(|l| Line::new(l.sku, l.warehouse, l.qty));
+                    (o.to_string(), l.collect::<Vec<_>>(), t)
+                };
+                let fast = plain::reserve(b).map(owned);
                 if let Some(f) = &fast {
                     assert_eq!(Some(f.clone()), serde(b), "{body}");
                 }
                 // Every prefix, and every byte replaced by a JSON-significant one: never
                 // taken unless serde takes it the same way.
                 for n in 0..b.len() {
-                    if let Some(f) = plain::reserve(&b[..n]) {
+                    if let Some(f) = plain::reserve(&b[..n]).map(owned) {
                         assert_eq!(Some(f), serde(&b[..n]), "{:?}", &body[..n]);
                     }
                     for &c in b"\"\\:,{}[]0 -.e\tn\x01\xc3" {
                         let mut m = b.to_vec();
                         m[n] = c;
-                        if let Some(f) = plain::reserve(&m) {
+                        if let Some(f) = plain::reserve(&m).map(owned) {
                             assert_eq!(Some(f), serde(&m), "{:?}", String::from_utf8_lossy(&m));
                         }
                     }
@@ -308,12 +321,28 @@ pub async fn reserve_direct(s: Shared, body: hyper::body::Incoming) -> Response 
     resp
 }
 
+/// A reservation body, as the plain reader borrowed it or as serde owns it.
+enum Parsed<'a> {
+    Plain(&'a str, Vec<stockledger::LineRef<'a>>, u64),
+    Owned(String, Vec<Line>, u64),
+}
+
 /// Parses, decides, waits for the log, and writes the answer of a reservation.
 async fn reserve_answer(s: &Shared, body: &[u8]) -> ApiResult<Response> {
-    let (order_id, lines, ttl) =
-        reserve_body(body).inspect_err(|_| m::reservation("invalid_request"))?;
-    // Decided here, answered once durable: no thread hop, no read-back.
-    let decided = deferred(&s.ledger, |l| l.reserve_deferred(&order_id, &lines, ttl));
+    // Decided here, answered once durable: no thread hop, no read-back. The usual body is
+    // read in place (names borrowed from it); anything else through serde.
+    let parsed = match plain::reserve(body) {
+        Some((order_id, lines, ttl)) => Parsed::Plain(order_id, lines, ttl),
+        None => {
+            let (order_id, lines, ttl) =
+                reserve_body(body).inspect_err(|_| m::reservation("invalid_request"))?;
+            Parsed::Owned(order_id, lines, ttl)
+        }
+    };
+    let decided = deferred(&s.ledger, |l| match &parsed {
+        Parsed::Plain(order_id, lines, ttl) => l.reserve_deferred(order_id, lines, *ttl),
+        Parsed::Owned(order_id, lines, ttl) => l.reserve_deferred(order_id, lines, *ttl),
+    });
     match m::timed_durable(decided).await {
         Ok(r) => {
             let (status, result) = if r.created {
