@@ -103,106 +103,137 @@ fn scan(
 /// Events of a live ledger with `seq > after`.
 pub(crate) fn live_events(shared: &Shared, after: u64, limit: usize) -> Result<Vec<Event>> {
     let limit = limit.clamp(1, MAX_EVENTS_PER_READ);
-    let durable_lsn = shared.durable_lsn.load(Ordering::Acquire);
     let mut out = Vec::new();
     if shared.dir.is_none() {
-        let mem = shared.mem.lock();
-        if let Some(&(first, _)) = mem.chunks.front() {
-            if first > after + 1 {
-                return Err(Error::EventsPruned { oldest_seq: first });
-            }
-        }
-        let start = mem
-            .chunks
-            .partition_point(|(first, _)| *first <= after + 1)
-            .saturating_sub(1);
-        for (_, chunk) in mem.chunks.iter().skip(start) {
-            if let Stop::Full(_) = scan(
-                chunk,
-                0,
-                after,
-                (None, u64::MAX),
-                limit,
-                (shared.ledger_id, 0),
-                Source::Memory,
-                &mut out,
-            ) {
+        memory_events(shared, after, limit, &mut out)?;
+    } else {
+        let durable_lsn = shared.durable_lsn.load(Ordering::Acquire);
+        for step in read_plan(shared, after)? {
+            if segment_events(shared, step, after, (durable_lsn, limit), &mut out)? {
                 break;
-            }
-        }
-        out.truncate(limit);
-        return Ok(out);
-    }
-    // Which segment, and where in it, holds `after + 1`.
-    // (segment, offset, epoch, the lsn of the frame there when it is the segment's first).
-    let plan: Vec<(PathBuf, usize, u32, Option<u64>)> = {
-        let segments = shared.segments.lock();
-        if let Some(first) = segments.first() {
-            if first.first_seq > after + 1 {
-                return Err(Error::EventsPruned {
-                    oldest_seq: first.first_seq,
-                });
-            }
-        }
-        let first = segments
-            .partition_point(|s| s.first_seq <= after + 1)
-            .saturating_sub(1);
-        segments[first.min(segments.len())..]
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let offset = if i == 0 {
-                    let k = s.index.partition_point(|(seq, _)| *seq <= after + 1);
-                    if k == 0 {
-                        HEADER_LEN
-                    } else {
-                        s.index[k - 1].1 as usize
-                    }
-                } else {
-                    HEADER_LEN
-                };
-                let first_lsn = (offset == HEADER_LEN).then_some(s.first_lsn);
-                (s.path.clone(), offset, s.epoch, first_lsn)
-            })
-            .collect()
-    };
-    for (path, offset, epoch, first_lsn) in plan {
-        let bytes = match shared.storage.map_read(&path) {
-            Ok(b) => b,
-            Err(e) => {
-                let pruned = e.kind() == std::io::ErrorKind::NotFound
-                    && !shared.segments.lock().iter().any(|s| s.path == path);
-                if pruned {
-                    // A checkpoint removed it since the plan was made: checkpoints remove
-                    // the oldest segments, so `after + 1` is gone too.
-                    let oldest_seq = shared.segments.lock().first().map_or(1, |s| s.first_seq);
-                    return Err(Error::EventsPruned { oldest_seq });
-                }
-                // Anything else (EMFILE, EIO) may pass: fail this read, the caller retries.
-                return Err(unreadable(&path, e));
-            }
-        };
-        match scan(
-            &bytes,
-            offset,
-            after,
-            (first_lsn, durable_lsn),
-            limit,
-            (shared.ledger_id, epoch),
-            Source::File,
-            &mut out,
-        ) {
-            Stop::Full(_) => break,
-            Stop::End => continue,
-            Stop::Bad(at) => {
-                return Err(
-                    StorageError::corrupt(&path, at, "bad frame below the durable lsn").into(),
-                )
             }
         }
     }
     out.truncate(limit);
     Ok(out)
+}
+
+/// Events of a memory-only ledger from its chunks (read under the lock the writer appends
+/// under, so no frame is ever half there).
+fn memory_events(shared: &Shared, after: u64, limit: usize, out: &mut Vec<Event>) -> Result<()> {
+    let mem = shared.mem.lock();
+    if let Some(&(first, _)) = mem.chunks.front() {
+        if first > after + 1 {
+            return Err(Error::EventsPruned { oldest_seq: first });
+        }
+    }
+    let start = mem
+        .chunks
+        .partition_point(|(first, _)| *first <= after + 1)
+        .saturating_sub(1);
+    let id = (shared.ledger_id, 0);
+    for (_, chunk) in mem.chunks.iter().skip(start) {
+        let stop = scan(
+            chunk,
+            0,
+            after,
+            (None, u64::MAX),
+            limit,
+            id,
+            Source::Memory,
+            out,
+        );
+        if let Stop::Full(_) = stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Where to read: a segment, the offset to start at, its epoch, and the lsn of the frame
+/// there when it is the segment's first (see `scan`).
+struct PlanStep {
+    path: PathBuf,
+    offset: usize,
+    epoch: u32,
+    first_lsn: Option<u64>,
+}
+
+/// Which segments, and where in the first, hold `after + 1` and what follows.
+fn read_plan(shared: &Shared, after: u64) -> Result<Vec<PlanStep>> {
+    let segments = shared.segments.lock();
+    if let Some(first) = segments.first() {
+        if first.first_seq > after + 1 {
+            return Err(Error::EventsPruned {
+                oldest_seq: first.first_seq,
+            });
+        }
+    }
+    let first = segments
+        .partition_point(|s| s.first_seq <= after + 1)
+        .saturating_sub(1);
+    let plan = segments[first.min(segments.len())..]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let k = s.index.partition_point(|(seq, _)| *seq <= after + 1);
+            let offset = match (i, k) {
+                (0, 1..) => s.index[k - 1].1 as usize,
+                _ => HEADER_LEN,
+            };
+            PlanStep {
+                path: s.path.clone(),
+                offset,
+                epoch: s.epoch,
+                first_lsn: (offset == HEADER_LEN).then_some(s.first_lsn),
+            }
+        })
+        .collect();
+    Ok(plan)
+}
+
+/// Events of one step of the plan, up to the durable lsn; true once `limit` is reached.
+fn segment_events(
+    shared: &Shared,
+    step: PlanStep,
+    after: u64,
+    (durable_lsn, limit): (u64, usize),
+    out: &mut Vec<Event>,
+) -> Result<bool> {
+    let path = &step.path;
+    let bytes = match shared.storage.map_read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            let pruned = e.kind() == std::io::ErrorKind::NotFound
+                && !shared.segments.lock().iter().any(|s| &s.path == path);
+            if pruned {
+                // A checkpoint removed it since the plan was made: checkpoints remove the
+                // oldest segments, so `after + 1` is gone too.
+                let oldest_seq = shared.segments.lock().first().map_or(1, |s| s.first_seq);
+                return Err(Error::EventsPruned { oldest_seq });
+            }
+            // Anything else (EMFILE, EIO) may pass: fail this read, the caller retries.
+            return Err(unreadable(path, e));
+        }
+    };
+    let lsns = (step.first_lsn, durable_lsn);
+    let id = (shared.ledger_id, step.epoch);
+    match scan(
+        &bytes,
+        step.offset,
+        after,
+        lsns,
+        limit,
+        id,
+        Source::File,
+        out,
+    ) {
+        Stop::Full(_) => Ok(true),
+        Stop::End => Ok(false),
+        Stop::Bad(at) => {
+            Err(StorageError::corrupt(path, at, "bad frame below the durable lsn").into())
+        }
+    }
 }
 
 /// Iterates the durable events of a ledger folder with `seq > after`, lazily, read-only.
