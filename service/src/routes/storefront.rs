@@ -24,6 +24,11 @@ pub fn reserve_body(body: &[u8]) -> Result<(String, Vec<Line>, u64), ApiError> {
             .collect();
         return Ok((order_id.to_string(), lines, ttl));
     }
+    reserve_body_serde(body)
+}
+
+/// A reservation body through serde (every shape JSON allows; the errors name the field).
+fn reserve_body_serde(body: &[u8]) -> Result<(String, Vec<Line>, u64), ApiError> {
     let req: ReserveRequest = parse(body)?;
     let lines: Vec<Line> = req
         .lines
@@ -335,7 +340,7 @@ async fn reserve_answer(s: &Shared, body: &[u8]) -> ApiResult<Response> {
         Some((order_id, lines, ttl)) => Parsed::Plain(order_id, lines, ttl),
         None => {
             let (order_id, lines, ttl) =
-                reserve_body(body).inspect_err(|_| m::reservation("invalid_request"))?;
+                reserve_body_serde(body).inspect_err(|_| m::reservation("invalid_request"))?;
             Parsed::Owned(order_id, lines, ttl)
         }
     };
