@@ -102,15 +102,10 @@ impl State {
         expires_at: Millis,
     ) -> SlotId {
         debug_assert!(!lines.is_empty() && lines.windows(2).all(|w| w[0].cell < w[1].cell));
-        debug_assert!(expires_at >= at);
-        let order = Order {
-            lines,
-            status: Status::Reserved,
-            created_at: at,
-            expires_at,
-            finished_at: 0,
-            paid_by: None,
-        };
+        let order = Order::new(lines, Status::Reserved, at, expires_at, 0);
+        // Both paths check the ttl's range first: the live path by `limits::check_ttl`,
+        // replay by `apply_created`.
+        let order = order.expect("a ttl of at most MAX_TTL_SECONDS");
         shard.insert_hashed(hash, order_id, order)
     }
 
@@ -147,7 +142,7 @@ impl State {
         let order = shard.map.order_mut(s);
         debug_assert_eq!(order.status, Status::Reserved);
         if status == Status::Paid {
-            order.paid_by = paid_by.map(Into::into);
+            order.set_paid_by(paid_by);
         }
         shard.finish_slot(s, status, at);
     }
@@ -272,7 +267,7 @@ impl State {
         let Some(held) = self.resolve_logged(lines) else {
             return false;
         };
-        if expires_at < at {
+        if expires_at < at || expires_at - at > crate::limits::MAX_TTL_SECONDS * 1000 {
             return false;
         }
         let (hash, mut shard) = self.orders.shard_hashed(order_id);
@@ -419,6 +414,28 @@ mod tests {
             .owner
             .lock();
         assert_eq!(owner.as_deref(), Some("seller-1"));
+    }
+
+    /// A slot keeps `expires_at - created_at` in 32 bits: a created entry whose ttl is
+    /// negative or beyond `MAX_TTL_SECONDS` does not fit and changes nothing.
+    #[test]
+    fn a_created_entry_with_a_ttl_out_of_range_is_refused() {
+        let state = State::new(1);
+        assert!(apply(&state, stock("A", 5, 5)));
+        for expires_at in [1, 2 + crate::limits::MAX_TTL_SECONDS * 1000 + 1, u64::MAX] {
+            let mut e = created("o1", &[("A", 1)]);
+            if let Entry::Created { expires_at: x, .. } = &mut e {
+                *x = expires_at;
+            }
+            assert!(!apply(&state, e), "expires_at {expires_at}");
+            assert_eq!(level(&state, "A"), (5, 0));
+        }
+        let mut e = created("o1", &[("A", 1)]);
+        if let Entry::Created { expires_at: x, .. } = &mut e {
+            *x = 2 + crate::limits::MAX_TTL_SECONDS * 1000;
+        }
+        assert!(apply(&state, e), "the longest ttl fits");
+        assert_eq!(level(&state, "A"), (5, 1));
     }
 
     /// Before 2026-12-03 replay clamped cell figures at zero, so a log that disagreed with

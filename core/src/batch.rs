@@ -104,7 +104,7 @@ impl<'a> Answered<'a> {
             created,
             status: o.status,
             created_at: o.created_at,
-            expires_at: o.expires_at,
+            expires_at: o.expires_at(),
             finished_at: (o.finished_at != 0).then_some(o.finished_at),
             // Cell ids only (inline up to four lines): names are looked up when read.
             held: o.lines.clone(),

@@ -173,7 +173,7 @@ impl Ledger {
                 })
                 .collect(),
             created_at: o.created_at,
-            expires_at: o.expires_at,
+            expires_at: o.expires_at(),
             finished_at: (o.finished_at != 0).then_some(o.finished_at),
         }
     }
@@ -443,7 +443,7 @@ impl Ledger {
                     status: order.status.as_str(),
                 })
             }
-            Status::Reserved if now >= order.expires_at => {
+            Status::Reserved if now >= order.expires_at() => {
                 return Err(Error::OrderNotActive {
                     order_id: order_id.into(),
                     status: "expired",

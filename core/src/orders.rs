@@ -44,12 +44,52 @@ pub(crate) struct Order {
     pub(crate) lines: Lines,
     pub(crate) status: Status,
     pub(crate) created_at: Millis,
-    pub(crate) expires_at: Millis,
     /// 0 while reserved.
     pub(crate) finished_at: Millis,
-    /// The payment that paid it, if any (a second one is a double charge).
-    pub(crate) paid_by: Option<Box<str>>,
+    /// `expires_at - created_at`; a ttl is at most `MAX_TTL_SECONDS` (7 days), so 32 bits
+    /// hold it and the slot stays within 120 bytes.
+    ttl_ms: u32,
+    /// The payment that paid it, if any (a second one is a double charge); boxed twice so
+    /// that the field is one pointer wide (most orders are never paid through it).
+    paid_by: Option<Box<Box<str>>>,
 }
+
+impl Order {
+    /// `None` when `expires_at` is before `created_at` or more than `u32::MAX` ms after it
+    /// (the live path never makes one; a log or snapshot that holds one does not fit).
+    pub(crate) fn new(
+        lines: Lines,
+        status: Status,
+        created_at: Millis,
+        expires_at: Millis,
+        finished_at: Millis,
+    ) -> Option<Order> {
+        let ttl_ms = u32::try_from(expires_at.checked_sub(created_at)?).ok()?;
+        Some(Order {
+            lines,
+            status,
+            created_at,
+            finished_at,
+            ttl_ms,
+            paid_by: None,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn expires_at(&self) -> Millis {
+        self.created_at + Millis::from(self.ttl_ms)
+    }
+
+    pub(crate) fn paid_by(&self) -> Option<&str> {
+        self.paid_by.as_deref().map(|p| &**p)
+    }
+
+    pub(crate) fn set_paid_by(&mut self, payment_id: Option<&str>) {
+        self.paid_by = payment_id.map(|p| Box::new(Box::from(p)));
+    }
+}
+
+const _: () = assert!(crate::limits::MAX_TTL_SECONDS * 1000 <= u32::MAX as u64);
 
 /// An order id, inline when short.
 type OrderId = InlineBytes<INLINE_ID_BYTES>;
@@ -60,13 +100,23 @@ fn id_str(id: &OrderId) -> &str {
 }
 
 struct Slot {
-    hash: u64,
-    /// Changes each time the slot is freed.
+    /// The high half of the id's hash: all the index needs to place the slot again.
+    tag: u32,
+    /// Odd while the slot holds an order; goes up by one when it is filled and when it is
+    /// freed, so a stale expiry or retention entry never matches a reused slot.
     generation: u32,
-    occupied: bool,
     id: OrderId,
     order: Order,
 }
+
+impl Slot {
+    #[inline]
+    fn occupied(&self) -> bool {
+        self.generation % 2 == 1
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() <= 120);
 
 /// A slot number of one shard.
 pub(crate) type SlotId = u32;
@@ -75,10 +125,25 @@ pub(crate) type SlotId = u32;
 pub(crate) struct OrderMap {
     hasher: Hasher,
     /// (slot, high half of the id's hash): a probe compares the tag before it touches a
-    /// slot, so a miss in a table of millions of retained orders reads no slot at all.
+    /// slot, so a miss in a table of millions of retained orders reads no slot at all, and
+    /// the index is hashed by the tag alone ([`index_hash`]), so growing it moves entries
+    /// without reading a slot (it read every slot, a cache miss each, before 2026-12-03).
     index: HashTable<(SlotId, u32)>,
     slots: Slab,
     free: Vec<SlotId>,
+}
+
+/// The hash the index places an entry by, from its tag alone: the bucket comes from the
+/// tag's low bits, hashbrown's 7-bit control byte from its high bits. The shard came from
+/// bits 26..32 of the id's hash (`limits::shard_of`), which the tag does not contain.
+#[inline]
+fn index_hash(tag: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(tag)
+}
+
+#[inline]
+fn tag_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 /// Slots in fixed-size chunks: growing never moves a slot (a `Vec` would copy them all).
@@ -140,9 +205,9 @@ impl OrderMap {
     #[inline]
     pub(crate) fn find(&self, hash: u64, id: &str) -> Option<SlotId> {
         let slots = &self.slots;
-        let tag = (hash >> 32) as u32;
+        let tag = tag_of(hash);
         self.index
-            .find(hash, |&(s, t)| {
+            .find(index_hash(tag), |&(s, t)| {
                 t == tag && slots[s as usize].id.as_bytes() == id.as_bytes()
             })
             .map(|&(s, _)| s)
@@ -162,14 +227,12 @@ impl OrderMap {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Order)> {
         self.slots
             .iter()
-            .filter(|s| s.occupied)
+            .filter(|s| s.occupied())
             .map(|s| (id_str(&s.id), &s.order))
     }
 
     fn reserve(&mut self, additional: usize) {
-        let slots = &self.slots;
-        self.index
-            .reserve(additional, |&(t, _)| slots[t as usize].hash);
+        self.index.reserve(additional, |&(_, tag)| index_hash(tag));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -200,9 +263,9 @@ impl OrderMap {
         let s = match self.free.pop() {
             Some(s) => {
                 let slot = &mut self.slots[s as usize];
-                debug_assert!(!slot.occupied);
-                slot.hash = hash;
-                slot.occupied = true;
+                debug_assert!(!slot.occupied());
+                slot.tag = tag_of(hash);
+                slot.generation = slot.generation.wrapping_add(1);
                 slot.id = OrderId::new(id.as_bytes());
                 slot.order = order;
                 s
@@ -210,31 +273,27 @@ impl OrderMap {
             None => {
                 let s = self.slots.len() as SlotId;
                 self.slots.push(Slot {
-                    hash,
-                    generation: 0,
-                    occupied: true,
+                    tag: tag_of(hash),
+                    generation: 1,
                     id: OrderId::new(id.as_bytes()),
                     order,
                 });
                 s
             }
         };
-        let slots = &self.slots;
+        let tag = tag_of(hash);
         self.index
-            .insert_unique(hash, (s, (hash >> 32) as u32), |&(t, _)| {
-                slots[t as usize].hash
-            });
+            .insert_unique(index_hash(tag), (s, tag), |&(_, t)| index_hash(t));
         s
     }
 
     fn free_slot(&mut self, s: SlotId) -> Order {
-        let hash = self.slots[s as usize].hash;
-        if let Ok(entry) = self.index.find_entry(hash, |&(t, _)| t == s) {
+        let tag = self.slots[s as usize].tag;
+        if let Ok(entry) = self.index.find_entry(index_hash(tag), |&(t, _)| t == s) {
             entry.remove();
         }
         let slot = &mut self.slots[s as usize];
-        assert!(slot.occupied, "freeing a free slot");
-        slot.occupied = false;
+        assert!(slot.occupied(), "freeing a free slot");
         slot.generation = slot.generation.wrapping_add(1);
         slot.id = OrderId::new(&[]);
         self.free.push(s);
@@ -248,8 +307,8 @@ impl Order {
             lines: Lines::new(),
             status: Status::Released,
             created_at: 0,
-            expires_at: 0,
             finished_at: 0,
+            ttl_ms: 0,
             paid_by: None,
         }
     }
@@ -289,7 +348,8 @@ impl OrderShard {
 
     /// Inserts an order whose id is known to be absent, hashed by [`Orders::shard_hashed`].
     pub(crate) fn insert_hashed(&mut self, hash: u64, order_id: &str, order: Order) -> SlotId {
-        let (status, expires_at, finished_at) = (order.status, order.expires_at, order.finished_at);
+        let (status, expires_at, finished_at) =
+            (order.status, order.expires_at(), order.finished_at);
         let s = self.map.insert_new(hash, order_id, order);
         let generation = self.map.generation(s);
         if status == Status::Reserved {
@@ -321,10 +381,10 @@ impl OrderShard {
 
     fn is_due_entry(&self, at: Millis, s: SlotId, generation: u32) -> bool {
         let slot = &self.map.slots[s as usize];
-        slot.occupied
+        slot.occupied()
             && slot.generation == generation
             && slot.order.status == Status::Reserved
-            && slot.order.expires_at == at
+            && slot.order.expires_at() == at
     }
 
     /// Slots whose reservation is due at `now`, popped from the heap.
@@ -365,7 +425,7 @@ impl OrderShard {
             self.finished.pop_front();
             let slot = &self.map.slots[s as usize];
             // A pruned id may have started a new reservation since; keep that one.
-            if slot.occupied
+            if slot.occupied()
                 && slot.generation == generation
                 && slot.order.status.is_finished()
                 && slot.order.finished_at == at
@@ -446,14 +506,21 @@ mod tests {
     use super::*;
 
     fn order(status: Status, expires_at: Millis, finished_at: Millis) -> Order {
-        Order {
-            lines: [HeldLine { cell: 1, qty: 2 }].into_iter().collect(),
-            status,
-            created_at: 1,
-            expires_at,
-            finished_at,
-            paid_by: None,
-        }
+        let lines = [HeldLine { cell: 1, qty: 2 }].into_iter().collect();
+        Order::new(lines, status, 1, expires_at, finished_at).expect("ttl fits")
+    }
+
+    #[test]
+    fn an_order_keeps_its_expiry_in_32_bits_or_is_refused() {
+        let lines = || [HeldLine { cell: 1, qty: 2 }].into_iter().collect();
+        let o = Order::new(lines(), Status::Reserved, 10, 10 + u64::from(u32::MAX), 0);
+        assert_eq!(o.map(|o| o.expires_at()), Some(10 + u64::from(u32::MAX)));
+        assert!(Order::new(lines(), Status::Reserved, 10, 11 + u64::from(u32::MAX), 0).is_none());
+        assert!(Order::new(lines(), Status::Reserved, 10, 9, 0).is_none());
+        let mut o = Order::new(lines(), Status::Paid, 10, 20, 30).expect("fits");
+        assert_eq!(o.paid_by(), None);
+        o.set_paid_by(Some("pay-1"));
+        assert_eq!(o.paid_by(), Some("pay-1"));
     }
 
     #[test]
@@ -517,7 +584,7 @@ mod tests {
             let id = format!("order-{i}");
             let h = orders.hash(&id);
             if shard_of(h, SHARDS) == 0 {
-                low_bits[(h & 63) as usize] += 1;
+                low_bits[(index_hash(tag_of(h)) & 63) as usize] += 1;
             }
         }
         assert!(low_bits.iter().all(|&n| n > 0), "{low_bits:?}");

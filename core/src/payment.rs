@@ -109,7 +109,7 @@ impl Ledger {
         };
         let now = self.now();
         let status = order.status;
-        let due = order.expires_at <= now;
+        let due = order.expires_at() <= now;
         let (answer, lsn) = match (p.succeeded, status) {
             (true, Status::Reserved) if !due => {
                 match self.commit_locked(&mut shard, p.order_id, Some(p.payment_id)) {
@@ -203,7 +203,7 @@ impl Ledger {
             unreachable!("late payment for a missing order");
         };
         let lines = order.lines.clone();
-        let ttl = order.expires_at.saturating_sub(order.created_at);
+        let ttl = order.expires_at().saturating_sub(order.created_at);
         if self.hold_all(&lines).is_err() {
             return self.refund(p, RefundReason::ExpiredNoStock);
         }

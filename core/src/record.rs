@@ -4,8 +4,6 @@
 //! make owned `Entry`s from them.
 //! The byte layout is documented in `docs/log-format.md`.
 
-use smallvec::SmallVec;
-
 use crate::time::Millis;
 
 /// A payment's answer as its idempotency key stores it (and replay restores it).
@@ -701,13 +699,27 @@ impl EntryRef<'_> {
 }
 
 /// Decodes a whole record payload into borrowed entries; `None` if any byte is out of place.
-pub(crate) fn decode_entry_refs(payload: &[u8], count: u16) -> Option<SmallVec<[EntryRef<'_>; 2]>> {
+pub(crate) fn decode_entry_refs(payload: &[u8], count: u16) -> Option<Vec<EntryRef<'_>>> {
+    let mut out = Vec::with_capacity(count as usize);
+    decode_entry_refs_into(payload, count, &mut out).then_some(out)
+}
+
+/// Decodes a whole record payload into `out` (cleared first, so replay reuses one buffer
+/// per frame); false if any byte is out of place.
+pub(crate) fn decode_entry_refs_into<'a>(
+    payload: &'a [u8],
+    count: u16,
+    out: &mut Vec<EntryRef<'a>>,
+) -> bool {
+    out.clear();
     let mut d = Decoder::new(payload);
-    let mut out = SmallVec::with_capacity(count as usize);
     for _ in 0..count {
-        out.push(d.entry_ref()?);
+        match d.entry_ref() {
+            Some(e) => out.push(e),
+            None => return false,
+        }
     }
-    d.is_empty().then_some(out)
+    d.is_empty()
 }
 
 /// Decodes a whole record payload; `None` if any byte is out of place.

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::options::Options;
-use crate::record::decode_entry_refs;
+use crate::record::decode_entry_refs_into;
 use crate::state::State;
 
 use super::error::{StorageError, StorageResult};
@@ -440,6 +440,7 @@ fn replay_frame(
     upto: u64,
     next: &mut (u64, u64),
 ) -> Result<(), String> {
+    let mut entries = Vec::with_capacity(4);
     for r in f.records() {
         if r.lsn > upto {
             break;
@@ -453,8 +454,9 @@ fn replay_frame(
                 next.0, next.1, r.lsn, r.first_seq
             ));
         }
-        let entries = decode_entry_refs(r.payload, r.entries)
-            .ok_or_else(|| format!("undecodable record (lsn {})", r.lsn))?;
+        if !decode_entry_refs_into(r.payload, r.entries, &mut entries) {
+            return Err(format!("undecodable record (lsn {})", r.lsn));
+        }
         for e in &entries {
             if !state.apply(e) {
                 return Err(format!(

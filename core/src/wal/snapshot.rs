@@ -112,9 +112,9 @@ fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
                 lines: o.lines.iter().map(|l| (l.cell, l.qty)).collect(),
                 status: o.status.to_u8(),
                 created_at: o.created_at,
-                expires_at: o.expires_at,
+                expires_at: o.expires_at(),
                 finished_at: o.finished_at,
-                paid_by: o.paid_by.as_deref().map(String::from),
+                paid_by: o.paid_by().map(String::from),
             });
         }
     }
@@ -185,14 +185,14 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
             });
         }
         lines.sort_unstable();
-        let order = Order {
-            lines: lines.into(),
-            status: Status::from_u8(o.status)?,
-            created_at: o.created_at.to_native(),
-            expires_at: o.expires_at.to_native(),
-            finished_at: o.finished_at.to_native(),
-            paid_by: o.paid_by.as_ref().map(|p| p.as_str().into()),
-        };
+        let mut order = Order::new(
+            lines.into(),
+            Status::from_u8(o.status)?,
+            o.created_at.to_native(),
+            o.expires_at.to_native(),
+            o.finished_at.to_native(),
+        )?;
+        order.set_paid_by(o.paid_by.as_ref().map(|p| p.as_str()));
         state
             .orders
             .shard(o.order_id.as_str())
