@@ -15,7 +15,8 @@ use std::thread::JoinHandle;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::orders::{HeldLine, Order};
+use crate::catalog::CellId;
+use crate::orders::{HeldLine, Lines, Order};
 use crate::state::{AdjustmentKey, PaymentKey, State};
 use crate::types::Status;
 
@@ -150,17 +151,37 @@ fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
     }
 }
 
+/// Rebuilds the state of a validated snapshot. The catalog and the reservation table are
+/// independent tables, and opening a large ledger is bound by their inserts, so they are
+/// filled on two threads. Cells go into an empty catalog in the snapshot's order, so each
+/// cell's id is its index in the snapshot, which is what orders and keys refer to; a
+/// snapshot where that does not hold (a cell listed twice) is refused as damaged.
 fn restore(a: &ArchivedSnapshot) -> Option<State> {
     let state = State::new(a.ledger_id.to_native());
     state.catalog.reserve_cells(a.cells.len());
     state.orders.reserve(a.orders.len());
-    let mut ids = Vec::with_capacity(a.cells.len());
-    for c in a.cells.iter() {
+    let (cells, orders) = std::thread::scope(|scope| {
+        let orders = scope.spawn(|| restore_orders(&state, a));
+        let cells = restore_cells(&state, a);
+        let orders = orders
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (cells, orders)
+    });
+    cells?;
+    orders?;
+    restore_keys(&state, a)?;
+    Some(state)
+}
+
+/// Cells (ids `0..n` in the snapshot's order) and sku owners.
+fn restore_cells(state: &State, a: &ArchivedSnapshot) -> Option<()> {
+    for (index, c) in a.cells.iter().enumerate() {
         let id = state
             .catalog
             .insert_cell(c.sku.as_str(), c.warehouse.as_str())?;
         let (on_hand, reserved) = (c.on_hand.to_native(), c.reserved.to_native());
-        if reserved > on_hand {
+        if id as usize != index || reserved > on_hand {
             return None;
         }
         state
@@ -168,25 +189,33 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
             .cell(id)
             .stock
             .apply_delta(on_hand as i128, reserved as i128);
-        ids.push(id);
     }
     for pair in a.owners.iter() {
         let (sku, owner) = (&pair.0, &pair.1);
         let id = state.catalog.find_sku(sku.as_str())?;
         *state.catalog.sku(id).owner.lock() = Some(owner.as_str().into());
     }
+    Some(())
+}
+
+/// The snapshot's cell index as a cell id (see [`restore`]).
+fn cell_id(a: &ArchivedSnapshot, index: u32) -> Option<CellId> {
+    ((index as usize) < a.cells.len()).then_some(index as CellId)
+}
+
+fn restore_orders(state: &State, a: &ArchivedSnapshot) -> Option<()> {
     for o in a.orders.iter() {
-        let mut lines = Vec::with_capacity(o.lines.len());
+        let mut lines = Lines::with_capacity(o.lines.len());
         for pair in o.lines.iter() {
             let (cell, qty) = (&pair.0, &pair.1);
             lines.push(HeldLine {
-                cell: *ids.get(cell.to_native() as usize)?,
+                cell: cell_id(a, cell.to_native())?,
                 qty: qty.to_native(),
             });
         }
         lines.sort_unstable();
         let mut order = Order::new(
-            lines.into(),
+            lines,
             Status::from_u8(o.status)?,
             o.created_at.to_native(),
             o.expires_at.to_native(),
@@ -198,9 +227,14 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
             .shard(o.order_id.as_str())
             .insert(o.order_id.as_str(), order);
     }
+    Some(())
+}
+
+/// Adjustment and payment keys.
+fn restore_keys(state: &State, a: &ArchivedSnapshot) -> Option<()> {
     for adj in a.adjustments.iter() {
         let at = adj.at.to_native();
-        let cell = *ids.get(adj.cell.to_native() as usize)?;
+        let cell = cell_id(a, adj.cell.to_native())?;
         state.adjustments.shard(adj.key.as_str()).insert(
             adj.key.as_str(),
             at,
@@ -225,7 +259,7 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
             },
         );
     }
-    Some(state)
+    Some(())
 }
 
 /// The archived snapshot, or where and why it is damaged: (offset, reason).
@@ -524,5 +558,47 @@ mod tests {
         let (state, next_lsn, next_seq) = loaded.expect("the snapshot restores");
         assert_eq!((next_lsn, next_seq), (3, 3));
         state.check_invariants().unwrap();
+    }
+
+    /// Restore fills the catalog and the reservation table on two threads and takes a
+    /// cell's snapshot index for its id: a snapshot that lists a cell twice (so the ids
+    /// would not line up) is refused, and one whose orders name a cell beyond the list too.
+    #[test]
+    fn restore_refuses_a_cell_listed_twice_or_a_line_beyond_the_cells() {
+        let state = State::new(1);
+        for (sku, on_hand) in [("A", 10), ("B", 5)] {
+            let cell = state.catalog.insert_cell(sku, "w").expect("cell");
+            state.catalog.cell(cell).stock.apply_delta(on_hand, 0);
+        }
+        let restored = |snap: &Snapshot| {
+            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(snap).expect("archive");
+            let a = rkyv::access::<ArchivedSnapshot, rkyv::rancor::Error>(&bytes).expect("valid");
+            restore(a).map(|s| s.catalog.cell_count())
+        };
+        let mut snap = capture(&state, 1, 1);
+        assert_eq!(restored(&snap), Some(2));
+        snap.orders.push(SnapOrder {
+            order_id: "o1".into(),
+            lines: vec![(1, 2)],
+            status: Status::Reserved.to_u8(),
+            created_at: 1,
+            expires_at: 2,
+            finished_at: 0,
+            paid_by: None,
+        });
+        snap.cells[1].reserved = 2;
+        assert_eq!(restored(&snap), Some(2));
+        snap.orders[0].lines = vec![(2, 2)];
+        assert_eq!(restored(&snap), None, "a line beyond the cells");
+        snap.orders.clear();
+        snap.cells[1].reserved = 0;
+        let again = SnapCell {
+            sku: "A".into(),
+            warehouse: "w".into(),
+            on_hand: 10,
+            reserved: 0,
+        };
+        snap.cells.push(again);
+        assert_eq!(restored(&snap), None, "a cell listed twice");
     }
 }
