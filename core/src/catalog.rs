@@ -230,7 +230,42 @@ impl Catalog {
     /// names were checked when it was decoded).
     #[inline]
     pub(crate) fn find_cell_bytes(&self, sku: &[u8], warehouse: &[u8]) -> Option<CellId> {
+        self.find_cell_hashed(self.cell_hash(sku, warehouse), sku, warehouse)
+    }
+
+    /// The hash [`Catalog::find_cell_hashed`] takes, with the index slot it probes first
+    /// prefetched: an order's lines are hashed and prefetched first, then found, so their
+    /// cache misses overlap.
+    #[inline]
+    pub(crate) fn prefetch_cell(&self, sku: &[u8], warehouse: &[u8]) -> u64 {
         let hash = self.cell_hash(sku, warehouse);
+        let table = &self.tables[self.current.load(Ordering::Acquire)];
+        crate::cache::prefetch(&table.slots[hash as usize & table.mask]);
+        hash
+    }
+
+    /// The second step after [`Catalog::prefetch_cell`]: if the first slot probed holds a
+    /// cell of this hash, prefetches that cell's line (where the names are compared).
+    #[inline]
+    pub(crate) fn prefetch_found_cell(&self, hash: u64) {
+        let table = &self.tables[self.current.load(Ordering::Acquire)];
+        let word = table.slots[hash as usize & table.mask].load(Ordering::Relaxed);
+        if word != 0 && word >> 32 == hash >> 32 {
+            let id = (word as u32) - 1;
+            if (id as usize) < self.cells.count() {
+                crate::cache::prefetch(self.cell(id));
+            }
+        }
+    }
+
+    /// [`Catalog::find_cell_bytes`] with the hash already computed (by `prefetch_cell`).
+    #[inline]
+    pub(crate) fn find_cell_hashed(
+        &self,
+        hash: u64,
+        sku: &[u8],
+        warehouse: &[u8],
+    ) -> Option<CellId> {
         let table = &self.tables[self.current.load(Ordering::Acquire)];
         let mut i = hash as usize & table.mask;
         loop {

@@ -17,6 +17,7 @@
 
 mod apply;
 mod batch;
+mod cache;
 mod catalog;
 mod cell;
 mod chunked;
@@ -32,6 +33,7 @@ mod outbox;
 mod payment;
 mod record;
 mod sequencer;
+mod slot_index;
 mod state;
 mod stats;
 mod storage;

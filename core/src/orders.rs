@@ -12,14 +12,15 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
-use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 
 use crate::catalog::CellId;
 use crate::inline::InlineBytes;
+use crate::slot_index::{IndexHint, SlotIndex};
 use crate::time::Millis;
 use crate::types::Status;
 
@@ -118,29 +119,21 @@ impl Slot {
 
 const _: () = assert!(std::mem::size_of::<Slot>() <= 120);
 
-/// A slot number of one shard.
-pub(crate) type SlotId = u32;
+pub(crate) use crate::slot_index::SlotId;
 
 /// The orders of one shard: a slab and its index.
 pub(crate) struct OrderMap {
     hasher: Hasher,
-    /// (slot, high half of the id's hash): a probe compares the tag before it touches a
+    /// (high half of the id's hash, slot): a probe compares the tag before it touches a
     /// slot, so a miss in a table of millions of retained orders reads no slot at all, and
-    /// the index is hashed by the tag alone ([`index_hash`]), so growing it moves entries
-    /// without reading a slot (it read every slot, a cache miss each, before 2026-12-03).
-    index: HashTable<(SlotId, u32)>,
+    /// growing it moves entries without reading a slot.
+    index: SlotIndex,
     slots: Slab,
     free: Vec<SlotId>,
 }
 
-/// The hash the index places an entry by, from its tag alone: the bucket comes from the
-/// tag's low bits, hashbrown's 7-bit control byte from its high bits. The shard came from
-/// bits 26..32 of the id's hash (`limits::shard_of`), which the tag does not contain.
-#[inline]
-fn index_hash(tag: u32) -> u64 {
-    (u64::from(tag) << 32) | u64::from(tag)
-}
-
+/// The part of the id's hash the index files it under (its low bits pick the bucket). The
+/// shard came from bits 26..32 (`limits::shard_of`), which the tag does not contain.
 #[inline]
 fn tag_of(hash: u64) -> u32 {
     (hash >> 32) as u32
@@ -196,7 +189,7 @@ impl OrderMap {
     fn new(hasher: Hasher) -> OrderMap {
         OrderMap {
             hasher,
-            index: HashTable::new(),
+            index: SlotIndex::new(),
             slots: Slab::default(),
             free: Vec::new(),
         }
@@ -207,10 +200,7 @@ impl OrderMap {
         let slots = &self.slots;
         let tag = tag_of(hash);
         self.index
-            .find(index_hash(tag), |&(s, t)| {
-                t == tag && slots[s as usize].id.as_bytes() == id.as_bytes()
-            })
-            .map(|&(s, _)| s)
+            .find(tag, |s| slots[s as usize].id.as_bytes() == id.as_bytes())
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&Order> {
@@ -232,7 +222,7 @@ impl OrderMap {
     }
 
     fn reserve(&mut self, additional: usize) {
-        self.index.reserve(additional, |&(_, tag)| index_hash(tag));
+        self.index.reserve(additional);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -281,17 +271,14 @@ impl OrderMap {
                 s
             }
         };
-        let tag = tag_of(hash);
-        self.index
-            .insert_unique(index_hash(tag), (s, tag), |&(_, t)| index_hash(t));
+        self.index.insert(tag_of(hash), s);
         s
     }
 
     fn free_slot(&mut self, s: SlotId) -> Order {
         let tag = self.slots[s as usize].tag;
-        if let Ok(entry) = self.index.find_entry(index_hash(tag), |&(t, _)| t == s) {
-            entry.remove();
-        }
+        let indexed = self.index.remove(tag, s);
+        debug_assert!(indexed, "an occupied slot is in the index");
         let slot = &mut self.slots[s as usize];
         assert!(slot.occupied(), "freeing a free slot");
         slot.generation = slot.generation.wrapping_add(1);
@@ -440,6 +427,8 @@ impl OrderShard {
 
 pub(crate) struct Orders {
     shards: Box<[CachePadded<Mutex<OrderShard>>]>,
+    /// Where each shard's index is, read without its lock to prefetch (see `slot_index`).
+    hints: Box<[Arc<IndexHint>]>,
     hasher: Hasher,
 }
 
@@ -448,10 +437,13 @@ impl Orders {
         use std::hash::BuildHasher as _;
         let seed = foldhash::fast::RandomState::default().hash_one(0x5eed_u64);
         let hasher = Hasher::with_seed(seed);
+        let shards: Box<[_]> = (0..SHARDS)
+            .map(|_| CachePadded::new(Mutex::new(OrderShard::new(hasher.clone()))))
+            .collect();
+        let hints = shards.iter().map(|s| s.lock().map.index.hint()).collect();
         Orders {
-            shards: (0..SHARDS)
-                .map(|_| CachePadded::new(Mutex::new(OrderShard::new(hasher.clone()))))
-                .collect(),
+            shards,
+            hints,
             hasher,
         }
     }
@@ -485,7 +477,21 @@ impl Orders {
     #[inline]
     pub(crate) fn shard_hashed(&self, order_id: &str) -> (u64, MutexGuard<'_, OrderShard>) {
         let h = self.hasher.hash_one(order_id);
-        (h, self.shards[shard_of(h, SHARDS)].lock())
+        (h, self.lock_hashed(h))
+    }
+
+    /// The shard of an id hashed by [`Orders::hash`], locked.
+    #[inline]
+    pub(crate) fn lock_hashed(&self, hash: u64) -> MutexGuard<'_, OrderShard> {
+        self.shards[shard_of(hash, SHARDS)].lock()
+    }
+
+    /// Starts loading the index bucket where the id of `hash` is looked up, without the
+    /// shard's lock: a reserve does this first and resolves its lines while the (usually
+    /// missing) bucket of a new id arrives.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        self.hints[shard_of(hash, SHARDS)].prefetch(tag_of(hash));
     }
 
     pub(crate) fn shard(&self, order_id: &str) -> MutexGuard<'_, OrderShard> {
@@ -584,7 +590,7 @@ mod tests {
             let id = format!("order-{i}");
             let h = orders.hash(&id);
             if shard_of(h, SHARDS) == 0 {
-                low_bits[(index_hash(tag_of(h)) & 63) as usize] += 1;
+                low_bits[(tag_of(h) & 63) as usize] += 1;
             }
         }
         assert!(low_bits.iter().all(|&n| n > 0), "{low_bits:?}");

@@ -722,6 +722,16 @@ pub(crate) fn decode_entry_refs_into<'a>(
     d.is_empty()
 }
 
+/// The order id of a record's first entry when it is a reservation's (created or finished),
+/// read without decoding the rest: replay prefetches the next record's index bucket by it.
+pub(crate) fn first_order_id(payload: &[u8]) -> Option<&str> {
+    let mut d = Decoder::new(payload);
+    match d.u8()? {
+        TAG_CREATED | TAG_RELEASED | TAG_EXPIRED | TAG_PAID | TAG_PAYMENT_FAILED => d.str(),
+        _ => None,
+    }
+}
+
 /// Decodes a whole record payload; `None` if any byte is out of place.
 pub(crate) fn decode_entries(payload: &[u8], count: u16) -> Option<Vec<Entry>> {
     let mut d = Decoder::new(payload);

@@ -8,12 +8,12 @@ use std::path::Path;
 /// Lowest first. Modules of one layer may not use each other.
 const LAYERS: &[&[&str]] = &[
     &[
-        "error", "time", "stats", "inline", "chunked", "cell", "storage",
+        "error", "time", "stats", "inline", "chunked", "cell", "storage", "cache",
     ],
     &["types"],
     &["limits"],
     &["options"],
-    &["catalog"],
+    &["catalog", "slot_index"],
     &["orders", "record"],
     &["event", "sequencer"],
     &["state"],

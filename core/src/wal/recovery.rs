@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::options::Options;
-use crate::record::decode_entry_refs_into;
+use crate::record::{decode_entry_refs_into, first_order_id};
 use crate::state::State;
 
 use super::error::{StorageError, StorageResult};
@@ -441,9 +441,15 @@ fn replay_frame(
     next: &mut (u64, u64),
 ) -> Result<(), String> {
     let mut entries = Vec::with_capacity(4);
-    for r in f.records() {
+    let mut records = f.records().peekable();
+    while let Some(r) = records.next() {
         if r.lsn > upto {
             break;
+        }
+        // The next record's order is most likely new: start loading its index bucket
+        // while this one applies.
+        if let Some(id) = records.peek().and_then(|n| first_order_id(n.payload)) {
+            state.orders.prefetch(state.orders.hash(id));
         }
         if r.lsn < next.0 {
             continue;
