@@ -40,6 +40,17 @@ pub(crate) struct SlotIndex {
     hint: Arc<IndexHint>,
 }
 
+/// `n` zero words, written: `vec![0; n]` would take untouched pages from the allocator, the
+/// first probe of each (a read) would map the shared zero page, and the first insert would
+/// then take a second, copy-on-write fault with a TLB flush on every core (seen as
+/// `do_wp_page` and `smp_call_function_many_cond` in profiles of open and replay).
+#[allow(clippy::slow_vector_initialization)] // the point: written, not calloc'd
+pub(crate) fn written_zeros(n: usize) -> Vec<u64> {
+    let mut words = Vec::with_capacity(n);
+    words.resize(n, 0);
+    words
+}
+
 #[inline]
 fn word(tag: u32, slot: SlotId) -> u64 {
     (u64::from(tag) << 32) | (u64::from(slot) + 1)
@@ -48,7 +59,7 @@ fn word(tag: u32, slot: SlotId) -> u64 {
 impl SlotIndex {
     pub(crate) fn new() -> SlotIndex {
         let index = SlotIndex {
-            words: vec![0; FIRST_BUCKETS],
+            words: written_zeros(FIRST_BUCKETS),
             len: 0,
             hint: Arc::default(),
         };
@@ -153,7 +164,7 @@ impl SlotIndex {
             return;
         }
         let buckets = (needed * 8).div_ceil(5).next_power_of_two();
-        let old = std::mem::replace(&mut self.words, vec![0; buckets]);
+        let old = std::mem::replace(&mut self.words, written_zeros(buckets));
         for w in old.into_iter().filter(|&w| w != 0) {
             self.place(w);
         }

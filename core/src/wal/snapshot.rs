@@ -177,6 +177,10 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
 /// Cells (ids `0..n` in the snapshot's order) and sku owners.
 fn restore_cells(state: &State, a: &ArchivedSnapshot) -> Option<()> {
     for (index, c) in a.cells.iter().enumerate() {
+        if let Some(ahead) = a.cells.get(index + 2) {
+            let (sku, warehouse) = (ahead.sku.as_bytes(), ahead.warehouse.as_bytes());
+            state.catalog.prefetch_cell(sku, warehouse);
+        }
         let id = state
             .catalog
             .insert_cell(c.sku.as_str(), c.warehouse.as_str())?;
@@ -204,7 +208,12 @@ fn cell_id(a: &ArchivedSnapshot, index: u32) -> Option<CellId> {
 }
 
 fn restore_orders(state: &State, a: &ArchivedSnapshot) -> Option<()> {
-    for o in a.orders.iter() {
+    for (i, o) in a.orders.iter().enumerate() {
+        // Each id misses in its shard's index: start the load two orders ahead.
+        if let Some(ahead) = a.orders.get(i + 2) {
+            let orders = &state.orders;
+            orders.prefetch(orders.hash(ahead.order_id.as_str()));
+        }
         let mut lines = Lines::with_capacity(o.lines.len());
         for pair in o.lines.iter() {
             let (cell, qty) = (&pair.0, &pair.1);
