@@ -50,8 +50,9 @@ pub const RESERVE_ATTEMPTS: u32 = 4;
 const _: () = assert!(ORDER_SHARDS.is_power_of_two() && KEY_SHARDS.is_power_of_two());
 
 /// The hash bits that pick a shard: 26..32. A shard's table hashes its keys with the same
-/// hash, and hashbrown takes a key's bucket from the low bits and its control tag from the
-/// top 7; the orders' index also keeps bits 32..64 as a tag. Shard bits taken from the low
+/// hash: hashbrown (idempotency keys, the sku index) takes a key's bucket from the low bits
+/// and its control tag from the top 7; the orders' index (`slot_index.rs`) buckets by bits
+/// 32..64, which it keeps as the tag. Shard bits taken from the low
 /// bits would be equal for every key of a shard, so all its keys would start probing in 1/64
 /// of the buckets (long probes, a cache miss each, on every lookup of a new id).
 pub(crate) const SHARD_HASH_SHIFT: u32 = 26;
