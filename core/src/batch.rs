@@ -9,9 +9,6 @@ use crate::time::Millis;
 use crate::types::{Line, LineRef, OrderRef, Source, Status, StockLevel};
 use crate::Error;
 
-/// How many items ahead a batch prefetches (a reserve takes ~0.5-1 us, a miss ~0.1 us).
-const PREFETCH_AHEAD: usize = 2;
-
 /// One command of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -142,11 +139,7 @@ impl Ledger {
         calls: &[CallRef<'_>],
         mut answer: impl FnMut(usize, &Answered<'_>) -> R,
     ) -> Result<Vec<Result<R>>> {
-        let ahead = |c: &CallRef<'_>| match *c {
-            CallRef::Reserve(o) => self.prefetch_call(o.order_id, o.lines),
-            CallRef::Commit(id) | CallRef::Release(id) => self.prefetch_call::<Line>(id, &[]),
-        };
-        self.run_batch(calls, "commands", ahead, |i, c| {
+        self.run_batch(calls, "commands", |i, c| {
             self.answer_one(c).map(|(a, lsn)| (answer(i, &a), lsn))
         })
     }
@@ -193,16 +186,7 @@ impl Ledger {
     /// durable (per the durability mode) when this returns; if the log fails, every result
     /// of the call becomes `ledger_unavailable`. At most 10,000 commands per call.
     pub fn execute(&self, commands: &[Command]) -> Result<Vec<Result<Outcome>>> {
-        let ahead = |c: &Command| match c {
-            Command::Reserve {
-                order_id, lines, ..
-            } => self.prefetch_call(order_id, lines),
-            Command::Commit { order_id } | Command::Release { order_id } => {
-                self.prefetch_call::<Line>(order_id, &[])
-            }
-            Command::SetStock { .. } | Command::AdjustStock { .. } => {}
-        };
-        self.run_batch(commands, "commands", ahead, |_, c| self.execute_one(c))
+        self.run_batch(commands, "commands", |_, c| self.execute_one(c))
     }
 
     /// Reserves many orders, each all-or-nothing and independent of the others, with one
@@ -210,22 +194,18 @@ impl Ledger {
     /// batch without copying names. Returns `(created, status)` per order, in order; like
     /// [`Ledger::execute`], a log failure turns every success into `ledger_unavailable`.
     pub fn reserve_many(&self, orders: &[OrderRef<'_>]) -> Result<Vec<Result<(bool, Status)>>> {
-        let ahead = |o: &OrderRef<'_>| self.prefetch_call(o.order_id, o.lines);
-        self.run_batch(orders, "orders", ahead, |_, o| {
+        self.run_batch(orders, "orders", |_, o| {
             self.reserve_nowait(o.order_id, o.lines, o.ttl_seconds)
                 .map(|(created, status, lsn)| ((created, status), lsn))
         })
     }
 
     /// Runs `one` over a batch of at most `MAX_BATCH` items (`what` names them in the
-    /// error), in order, then waits for the log once up to the last lsn it staged. `ahead`
-    /// prefetches what an item will touch, `PREFETCH_AHEAD` items before it runs, so the
-    /// cache misses of a batch (a new id's index bucket above all) overlap with work.
+    /// error), in order, then waits for the log once up to the last lsn it staged.
     fn run_batch<T, R>(
         &self,
         items: &[T],
         what: &'static str,
-        ahead: impl Fn(&T),
         mut one: impl FnMut(usize, &T) -> Result<(R, u64)>,
     ) -> Result<Vec<Result<R>>> {
         if items.len() > MAX_BATCH {
@@ -236,13 +216,7 @@ impl Ledger {
         }
         let mut results = Vec::with_capacity(items.len());
         let mut last = 0;
-        for item in items.iter().take(PREFETCH_AHEAD) {
-            ahead(item);
-        }
         for (i, item) in items.iter().enumerate() {
-            if let Some(later) = items.get(i + PREFETCH_AHEAD) {
-                ahead(later);
-            }
             results.push(one(i, item).map(|(r, lsn)| {
                 last = last.max(lsn);
                 r

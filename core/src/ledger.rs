@@ -302,16 +302,6 @@ impl Ledger {
         Ok((true, Status::Reserved, lsn, answered))
     }
 
-    /// Starts loading what a call on `order_id` with `lines` touches first: the id's index
-    /// bucket and the lines' cell slots. Batches call it a few items ahead.
-    pub(crate) fn prefetch_call<L: OrderLine>(&self, order_id: &str, lines: &[L]) {
-        self.state.orders.prefetch(self.state.orders.hash(order_id));
-        for line in lines.iter().take(PREFETCH_LINES) {
-            let (sku, warehouse) = (line.sku().as_bytes(), line.warehouse().as_bytes());
-            self.state.catalog.prefetch_cell(sku, warehouse);
-        }
-    }
-
     /// Resolves the lines to cells, sorted by cell id, and says whether any cell is unknown.
     /// A found cell proves its names valid (they were checked when it was made), so the
     /// full check of `limits::check_lines` runs only for unknown cells, bad quantities or
@@ -341,9 +331,10 @@ impl Ledger {
                 continue;
             }
             let (sku, warehouse) = (line.sku().as_bytes(), line.warehouse().as_bytes());
-            let found = match hashes.get(i) {
-                Some(&hash) if i < ahead => catalog.find_cell_hashed(hash, sku, warehouse),
-                _ => catalog.find_cell_bytes(sku, warehouse),
+            let found = if i < ahead {
+                catalog.find_cell_hashed(hashes[i], sku, warehouse)
+            } else {
+                catalog.find_cell_bytes(sku, warehouse)
             };
             match found {
                 Some(cell) => held.push(HeldLine {

@@ -40,17 +40,6 @@ pub(crate) struct SlotIndex {
     hint: Arc<IndexHint>,
 }
 
-/// `n` zero words, written: `vec![0; n]` would take untouched pages from the allocator, the
-/// first probe of each (a read) would map the shared zero page, and the first insert would
-/// then take a second, copy-on-write fault with a TLB flush on every core (seen as
-/// `do_wp_page` and `smp_call_function_many_cond` in profiles of open and replay).
-#[allow(clippy::slow_vector_initialization)] // the point: written, not calloc'd
-pub(crate) fn written_zeros(n: usize) -> Vec<u64> {
-    let mut words = Vec::with_capacity(n);
-    words.resize(n, 0);
-    words
-}
-
 #[inline]
 fn word(tag: u32, slot: SlotId) -> u64 {
     (u64::from(tag) << 32) | (u64::from(slot) + 1)
@@ -59,7 +48,7 @@ fn word(tag: u32, slot: SlotId) -> u64 {
 impl SlotIndex {
     pub(crate) fn new() -> SlotIndex {
         let index = SlotIndex {
-            words: written_zeros(FIRST_BUCKETS),
+            words: crate::cache::written_zeros(FIRST_BUCKETS),
             len: 0,
             hint: Arc::default(),
         };
@@ -164,7 +153,7 @@ impl SlotIndex {
             return;
         }
         let buckets = (needed * 8).div_ceil(5).next_power_of_two();
-        let old = std::mem::replace(&mut self.words, written_zeros(buckets));
+        let old = std::mem::replace(&mut self.words, crate::cache::written_zeros(buckets));
         for w in old.into_iter().filter(|&w| w != 0) {
             self.place(w);
         }
@@ -176,19 +165,15 @@ impl SlotIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
     use std::collections::HashMap;
 
     /// Against a `HashMap` model, with tags crowded into few buckets so that runs wrap
     /// around the table's end and removals shift words back across it.
     #[test]
     fn finds_what_was_inserted_and_not_what_was_removed() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.random::<u64>();
         let mut index = SlotIndex::new();
         let mut model: HashMap<SlotId, u32> = HashMap::new();
         for step in 0..200_000u32 {

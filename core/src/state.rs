@@ -172,7 +172,7 @@ impl State {
     /// writer runs (tests, recovery).
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         // Cell ids are dense (0..count): a plain vector beats a map by far at a million cells.
-        let mut held = crate::slot_index::written_zeros(self.catalog.cell_count());
+        let mut held = crate::cache::written_zeros(self.catalog.cell_count());
         for shard in self.orders.shards() {
             let mut live = 0;
             for (id, o) in shard.map.iter() {
