@@ -216,11 +216,16 @@ impl Log {
             };
         }
         s.wake_writer();
-        for _ in 0..200 {
-            if s.durable_lsn.load(Ordering::Acquire) >= lsn {
-                return Ok(());
+        // Without fsync the writer takes a record within microseconds: spin briefly. With
+        // it, a wait lasts an fsync (100+ us here), and a spin only takes the CPU from the
+        // writer and from the callers just woken (27% of all CPU with 64 `sync` callers).
+        if s.durability != Durability::Sync {
+            for _ in 0..200 {
+                if s.durable_lsn.load(Ordering::Acquire) >= lsn {
+                    return Ok(());
+                }
+                std::hint::spin_loop();
             }
-            std::hint::spin_loop();
         }
         // Registered under the lock after a last check: `notify` stores nothing it reads
         // under the lock, so either it sees this entry or this check sees its durable lsn.
