@@ -195,6 +195,35 @@ pub fn record_reservation_route(status: u16, took: Duration) {
     }
 }
 
+/// A route served without the router (see `server::ConnService`): its template, as the
+/// router's `MatchedPath` gives it to [`track`], and its handles, resolved on first use.
+pub struct FixedRoute {
+    template: &'static str,
+    handles: OnceLock<RouteHandles>,
+}
+
+impl FixedRoute {
+    pub const fn new(template: &'static str) -> FixedRoute {
+        FixedRoute {
+            template,
+            handles: OnceLock::new(),
+        }
+    }
+
+    /// [`record`] for this route: the same series, without the lock and the string-keyed
+    /// lookup of the route map.
+    pub fn record(&self, status: u16, took: Duration) {
+        let h = self
+            .handles
+            .get_or_init(|| RouteHandles::new(self.template));
+        h.duration.record(took.as_secs_f64());
+        h.count(self.template, status);
+    }
+}
+
+pub static RELEASE_ROUTE: FixedRoute = FixedRoute::new("/v1/reservations/{order_id}");
+pub static PAYMENT_ROUTE: FixedRoute = FixedRoute::new("/v1/payments/callback");
+
 pub fn reservation(result: &'static str) {
     // The two answers of nearly every request keep their handles: no registry lookup
     // (key hashing, label allocation) per reservation.

@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::errors::ApiError;
-use crate::routes::storefront;
+use crate::routes::{payments, storefront};
 use crate::state::Shared;
 
 /// The connection settings of cli.md.
@@ -378,8 +378,9 @@ impl AsyncWrite for Tracked {
 /// The router as a hyper service of one connection, with the request timeout.
 struct ConnService {
     router: Router,
-    /// When set, `POST /v1/reservations` is answered by `storefront::reserve_direct` without
-    /// the router (the same answers; the hot path of the service).
+    /// When set, the calls of an order's life made at full rate (`POST /v1/reservations`,
+    /// `DELETE /v1/reservations/{id}`, `POST /v1/payments/callback`) are answered without
+    /// the router (the same answers; the hot path of the service): see [`direct`].
     direct: Option<Shared>,
     activity: Arc<Activity>,
     request_timeout: Duration,
@@ -396,18 +397,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let guard = InFlight::new(&self.activity);
         let limit = self.request_timeout;
         if let Some(s) = &self.direct {
-            if req.method() == Method::POST && req.uri().path() == "/v1/reservations" {
-                let fut = storefront::reserve_direct(s.clone(), req.into_body());
-                return Box::pin(async move {
-                    let resp = match tokio::time::timeout(limit, fut).await {
-                        Ok(r) => r,
-                        Err(_) => request_timeout(limit),
-                    };
-                    Ok(resp.map(|body| Guarded {
-                        body,
-                        _guard: guard,
-                    }))
-                });
+            if let Some(route) = Direct::of(&req) {
+                return route.answer(s.clone(), req, limit, guard);
             }
         }
         let mut router = self.router.clone();
@@ -424,6 +415,69 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             }))
         })
     }
+}
+
+type Answer = BoxFuture<Result<Response<Guarded>, Infallible>>;
+
+/// The routes answered without the router. Only exact methods and path shapes are taken;
+/// anything near them (other methods, trailing slashes, percent-encoded ids) gets the
+/// router's answer from the router.
+enum Direct {
+    Reserve,
+    Payment,
+    Release(String),
+}
+
+impl Direct {
+    fn of(req: &Request<Incoming>) -> Option<Direct> {
+        let path = req.uri().path();
+        match *req.method() {
+            Method::POST if path == "/v1/reservations" => Some(Direct::Reserve),
+            Method::POST if path == "/v1/payments/callback" => Some(Direct::Payment),
+            Method::DELETE => storefront::release_path(path).map(|id| Direct::Release(id.into())),
+            _ => None,
+        }
+    }
+
+    fn answer(self, s: Shared, req: Request<Incoming>, limit: Duration, g: InFlight) -> Answer {
+        match self {
+            Direct::Reserve => timed(storefront::reserve_direct(s, req.into_body()), limit, g),
+            Direct::Payment => timed(payments::callback_direct(s, req), limit, g),
+            // The router's handler never reads a DELETE's body either: dropped unread.
+            Direct::Release(id) => timed(storefront::release_direct(s, id), limit, g),
+        }
+    }
+}
+
+/// A direct answer under the request timeout, as the router's answers are.
+fn timed(
+    fut: impl Future<Output = Response<Body>> + Send + 'static,
+    limit: Duration,
+    guard: InFlight,
+) -> Answer {
+    Box::pin(async move {
+        let resp = match tokio::time::timeout(limit, fut).await {
+            Ok(r) => with_length(r),
+            Err(_) => request_timeout(limit),
+        };
+        Ok(resp.map(|body| Guarded {
+            body,
+            _guard: guard,
+        }))
+    })
+}
+
+/// `content-length` set from an exact body size, as axum's router sets it on the answers
+/// of its routes (hyper would add it too, but after the headers it adds itself, such as
+/// `connection: close`: the bytes would differ).
+fn with_length(mut r: Response<Body>) -> Response<Body> {
+    if !r.headers().contains_key(header::CONTENT_LENGTH) {
+        if let Some(n) = r.body().size_hint().exact() {
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+    r
 }
 
 /// 408 `request_timeout`; the connection is closed after it (the body may be half read).

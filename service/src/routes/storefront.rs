@@ -393,7 +393,34 @@ pub async fn get_reservation(State(s): State<Shared>, path: Segments) -> ApiResu
     ))]
 pub async fn release(State(s): State<Shared>, path: Segments) -> ApiResult<Response> {
     let order_id = path.one()?;
-    let r = deferred(&s.ledger, |l| l.release_deferred(&order_id)).await?;
+    release_answer(&s, &order_id).await
+}
+
+/// `DELETE /v1/reservations/{order_id}` served straight from hyper's request (see
+/// `server::ConnService`, which takes only ids that need no percent-decoding): the same
+/// answer and HTTP metrics as the axum route [`release`], without the router.
+pub async fn release_direct(s: Shared, order_id: String) -> Response {
+    let started = std::time::Instant::now();
+    let resp = match release_answer(&s, &order_id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    m::RELEASE_ROUTE.record(resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// The order id of a `DELETE /v1/reservations/{order_id}` path that the router would
+/// match and pass to the handler unchanged: one non-empty segment without `%` (the
+/// router percent-decodes, and rejects what does not decode). None for anything else.
+pub fn release_path(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/v1/reservations/")?;
+    let plain = !id.is_empty() && !id.bytes().any(|b| b == b'/' || b == b'%');
+    plain.then_some(id)
+}
+
+/// Releases, waits for the log, and writes the answer of a release.
+async fn release_answer(s: &Shared, order_id: &str) -> ApiResult<Response> {
+    let r = deferred(&s.ledger, |l| l.release_deferred(order_id)).await?;
     reservation_reply(StatusCode::OK, &r)
 }
 
@@ -456,4 +483,28 @@ pub async fn query(
     })
     .await?;
     Ok(Json(StockQueryBody { items }))
+}
+
+#[cfg(test)]
+mod release_path_tests {
+    use super::release_path;
+
+    /// Only ids the router would pass unchanged are taken; the rest is left to the router.
+    #[test]
+    fn takes_only_plain_single_segments() {
+        assert_eq!(release_path("/v1/reservations/o-1"), Some("o-1"));
+        assert_eq!(release_path("/v1/reservations/a+b;c=d"), Some("a+b;c=d"));
+        for path in [
+            "/v1/reservations/",
+            "/v1/reservations",
+            "/v1/reservations/o-1/",
+            "/v1/reservations/o-1/x",
+            "/v1/reservations//o-1",
+            "/v1/reservations/o%2D1",
+            "/v1/Reservations/o-1",
+            "/v1/reservations/o-1%",
+        ] {
+            assert_eq!(release_path(path), None, "{path}");
+        }
+    }
 }
