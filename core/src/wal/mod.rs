@@ -53,13 +53,15 @@ pub(crate) use crate::limits::{MEM_CHUNK_BYTES, MEM_LOG_BYTES};
 
 /// Who waits for an lsn: a blocked thread, or an async task (token, waker).
 enum Waiter {
-    Thread(std::thread::Thread),
+    /// The id is kept beside the handle so that finding an entry reads no other thread's
+    /// memory under the lock.
+    Thread(std::thread::ThreadId, std::thread::Thread),
     Task(u64, std::task::Waker),
 }
 
 impl Waiter {
     fn is_thread(&self, id: std::thread::ThreadId) -> bool {
-        matches!(self, Waiter::Thread(t) if t.id() == id)
+        matches!(self, Waiter::Thread(t, _) if *t == id)
     }
 }
 
@@ -143,7 +145,7 @@ impl Shared {
         // Outside the lock: each unpark may be a system call.
         for waiter in wake {
             match waiter {
-                Waiter::Thread(thread) => thread.unpark(),
+                Waiter::Thread(_, thread) => thread.unpark(),
                 Waiter::Task(_, waker) => waker.wake(),
             }
         }
@@ -243,10 +245,11 @@ impl Log {
                 if s.poisoned.load(Ordering::Acquire) || s.closed.load(Ordering::Acquire) {
                     return Err(s.unavailable());
                 }
-                let me = std::thread::current();
-                registered = waiters.iter().any(|(_, w)| w.is_thread(me.id()));
+                // Once registered, the entry stays until `notify` takes it, which it does
+                // only for a durable lsn or a stopped log: both are checked above.
                 if !registered {
-                    waiters.push((lsn, Waiter::Thread(me)));
+                    let me = std::thread::current();
+                    waiters.push((lsn, Waiter::Thread(me.id(), me)));
                     registered = true;
                 }
             }
