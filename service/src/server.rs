@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::errors::ApiError;
+use crate::metrics as m;
 use crate::routes::{payments, storefront};
 use crate::state::Shared;
 
@@ -441,23 +442,45 @@ impl Direct {
 
     fn answer(self, s: Shared, req: Request<Incoming>, limit: Duration, g: InFlight) -> Answer {
         match self {
-            Direct::Reserve => timed(storefront::reserve_direct(s, req.into_body()), limit, g),
-            Direct::Payment => timed(payments::callback_direct(s, req), limit, g),
+            Direct::Reserve => timed(
+                storefront::reserve_direct(s, req.into_body()),
+                m::record_reservation_route,
+                limit,
+                g,
+            ),
+            Direct::Payment => timed(
+                payments::callback_direct(s, req),
+                |status, took| m::PAYMENT_ROUTE.record(status, took),
+                limit,
+                g,
+            ),
             // The router's handler never reads a DELETE's body either: dropped unread.
-            Direct::Release(id) => timed(storefront::release_direct(s, id), limit, g),
+            Direct::Release(id) => timed(
+                storefront::release_direct(s, id),
+                |status, took| m::RELEASE_ROUTE.record(status, took),
+                limit,
+                g,
+            ),
         }
     }
 }
 
-/// A direct answer under the request timeout, as the router's answers are.
+/// A direct answer under the request timeout, as the router's answers are, with its route's
+/// HTTP metrics recorded as the router's middleware does (not for a timed-out request,
+/// whose middleware future the timeout drops).
 fn timed(
     fut: impl Future<Output = Response<Body>> + Send + 'static,
+    record: fn(u16, Duration),
     limit: Duration,
     guard: InFlight,
 ) -> Answer {
     Box::pin(async move {
+        let started = std::time::Instant::now();
         let resp = match tokio::time::timeout(limit, fut).await {
-            Ok(r) => with_length(r),
+            Ok(r) => {
+                record(r.status().as_u16(), started.elapsed());
+                with_length(r)
+            }
             Err(_) => request_timeout(limit),
         };
         Ok(resp.map(|body| Guarded {

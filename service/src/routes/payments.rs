@@ -12,7 +12,6 @@ use stockledger::Payment;
 
 use crate::errors::{ApiError, ApiResult};
 use crate::json::{parse, read_body, RawBody};
-use crate::metrics as m;
 use crate::model::*;
 use crate::state::{deferred, Shared};
 
@@ -48,20 +47,17 @@ pub async fn callback(
 }
 
 /// `POST /v1/payments/callback` served straight from hyper's request (see
-/// `server::ConnService`): the same answer as the axum route [`callback`] with its layers
-/// (the body read first, 1 MiB limit; the HTTP metrics of the route), without the router.
-/// The request timeout is applied by the caller, as for every route.
+/// `server::ConnService`): the same answer as the axum route [`callback`] (the body read
+/// first, 1 MiB limit), without the router. The caller applies the request timeout and
+/// records the route's HTTP metrics, as for every direct route.
 pub async fn callback_direct(s: Shared, req: Request<Incoming>) -> Response {
-    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
-    let resp = match read_body(body).await {
+    match read_body(body).await {
         Ok(body) => callback_answer(&s, &parts.headers, &body)
             .await
             .into_response(),
         Err(e) => e.into_response(),
-    };
-    m::PAYMENT_ROUTE.record(resp.status().as_u16(), started.elapsed());
-    resp
+    }
 }
 
 /// Checks the signature, then the body, then lets the ledger decide; answers once durable.

@@ -310,20 +310,17 @@ pub async fn reserve(State(s): State<Shared>, RawBody(body): RawBody) -> ApiResu
 }
 
 /// `POST /v1/reservations` served straight from hyper's request (see `server::ConnService`):
-/// the same answer as the axum route [`reserve`] with its layers (1 MiB body limit, the HTTP
-/// metrics of the route), without the router, the middleware's boxed futures and the
-/// request's extensions. The request timeout is applied by the caller, as for every route.
+/// the same answer as the axum route [`reserve`] with its 1 MiB body limit, without the
+/// router, the middleware's boxed futures and the request's extensions. The caller applies
+/// the request timeout and records the route's HTTP metrics, as for every direct route.
 pub async fn reserve_direct(s: Shared, body: hyper::body::Incoming) -> Response {
-    let started = std::time::Instant::now();
-    let resp = match crate::json::read_body(body).await {
+    match crate::json::read_body(body).await {
         Ok(body) => match reserve_answer(&s, &body).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
         },
         Err(e) => e.into_response(),
-    };
-    m::record_reservation_route(resp.status().as_u16(), started.elapsed());
-    resp
+    }
 }
 
 /// A reservation body, as the plain reader borrowed it or as serde owns it.
@@ -398,15 +395,12 @@ pub async fn release(State(s): State<Shared>, path: Segments) -> ApiResult<Respo
 
 /// `DELETE /v1/reservations/{order_id}` served straight from hyper's request (see
 /// `server::ConnService`, which takes only ids that need no percent-decoding): the same
-/// answer and HTTP metrics as the axum route [`release`], without the router.
+/// answer as the axum route [`release`], without the router.
 pub async fn release_direct(s: Shared, order_id: String) -> Response {
-    let started = std::time::Instant::now();
-    let resp = match release_answer(&s, &order_id).await {
+    match release_answer(&s, &order_id).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    };
-    m::RELEASE_ROUTE.record(resp.status().as_u16(), started.elapsed());
-    resp
+    }
 }
 
 /// The order id of a `DELETE /v1/reservations/{order_id}` path that the router would
