@@ -99,7 +99,7 @@ pub struct Answered<'a> {
 }
 
 impl<'a> Answered<'a> {
-    fn of(ledger: &'a Ledger, created: Option<bool>, o: &Order) -> Answered<'a> {
+    pub(crate) fn of(ledger: &'a Ledger, created: Option<bool>, o: &Order) -> Answered<'a> {
         Answered {
             created,
             status: o.status,
@@ -171,7 +171,7 @@ impl Ledger {
     }
 
     /// The order as it is now (just after a commit or release of it decided).
-    fn answered_now(&self, order_id: &str) -> Result<Answered<'_>> {
+    pub(crate) fn answered_now(&self, order_id: &str) -> Result<Answered<'_>> {
         let (hash, shard) = self.state.orders.shard_hashed(order_id);
         match shard.map.find(hash, order_id) {
             Some(s) => Ok(Answered::of(self, None, shard.map.order(s))),

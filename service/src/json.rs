@@ -32,20 +32,40 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 }
 
 /// The whole body of a request taken straight from hyper, with the same limit and the same
-/// errors as [`RawBody`] (413 `payload_too_large` beyond [`BODY_LIMIT`]).
-pub async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+/// errors as [`RawBody`] (413 `payload_too_large` beyond [`BODY_LIMIT`]). A body that comes
+/// in one frame (the usual small request) is returned as hyper read it, without a copy or a
+/// list of chunks.
+pub async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+    // No refusal by the announced length before reading: the router's extractor reads
+    // first too (a client that sent `Expect: 100-continue` gets its 100 from both).
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, BODY_LIMIT)
-        .collect()
-        .await
-    {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::payload_too_large()),
-        Err(e) => Err(ApiError::invalid(
-            "body",
-            format!("could not be read: Failed to buffer the request body: {e}"),
-        )),
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::invalid(
+                "body",
+                format!("could not be read: Failed to buffer the request body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: not part of the body
+        };
+        let read = first.as_ref().map_or(0, Bytes::len) + rest.len();
+        if read + data.len() > BODY_LIMIT {
+            return Err(ApiError::payload_too_large());
+        }
+        match &first {
+            None if rest.is_empty() => first = Some(data),
+            _ => {
+                if let Some(f) = first.take() {
+                    rest.extend_from_slice(&f);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
     }
+    Ok(first.unwrap_or_else(|| Bytes::from(rest)))
 }
 
 fn body_rejection(e: BytesRejection) -> ApiError {

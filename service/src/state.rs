@@ -114,9 +114,9 @@ where
 /// every decision staged meanwhile). The call holds a [`PendingSlot`] until it is answered
 /// (503 `overloaded` beyond `--max-pending-writes`, nothing decided), so the tasks waiting
 /// for the log are bounded.
-pub async fn deferred<T>(
-    ledger: &Ledger,
-    decide: impl FnOnce(&Ledger) -> Result<(T, Ticket), Error>,
+pub async fn deferred<'l, T>(
+    ledger: &'l Ledger,
+    decide: impl FnOnce(&'l Ledger) -> Result<(T, Ticket), Error>,
 ) -> ApiResult<T> {
     let _slot = pending_slot()?;
     let (value, ticket) = decide(ledger)?;

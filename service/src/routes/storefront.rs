@@ -48,10 +48,28 @@ fn reserve_body_serde(body: &[u8]) -> Result<(String, Vec<Line>, u64), ApiError>
 mod plain {
     use stockledger::{limits, LineRef};
 
+    /// The lines of a body, inline up to the usual four (no allocation per request).
+    pub(super) type Lines<'a> = smallvec::SmallVec<[LineRef<'a>; 4]>;
+
     struct Cursor<'a> {
+        /// The whole body, checked to be UTF-8 once: a string is a slice of it between
+        /// ASCII quotes (char boundaries), so no string is checked again.
+        text: &'a str,
         b: &'a [u8],
         i: usize,
     }
+
+    /// Bytes that end the plain form of a string: its closing quote, or what it does not
+    /// take (escapes, control bytes, DEL and non-ASCII).
+    const STRING_STOP: [bool; 256] = {
+        let mut stop = [true; 256];
+        let mut c = 0x20;
+        while c <= 0x7e {
+            stop[c] = c == b'"' as usize || c == b'\\' as usize;
+            c += 1;
+        }
+        stop
+    };
 
     impl<'a> Cursor<'a> {
         fn ws(&mut self) {
@@ -72,22 +90,36 @@ mod plain {
             (self.next()? == c).then_some(())
         }
 
-        /// The bytes of a string of printable ASCII without escapes (the quotes consumed).
-        fn raw_str(&mut self) -> Option<&'a [u8]> {
+        /// A string of printable ASCII without escapes (the quotes consumed).
+        fn str(&mut self) -> Option<&'a str> {
             self.eat(b'"')?;
-            let rest = self.b.get(self.i..)?;
-            let n = rest
+            let start = self.i;
+            let n = self
+                .b
+                .get(start..)?
                 .iter()
-                .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c))?;
-            if rest[n] != b'"' {
+                .position(|&c| STRING_STOP[c as usize])?;
+            if self.b[start + n] != b'"' {
                 return None;
             }
-            self.i += n + 1;
-            Some(&rest[..n])
+            self.i = start + n + 1;
+            self.text.get(start..start + n)
         }
 
-        fn str(&mut self) -> Option<&'a str> {
-            std::str::from_utf8(self.raw_str()?).ok()
+        /// A key: compared at once when it is `guess` (the field clients usually send
+        /// next), else read as any string. Both ways take the same bytes.
+        fn key(&mut self, guess: &'static [u8]) -> Option<&'a [u8]> {
+            self.ws();
+            let rest = self.b.get(self.i..)?;
+            let n = guess.len();
+            let quoted = rest
+                .get(..n + 2)
+                .is_some_and(|q| q[0] == b'"' && q[n + 1] == b'"' && &q[1..=n] == guess);
+            if quoted {
+                self.i += n + 2;
+                return Some(&rest[1..=n]);
+            }
+            self.str().map(str::as_bytes)
         }
 
         /// An unsigned integer that fits u64 (no sign, fraction or exponent).
@@ -118,9 +150,15 @@ mod plain {
         fn line(&mut self) -> Option<LineRef<'a>> {
             self.eat(b'{')?;
             let (mut sku, mut warehouse, mut qty) = (None, None, None);
+            let mut guess: &'static [u8] = b"sku";
             loop {
-                let key = self.raw_str()?;
+                let key = self.key(guess)?;
                 self.eat(b':')?;
+                guess = match key {
+                    b"sku" => b"warehouse",
+                    b"warehouse" => b"qty",
+                    _ => b"sku",
+                };
                 match key {
                     b"sku" if sku.is_none() => sku = Some(self.str()?),
                     b"warehouse" if warehouse.is_none() => warehouse = Some(self.str()?),
@@ -140,9 +178,9 @@ mod plain {
             })
         }
 
-        fn lines(&mut self) -> Option<Vec<LineRef<'a>>> {
+        fn lines(&mut self) -> Option<Lines<'a>> {
             self.eat(b'[')?;
-            let mut lines = Vec::with_capacity(4);
+            let mut lines = Lines::new();
             self.ws();
             if self.b.get(self.i) == Some(&b']') {
                 self.i += 1;
@@ -160,13 +198,24 @@ mod plain {
     }
 
     /// The order id and lines borrow `body`.
-    pub(super) fn reserve(body: &[u8]) -> Option<(&str, Vec<LineRef<'_>>, u64)> {
-        let mut c = Cursor { b: body, i: 0 };
+    pub(super) fn reserve(body: &[u8]) -> Option<(&str, Lines<'_>, u64)> {
+        let text = std::str::from_utf8(body).ok()?;
+        let mut c = Cursor {
+            text,
+            b: body,
+            i: 0,
+        };
         c.eat(b'{')?;
         let (mut order_id, mut lines, mut ttl) = (None, None, None);
+        let mut guess: &'static [u8] = b"order_id";
         loop {
-            let key = c.raw_str()?;
+            let key = c.key(guess)?;
             c.eat(b':')?;
+            guess = match key {
+                b"order_id" => b"lines",
+                b"lines" => b"ttl_seconds",
+                _ => b"order_id",
+            };
             match key {
                 b"order_id" if order_id.is_none() => order_id = Some(c.str()?),
                 b"lines" if lines.is_none() => lines = Some(c.lines()?),
@@ -231,6 +280,10 @@ mod plain {
                 r#"{"order_id":"o","lines":[{"sku":"A","warehouse":"w","qty":1,"x":2}]}"#,
                 r#"{"order_id":"o","order_id":"p","lines":[]}"#,
                 r#"{"order_id":"o","lines":[],"x":1}"#,
+                r#"{"order_idx":"o","lines":[]}"#,
+                r#"{"order_id":"o","lines":[{"skux":"A","warehouse":"w","qty":1}]}"#,
+                r#"{"order_id":"o","lines":[{"sku":"A","sku":"B","qty":1}]}"#,
+                r#"{"order_id":"o","lines":[{"sku":"A","qty":1,"warehouse":"w"}],"lines":[]}"#,
                 r#"{"order_id":"o\"q","lines":[]}"#,
                 r#"{"order_id":"o\u0041","lines":[]}"#,
                 "{\"order_id\":\"caf\u{e9}\",\"lines\":[]}",
@@ -250,7 +303,7 @@ mod plain {
             ];
             for body in bodies {
                 let b = body.as_bytes();
-                let owned = |(o, l, t): (&str, Vec<stockledger::LineRef<'_>>, u64)| {
+                let owned = |(o, l, t): (&str, plain::Lines<'_>, u64)| {
                     let l = l.iter().map(|l| Line::new(l.sku, l.warehouse, l.qty));
                     (o.to_string(), l.collect::<Vec<_>>(), t)
                 };
@@ -325,7 +378,7 @@ pub async fn reserve_direct(s: Shared, body: hyper::body::Incoming) -> Response 
 
 /// A reservation body, as the plain reader borrowed it or as serde owns it.
 enum Parsed<'a> {
-    Plain(&'a str, Vec<stockledger::LineRef<'a>>, u64),
+    Plain(&'a str, plain::Lines<'a>, u64),
     Owned(String, Vec<Line>, u64),
 }
 
@@ -341,19 +394,23 @@ async fn reserve_answer(s: &Shared, body: &[u8]) -> ApiResult<Response> {
             Parsed::Owned(order_id, lines, ttl)
         }
     };
+    let order_id = match &parsed {
+        Parsed::Plain(order_id, ..) => order_id,
+        Parsed::Owned(order_id, ..) => order_id.as_str(),
+    };
     let decided = deferred(&s.ledger, |l| match &parsed {
-        Parsed::Plain(order_id, lines, ttl) => l.reserve_deferred(order_id, lines, *ttl),
-        Parsed::Owned(order_id, lines, ttl) => l.reserve_deferred(order_id, lines, *ttl),
+        Parsed::Plain(order_id, lines, ttl) => l.reserve_deferred_answered(order_id, lines, *ttl),
+        Parsed::Owned(order_id, lines, ttl) => l.reserve_deferred_answered(order_id, lines, *ttl),
     });
     match m::timed_durable(decided).await {
-        Ok(r) => {
-            let (status, result) = if r.created {
+        Ok(a) => {
+            let (status, result) = if a.created == Some(true) {
                 (StatusCode::CREATED, "created")
             } else {
                 (StatusCode::OK, "replay")
             };
             m::reservation(result);
-            reservation_reply(status, &r.reservation)
+            Ok(answered_reply(status, order_id, &a))
         }
         Err(e) => {
             m::reservation(e.code);
@@ -414,8 +471,17 @@ pub fn release_path(path: &str) -> Option<&str> {
 
 /// Releases, waits for the log, and writes the answer of a release.
 async fn release_answer(s: &Shared, order_id: &str) -> ApiResult<Response> {
-    let r = deferred(&s.ledger, |l| l.release_deferred(order_id)).await?;
-    reservation_reply(StatusCode::OK, &r)
+    let a = deferred(&s.ledger, |l| l.release_deferred_answered(order_id)).await?;
+    Ok(answered_reply(StatusCode::OK, order_id, &a))
+}
+
+/// A reservation as the answer body, written from the order as the call left it.
+fn answered_reply(status: StatusCode, order_id: &str, a: &stockledger::Answered<'_>) -> Response {
+    let body = AnsweredJson {
+        order_id,
+        answered: a,
+    };
+    reply_with(status, body.size_hint(), |buf| body.write_to(buf))
 }
 
 /// A reservation as the answer body, written straight from the ledger's value.
