@@ -444,7 +444,7 @@ impl Direct {
         match self {
             Direct::Reserve => timed(
                 storefront::reserve_direct(s, req.into_body()),
-                m::record_reservation_route,
+                |status, took| m::RESERVATION_ROUTE.record(status, took),
                 limit,
                 g,
             ),
