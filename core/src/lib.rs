@@ -15,6 +15,7 @@
 //! assert_eq!(ledger.stock("A1", "kol").unwrap().on_hand, 8);
 //! ```
 
+mod aging;
 mod apply;
 mod batch;
 mod cache;

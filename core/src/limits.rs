@@ -25,6 +25,9 @@ pub const MAX_SKUS: usize = 50_000_000;
 pub const MAX_CELLS: usize = 100_000_000;
 /// Shards of the idempotency key tables (adjustments, payments).
 pub const KEY_SHARDS: usize = 64;
+/// Sorted runs a retention queue keeps apart (one more per step back of the wall clock
+/// within the retention); beyond them a late entry is kept longer (`aging.rs`).
+pub const MAX_RETENTION_RUNS: usize = 16;
 /// Staging lanes of the sequencer, and the records and bytes staged but not yet taken by
 /// the log writer, at most (callers wait for room beyond that).
 pub const STAGING_LANES: usize = 16;

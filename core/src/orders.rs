@@ -10,7 +10,7 @@
 //! skipped without a lookup by id.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 
+use crate::aging::Aging;
 use crate::catalog::CellId;
 use crate::inline::InlineBytes;
 use crate::slot_index::{IndexHint, SlotIndex};
@@ -305,8 +306,8 @@ pub(crate) struct OrderShard {
     pub(crate) map: OrderMap,
     /// (expires_at, slot, generation) of reserved orders; stale entries are skipped.
     due: BinaryHeap<Reverse<(Millis, SlotId, u32)>>,
-    /// Finished orders in the order they finished, for pruning after retention.
-    finished: VecDeque<(Millis, SlotId, u32)>,
+    /// Finished orders by when they finished, for pruning after retention.
+    finished: Aging<(SlotId, u32)>,
     /// Orders in state `reserved` (live holds).
     live: usize,
 }
@@ -316,21 +317,47 @@ impl OrderShard {
         OrderShard {
             map: OrderMap::new(hasher),
             due: BinaryHeap::new(),
-            finished: VecDeque::new(),
+            finished: Aging::default(),
             live: 0,
         }
     }
 
-    /// Inserts (replacing any order of that id): replay and snapshot loading.
+    /// Inserts, replacing any order of that id (unit tests; a snapshot uses
+    /// [`OrderShard::insert_restored`], replay `insert_hashed`).
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, order_id: &str, order: Order) {
         let hash = self.map.hasher.hash_one(order_id);
+        self.replace(hash, order_id);
+        self.insert_hashed(hash, order_id, order);
+    }
+
+    /// Inserts an order of a snapshot (whose finished orders come in any order):
+    /// [`OrderShard::settle_retention`] must follow the last one.
+    pub(crate) fn insert_restored(&mut self, order_id: &str, order: Order) {
+        let hash = self.map.hasher.hash_one(order_id);
+        self.replace(hash, order_id);
+        if order.status.is_finished() {
+            let finished_at = order.finished_at;
+            let s = self.map.insert_new(hash, order_id, order);
+            let generation = self.map.generation(s);
+            self.finished.push_unsorted(finished_at, (s, generation));
+        } else {
+            self.insert_hashed(hash, order_id, order);
+        }
+    }
+
+    /// Sorts the finished orders a snapshot filled in (see `aging.rs`).
+    pub(crate) fn settle_retention(&mut self) {
+        self.finished.settle();
+    }
+
+    fn replace(&mut self, hash: u64, order_id: &str) {
         if let Some(s) = self.map.find(hash, order_id) {
             if self.map.order(s).status == Status::Reserved {
                 self.live -= 1;
             }
             self.map.free_slot(s);
         }
-        self.insert_hashed(hash, order_id, order);
     }
 
     /// Inserts an order whose id is known to be absent, hashed by [`Orders::shard_hashed`].
@@ -344,7 +371,7 @@ impl OrderShard {
             self.compact_due();
             self.due.push(Reverse((expires_at, s, generation)));
         } else {
-            self.finished.push_back((finished_at, s, generation));
+            self.finished.push(finished_at, (s, generation));
         }
         s
     }
@@ -356,7 +383,7 @@ impl OrderShard {
         order.status = status;
         order.finished_at = at;
         let generation = self.map.generation(s);
-        self.finished.push_back((at, s, generation));
+        self.finished.push(at, (s, generation));
         debug_assert!(self.live > 0);
         self.live -= 1;
     }
@@ -402,25 +429,19 @@ impl OrderShard {
         self.map.len().saturating_sub(self.finished.len())
     }
 
-    /// Forgets finished orders that finished before `cutoff`.
+    /// Forgets finished orders that finished before `cutoff` (all of them: `aging.rs`).
     pub(crate) fn prune(&mut self, cutoff: Millis) -> usize {
         let mut pruned = 0;
-        while let Some(&(at, s, generation)) = self.finished.front() {
-            if at >= cutoff {
-                break;
-            }
-            self.finished.pop_front();
-            let slot = &self.map.slots[s as usize];
-            // A pruned id may have started a new reservation since; keep that one.
-            if slot.occupied()
-                && slot.generation == generation
-                && slot.order.status.is_finished()
-                && slot.order.finished_at == at
-            {
-                self.map.free_slot(s);
+        let map = &mut self.map;
+        self.finished.prune(cutoff, |_, (s, generation)| {
+            let slot = &map.slots[s as usize];
+            // A pruned id may have started a new reservation since (a new generation of
+            // the slot, or another slot): keep that one. A finished order stays finished.
+            if slot.occupied() && slot.generation == generation && slot.order.status.is_finished() {
+                map.free_slot(s);
                 pruned += 1;
             }
-        }
+        });
         pruned
     }
 }

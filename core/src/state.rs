@@ -1,13 +1,14 @@
 //! The in-memory state of a ledger (catalog, reservations, idempotency keys). How a decided
 //! change is applied to it, live and in replay, is `apply.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::aging::Aging;
 use crate::catalog::{Catalog, CellId};
 use crate::orders::Orders;
 use crate::time::Millis;
@@ -53,7 +54,7 @@ impl Stamped for PaymentKey {
     }
 }
 
-/// A map of idempotency keys, sharded, pruned after retention in insertion order.
+/// A map of idempotency keys, sharded, pruned after retention by insertion time.
 pub(crate) struct KeyTable<V> {
     shards: Box<[CachePadded<Mutex<KeyShard<V>>>]>,
     hasher: Hasher,
@@ -61,13 +62,20 @@ pub(crate) struct KeyTable<V> {
 
 pub(crate) struct KeyShard<V> {
     pub(crate) map: HashMap<Box<str>, V, Hasher>,
-    order: VecDeque<(Millis, Box<str>)>,
+    order: Aging<Box<str>>,
 }
 
 impl<V> KeyShard<V> {
     pub(crate) fn insert(&mut self, key: &str, at: Millis, value: V) {
         self.map.insert(key.into(), value);
-        self.order.push_back((at, key.into()));
+        self.order.push(at, key.into());
+    }
+
+    /// Inserts a key of a snapshot (in any order): [`KeyTable::settle_retention`] must
+    /// follow the last one.
+    pub(crate) fn insert_restored(&mut self, key: &str, at: Millis, value: V) {
+        self.map.insert(key.into(), value);
+        self.order.push_unsorted(at, key.into());
     }
 }
 
@@ -79,7 +87,7 @@ impl<V> KeyTable<V> {
                 .map(|_| {
                     CachePadded::new(Mutex::new(KeyShard {
                         map: HashMap::with_hasher(hasher.clone()),
-                        order: VecDeque::new(),
+                        order: Aging::default(),
                     }))
                 })
                 .collect(),
@@ -100,18 +108,24 @@ impl<V> KeyTable<V> {
         let mut pruned = 0;
         for s in self.shards.iter() {
             let mut s = s.lock();
-            while matches!(s.order.front(), Some((at, _)) if *at < cutoff) {
-                if let Some((at, k)) = s.order.pop_front() {
-                    // The key may have been inserted again since: only its latest insertion
-                    // decides (that one has its own, later, place in `order`).
-                    if s.map.get(&k).is_some_and(|v| v.at() <= at) {
-                        s.map.remove(&k);
-                        pruned += 1;
-                    }
+            let KeyShard { map, order } = &mut *s;
+            order.prune(cutoff, |at, k| {
+                // The key may have been inserted again since: only its latest insertion
+                // decides (that one has its own, later, entry).
+                if map.get(&k).is_some_and(|v| v.at() <= at) {
+                    map.remove(&k);
+                    pruned += 1;
                 }
-            }
+            });
         }
         pruned
+    }
+
+    /// Sorts the keys a snapshot filled in (see `aging.rs`).
+    pub(crate) fn settle_retention(&self) {
+        for s in self.shards.iter() {
+            s.lock().order.settle();
+        }
     }
 
     pub(crate) fn for_each(&self, mut f: impl FnMut(&str, &V)) {
@@ -166,6 +180,16 @@ impl State {
     pub(crate) fn prune_retained(&self, cutoff: Millis) -> usize {
         let orders: usize = self.orders.shards().map(|mut s| s.prune(cutoff)).sum();
         orders + self.adjustments.prune(cutoff) + self.payments.prune(cutoff)
+    }
+
+    /// After a snapshot filled the retention queues in its own order: sorts them, so a
+    /// pass prunes exactly what the live ledger's pass would (`aging.rs`).
+    pub(crate) fn settle_retention(&self) {
+        for mut shard in self.orders.shards() {
+            shard.settle_retention();
+        }
+        self.adjustments.settle_retention();
+        self.payments.settle_retention();
     }
 
     /// Checks invariants 1-3 of `domain.md` over the whole state. Only meaningful while no

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["types"],
     &["limits"],
     &["options"],
-    &["catalog", "slot_index"],
+    &["catalog", "slot_index", "aging"],
     &["orders", "record"],
     &["event", "sequencer"],
     &["state"],

@@ -65,3 +65,53 @@ fn a_restart_alone_prunes_nothing() {
     let (l, _) = on_disk(dir.path(), Durability::Sync);
     assert!(l.reservation("old").unwrap().is_some());
 }
+
+/// The clock stepped back: orders finished after the step carry earlier times than orders
+/// finished before it. A pass must prune every finished order past its retention, wherever
+/// it sits in its shard's queue, and a restart (from the log, or from a snapshot that
+/// refills the queues in its own order) must keep exactly what the live ledger kept. Before
+/// `aging.rs`, a pass stopped at the first entry of a queue not past the cutoff, so the
+/// early orders behind a late one stayed live, and a restarted ledger (other shards, other
+/// order) pruned a different set (the simulator's seed 71).
+#[test]
+fn a_clock_stepped_back_prunes_exactly_live_and_after_a_restart() {
+    const N: usize = 300;
+    let kept = |l: &stockledger::Ledger, prefix: &str| {
+        (0..N)
+            .filter(|i| l.reservation(&format!("{prefix}-{i}")).unwrap().is_some())
+            .count()
+    };
+    for checkpoint_before_pass in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (l, clock) = on_disk(dir.path(), Durability::Sync);
+            l.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
+            clock.advance(10 * 3600 * 1000);
+            for i in 0..N {
+                l.reserve(&format!("late-{i}"), &[line("A", "w", 1)], 900)
+                    .unwrap();
+                l.release(&format!("late-{i}")).unwrap();
+            }
+            // Back by ten hours: these finish "before" the ones above.
+            clock.set(T0);
+            for i in 0..N {
+                l.reserve(&format!("early-{i}"), &[line("A", "w", 1)], 900)
+                    .unwrap();
+                l.release(&format!("early-{i}")).unwrap();
+            }
+            if checkpoint_before_pass {
+                l.checkpoint().unwrap();
+            }
+            // Past the early ones' retention, not the late ones'.
+            clock.set(T0 + DAY_MS + 3600 * 1000);
+            l.expire_due().unwrap();
+            assert_eq!(kept(&l, "early"), 0, "live, every early order is pruned");
+            assert_eq!(kept(&l, "late"), N, "live, every late order is kept");
+            l.close().unwrap();
+        }
+        let (l, _) = on_disk(dir.path(), Durability::Sync);
+        assert_eq!(kept(&l, "early"), 0, "checkpoint {checkpoint_before_pass}");
+        assert_eq!(kept(&l, "late"), N, "checkpoint {checkpoint_before_pass}");
+        l.check_invariants().unwrap();
+    }
+}

@@ -1155,11 +1155,12 @@ impl Sim {
 
     /// The reverse of [`Sim::resurrect`]: a finished order past the newest retention cutoff
     /// that the model still holds (it took the ledger's copy back) may be gone from the
-    /// ledger, since retention is "at least 24 h". It happens after a restart: replay
-    /// prunes by the same cutoffs, but over retention queues filled in another order (the
-    /// shards hash with a per-process seed, and a clock stepped back leaves a queue
-    /// unsorted, so a pass stops at a later entry in one process and not in the other).
-    /// Found by seed 71 (timing-dependent, ~1 run in 150 under load).
+    /// ledger, since retention is "at least 24 h". Seed 71 found it (timing-dependent,
+    /// ~1 run in 150 under load): a restart pruned an order the live ledger had kept past
+    /// its cutoff, because its retention queues stopped at the first entry not past the
+    /// cutoff, and a clock stepped back left them unsorted in a per-process order. The
+    /// ledger now prunes exactly (`aging.rs`), but beyond `MAX_RETENTION_RUNS` steps back a
+    /// late entry is kept longer, in a per-process way again.
     fn forget_gone_retained(&mut self) {
         let cutoff = self.model.retention_cutoff;
         let past: Vec<String> = self

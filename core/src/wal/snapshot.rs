@@ -171,6 +171,7 @@ fn restore(a: &ArchivedSnapshot) -> Option<State> {
     cells?;
     orders?;
     restore_keys(&state, a)?;
+    state.settle_retention();
     Some(state)
 }
 
@@ -234,7 +235,7 @@ fn restore_orders(state: &State, a: &ArchivedSnapshot) -> Option<()> {
         state
             .orders
             .shard(o.order_id.as_str())
-            .insert(o.order_id.as_str(), order);
+            .insert_restored(o.order_id.as_str(), order);
     }
     Some(())
 }
@@ -244,7 +245,7 @@ fn restore_keys(state: &State, a: &ArchivedSnapshot) -> Option<()> {
     for adj in a.adjustments.iter() {
         let at = adj.at.to_native();
         let cell = cell_id(a, adj.cell.to_native())?;
-        state.adjustments.shard(adj.key.as_str()).insert(
+        state.adjustments.shard(adj.key.as_str()).insert_restored(
             adj.key.as_str(),
             at,
             AdjustmentKey {
@@ -257,7 +258,7 @@ fn restore_keys(state: &State, a: &ArchivedSnapshot) -> Option<()> {
     }
     for p in a.payments.iter() {
         let at = p.at.to_native();
-        state.payments.shard(p.payment_id.as_str()).insert(
+        state.payments.shard(p.payment_id.as_str()).insert_restored(
             p.payment_id.as_str(),
             at,
             PaymentKey {
