@@ -1,5 +1,6 @@
-//! Measures the resident memory per cell and per live reservation:
-//! `cargo run --release -p stockledger --example memory` (a durable `async` ledger).
+//! Measures the resident memory per cell, per live reservation and per finished one kept
+//! for the retention: `cargo run --release -p stockledger --example memory` (a durable
+//! `async` ledger).
 use stockledger::{Command, Durability, Ledger, Line, Options};
 
 fn rss_bytes() -> u64 {
@@ -60,4 +61,39 @@ fn main() {
         (after_cells - base) / n as u64,
         (after_orders - after_cells) / n as u64
     );
+    // Whole lifecycles once the live ones are released: each reserve reuses a freed slot,
+    // so what grows is what a finished reservation keeps for the retention.
+    release(&ledger, (0..n).map(|i| format!("order-{i:08}")));
+    let after_release = rss_bytes();
+    for chunk in (n..2 * n).collect::<Vec<_>>().chunks(10_000) {
+        let cmds: Vec<Command> = chunk
+            .iter()
+            .map(|i| Command::Reserve {
+                order_id: format!("order-{i:08}"),
+                lines: vec![Line::new(format!("sku-{:07}", i - n), "kol", 1)],
+                ttl_seconds: 900,
+            })
+            .collect();
+        assert!(ledger.execute(&cmds).unwrap().iter().all(|r| r.is_ok()));
+        release(&ledger, chunk.iter().map(|i| format!("order-{i:08}")));
+    }
+    let after_lifecycles = rss_bytes();
+    println!(
+        "per finished 1-line reservation kept for the retention: {} bytes (releasing the live ones: {} bytes each)",
+        (after_lifecycles - after_release) / n as u64,
+        after_release as i64 / n as i64 - after_orders as i64 / n as i64
+    );
+}
+
+fn release(ledger: &Ledger, ids: impl Iterator<Item = String>) {
+    let ids: Vec<String> = ids.collect();
+    for chunk in ids.chunks(10_000) {
+        let cmds: Vec<Command> = chunk
+            .iter()
+            .map(|id| Command::Release {
+                order_id: id.clone(),
+            })
+            .collect();
+        assert!(ledger.execute(&cmds).unwrap().iter().all(|r| r.is_ok()));
+    }
 }

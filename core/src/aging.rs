@@ -30,6 +30,7 @@ impl<T> Default for Aging<T> {
 }
 
 impl<T> Aging<T> {
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -138,13 +138,9 @@ impl State {
         status: Status,
         at: Millis,
         paid_by: Option<&str>,
-    ) {
-        let order = shard.map.order_mut(s);
-        debug_assert_eq!(order.status, Status::Reserved);
-        if status == Status::Paid {
-            order.set_paid_by(paid_by);
-        }
-        shard.finish_slot(s, status, at);
+    ) -> SlotId {
+        let paid_by = paid_by.filter(|_| status == Status::Paid);
+        shard.finish_slot(s, status, at, paid_by)
     }
 
     /// Moves a cell's on_hand by a decided delta, refusing (not clamping) a move below

@@ -174,7 +174,7 @@ impl Ledger {
     pub(crate) fn answered_now(&self, order_id: &str) -> Result<Answered<'_>> {
         let (hash, shard) = self.state.orders.shard_hashed(order_id);
         match shard.map.find(hash, order_id) {
-            Some(s) => Ok(Answered::of(self, None, shard.map.order(s))),
+            Some(s) => Ok(Answered::of(self, None, &shard.map.order(s))),
             None => Err(Error::OrderNotFound {
                 order_id: order_id.into(),
             }),

@@ -156,7 +156,7 @@ impl Ledger {
     pub fn reservation(&self, order_id: &str) -> Result<Option<Reservation>> {
         limits::check_key("order_id", order_id)?;
         let shard = self.state.orders.shard(order_id);
-        Ok(shard.map.get(order_id).map(|o| self.view(order_id, o)))
+        Ok(shard.map.get(order_id).map(|o| self.view(order_id, &o)))
     }
 
     pub(crate) fn view(&self, order_id: &str, o: &Order) -> Reservation {
@@ -268,7 +268,7 @@ impl Ledger {
                 });
             }
             let status = existing.status;
-            let answered = answer(existing);
+            let answered = answer(&existing);
             drop(shard);
             self.stats.replays.inc();
             return Ok((false, status, self.staged_so_far(), answered));
@@ -277,7 +277,7 @@ impl Ledger {
             drop(shard);
             return Err(self.shortfalls(lines));
         }
-        if shard.map.len() >= self.orders_per_shard {
+        if shard.map.len() >= self.orders_per_shard || shard.map.is_nearly_full() {
             return Err(Error::CapacityExhausted {
                 limit: "max_orders",
                 max: self.options.max_orders as u64,
@@ -296,7 +296,7 @@ impl Ledger {
             |enc, _| enc.created(order_id, now, expires_at, self.line_names(&held)),
         );
         let s = State::enter_reserved(&mut shard, hash, order_id, held, now, expires_at);
-        let answered = answer(shard.map.order(s));
+        let answered = answer(&shard.map.order(s));
         drop(shard);
         self.stats.reserved.inc();
         Ok((true, Status::Reserved, lsn, answered))
@@ -458,7 +458,7 @@ impl Ledger {
         payment_id: Option<&str>,
     ) -> Result<Lsn> {
         let now = self.now();
-        let order = shard.map.order_mut(s);
+        let order = shard.map.order(s);
         match order.status {
             Status::Paid => return Ok(self.staged_so_far()),
             Status::Released | Status::Expired => {

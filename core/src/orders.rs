@@ -2,96 +2,35 @@
 //! lock is held while one reservation changes, which is what keeps the changes of one
 //! reservation in the log in the order they happened.
 //!
-//! A shard is a slab of fixed-size slots (the id inline when short, up to four lines
-//! inline) indexed by an open-addressing table of u32 slot numbers. The id is hashed once
-//! per operation: the same hash picks the shard and probes its index. Expiry is a heap of
-//! (expires_at, slot, generation) and retention a ring of (finished_at, slot, generation);
-//! a slot's generation changes when it is freed, so stale entries are recognised and
-//! skipped without a lookup by id.
+//! A shard keeps its live orders in a slab of fixed-size slots (the id inline when short,
+//! up to four lines inline) and its finished ones in compact records (`retained.rs`), both
+//! found through one open-addressing index of u32 handles (a record's has its top bit set).
+//! The id is hashed once per operation: the same hash picks the shard and probes its index.
+//! Expiry is a heap of (expires_at, slot, generation): a slot's generation changes when it
+//! is freed, so stale entries are recognised and skipped without a lookup by id. Retention
+//! is a queue of (finished_at, record position) by age (`aging.rs`).
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crossbeam_utils::CachePadded;
-use parking_lot::{Mutex, MutexGuard};
-use smallvec::SmallVec;
-
 use crate::aging::Aging;
-use crate::catalog::CellId;
 use crate::inline::InlineBytes;
+pub(crate) use crate::order::{HeldLine, Lines, Order};
+use crate::retained::{handle_of, is_record, RecordAt, Retained, RECORD_BIT};
 use crate::slot_index::{IndexHint, SlotIndex};
 use crate::time::Millis;
 use crate::types::Status;
+use crossbeam_utils::CachePadded;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::limits::{shard_of, ORDER_SHARDS as SHARDS};
 /// Ids up to this many bytes are stored inline (uuids and typical order numbers are).
 const INLINE_ID_BYTES: usize = 38;
 
 type Hasher = foldhash::fast::FixedState;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct HeldLine {
-    pub(crate) cell: CellId,
-    pub(crate) qty: u32,
-}
-
-/// The held lines of an order, sorted by cell id; up to four without an allocation.
-pub(crate) type Lines = SmallVec<[HeldLine; 4]>;
-
-#[derive(Debug, Clone)]
-pub(crate) struct Order {
-    /// Sorted by cell id: the one fixed order in which lines are held and compared.
-    pub(crate) lines: Lines,
-    pub(crate) status: Status,
-    pub(crate) created_at: Millis,
-    /// 0 while reserved.
-    pub(crate) finished_at: Millis,
-    /// `expires_at - created_at`; a ttl is at most `MAX_TTL_SECONDS` (7 days), so 32 bits
-    /// hold it and the slot stays within 120 bytes.
-    ttl_ms: u32,
-    /// The payment that paid it, if any (a second one is a double charge); boxed twice so
-    /// that the field is one pointer wide (most orders are never paid through it).
-    paid_by: Option<Box<Box<str>>>,
-}
-
-impl Order {
-    /// `None` when `expires_at` is before `created_at` or more than `u32::MAX` ms after it
-    /// (the live path never makes one; a log or snapshot that holds one does not fit).
-    pub(crate) fn new(
-        lines: Lines,
-        status: Status,
-        created_at: Millis,
-        expires_at: Millis,
-        finished_at: Millis,
-    ) -> Option<Order> {
-        let ttl_ms = u32::try_from(expires_at.checked_sub(created_at)?).ok()?;
-        Some(Order {
-            lines,
-            status,
-            created_at,
-            finished_at,
-            ttl_ms,
-            paid_by: None,
-        })
-    }
-
-    #[inline]
-    pub(crate) fn expires_at(&self) -> Millis {
-        self.created_at + Millis::from(self.ttl_ms)
-    }
-
-    pub(crate) fn paid_by(&self) -> Option<&str> {
-        self.paid_by.as_deref().map(|p| &**p)
-    }
-
-    pub(crate) fn set_paid_by(&mut self, payment_id: Option<&str>) {
-        self.paid_by = payment_id.map(|p| Box::new(Box::from(p)));
-    }
-}
-
-const _: () = assert!(crate::limits::MAX_TTL_SECONDS * 1000 <= u32::MAX as u64);
 
 /// An order id, inline when short.
 type OrderId = InlineBytes<INLINE_ID_BYTES>;
@@ -105,7 +44,7 @@ struct Slot {
     /// The high half of the id's hash: all the index needs to place the slot again.
     tag: u32,
     /// Odd while the slot holds an order; goes up by one when it is filled and when it is
-    /// freed, so a stale expiry or retention entry never matches a reused slot.
+    /// freed, so a stale expiry entry never matches a reused slot.
     generation: u32,
     id: OrderId,
     order: Order,
@@ -122,15 +61,16 @@ const _: () = assert!(std::mem::size_of::<Slot>() <= 120);
 
 pub(crate) use crate::slot_index::SlotId;
 
-/// The orders of one shard: a slab and its index.
+/// The orders of one shard: a slab of live ones, the records of finished ones, one index.
 pub(crate) struct OrderMap {
     hasher: Hasher,
-    /// (high half of the id's hash, slot): a probe compares the tag before it touches a
-    /// slot, so a miss in a table of millions of retained orders reads no slot at all, and
-    /// growing it moves entries without reading a slot.
+    /// (high half of the id's hash, slot or record handle): a probe compares the tag before
+    /// it touches a slot or record, so a miss in a table of millions of retained orders
+    /// reads neither, and growing it moves entries without reading them.
     index: SlotIndex,
     slots: Slab,
     free: Vec<SlotId>,
+    retained: Retained,
 }
 
 /// The part of the id's hash the index files it under (its low bits pick the bucket). The
@@ -156,6 +96,10 @@ impl Slab {
     }
 
     fn push(&mut self, slot: Slot) {
+        assert!(
+            (self.len as u64) < u64::from(RECORD_BIT),
+            "live slots stay below 2^31"
+        );
         if self.len.is_multiple_of(CHUNK_SLOTS) {
             self.chunks.push(Vec::with_capacity(CHUNK_SLOTS));
         }
@@ -193,33 +137,50 @@ impl OrderMap {
             index: SlotIndex::new(),
             slots: Slab::default(),
             free: Vec::new(),
+            retained: Retained::default(),
         }
     }
 
+    /// The slot (live order) or record handle (finished order) of `id`.
     #[inline]
     pub(crate) fn find(&self, hash: u64, id: &str) -> Option<SlotId> {
-        let slots = &self.slots;
+        let (slots, retained) = (&self.slots, &self.retained);
         let tag = tag_of(hash);
-        self.index
-            .find(tag, |s| slots[s as usize].id.as_bytes() == id.as_bytes())
+        self.index.find(tag, |s| {
+            if is_record(s) {
+                retained.indexed(s).id_bytes() == id.as_bytes()
+            } else {
+                slots[s as usize].id.as_bytes() == id.as_bytes()
+            }
+        })
     }
 
-    pub(crate) fn get(&self, id: &str) -> Option<&Order> {
+    pub(crate) fn get(&self, id: &str) -> Option<Cow<'_, Order>> {
         let s = self.find(self.hasher.hash_one(id), id)?;
-        Some(&self.slots[s as usize].order)
+        Some(self.order(s))
     }
 
     /// Forgets an order (replay replaces a finished one that an id starts again).
     pub(crate) fn remove(&mut self, id: &str) -> Option<Order> {
         let s = self.find(self.hasher.hash_one(id), id)?;
-        Some(self.free_slot(s))
+        if !is_record(s) {
+            return Some(self.free_slot(s));
+        }
+        let at = self.retained.at_of(s);
+        let record = self.retained.indexed(s);
+        let (tag, order) = (record.tag(), record.order());
+        let indexed = self.index.remove(tag, s);
+        debug_assert!(indexed);
+        self.retained.kill(at);
+        Some(order)
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Order)> {
-        self.slots
-            .iter()
-            .filter(|s| s.occupied())
-            .map(|s| (id_str(&s.id), &s.order))
+    /// Every order, live ones first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Cow<'_, Order>)> {
+        let live = self.slots.iter().filter(|s| s.occupied());
+        let live = live.map(|s| (id_str(&s.id), Cow::Borrowed(&s.order)));
+        let retained = self.retained.iter();
+        live.chain(retained.map(|(_, r)| (r.id(), Cow::Owned(r.order()))))
     }
 
     fn reserve(&mut self, additional: usize) {
@@ -230,22 +191,71 @@ impl OrderMap {
         self.index.len()
     }
 
+    /// The order of a slot (borrowed) or of a record (read back).
     #[inline]
-    pub(crate) fn order(&self, s: SlotId) -> &Order {
-        &self.slots[s as usize].order
+    pub(crate) fn order(&self, s: SlotId) -> Cow<'_, Order> {
+        if is_record(s) {
+            Cow::Owned(self.retained.indexed(s).order())
+        } else {
+            Cow::Borrowed(&self.slots[s as usize].order)
+        }
     }
 
+    /// A live order, to change it (a finished one is never changed).
     #[inline]
     pub(crate) fn order_mut(&mut self, s: SlotId) -> &mut Order {
+        assert!(!is_record(s), "a finished order is never changed");
         &mut self.slots[s as usize].order
     }
 
     pub(crate) fn id(&self, s: SlotId) -> &str {
-        id_str(&self.slots[s as usize].id)
+        if is_record(s) {
+            self.retained.indexed(s).id()
+        } else {
+            id_str(&self.slots[s as usize].id)
+        }
     }
 
     fn generation(&self, s: SlotId) -> u32 {
+        debug_assert!(!is_record(s));
         self.slots[s as usize].generation
+    }
+
+    /// Whether the retained records may take no more new reservations (see `retained.rs`).
+    pub(crate) fn is_nearly_full(&self) -> bool {
+        self.retained.is_nearly_full()
+    }
+
+    /// Files a finished order whose id is absent as a record; returns its handle and place.
+    fn insert_record(&mut self, hash: u64, id: &str, order: &Order) -> (SlotId, RecordAt) {
+        debug_assert!(self.find(hash, id).is_none());
+        let at = self.retained.push(tag_of(hash), id, order, order.paid_by());
+        self.index.insert(tag_of(hash), handle_of(at));
+        (handle_of(at), at)
+    }
+
+    /// Moves the live order of slot `s`, now finished, into a record and frees the slot.
+    fn retire(&mut self, s: SlotId, paid_by: Option<&str>) -> (SlotId, RecordAt) {
+        let slot = &self.slots[s as usize];
+        debug_assert!(slot.occupied() && slot.order.status.is_finished());
+        let at = self
+            .retained
+            .push(slot.tag, id_str(&slot.id), &slot.order, paid_by);
+        let replaced = self.index.replace(slot.tag, s, handle_of(at));
+        assert!(replaced, "a live slot is in the index");
+        self.release_slot(s);
+        (handle_of(at), at)
+    }
+
+    /// Forgets the record at `at` if it is alive (a pruning pass); true if it was.
+    fn prune_record(&mut self, at: RecordAt) -> bool {
+        let Some(record) = self.retained.get(at) else {
+            return false;
+        };
+        let removed = self.index.remove(record.tag(), handle_of(at));
+        assert!(removed, "a live record is in the index");
+        self.retained.kill(at);
+        true
     }
 
     /// Inserts an order whose id is absent; returns its slot.
@@ -280,6 +290,11 @@ impl OrderMap {
         let tag = self.slots[s as usize].tag;
         let indexed = self.index.remove(tag, s);
         debug_assert!(indexed, "an occupied slot is in the index");
+        self.release_slot(s)
+    }
+
+    /// Empties slot `s` (already out of the index) for reuse.
+    fn release_slot(&mut self, s: SlotId) -> Order {
         let slot = &mut self.slots[s as usize];
         assert!(slot.occupied(), "freeing a free slot");
         slot.generation = slot.generation.wrapping_add(1);
@@ -289,25 +304,12 @@ impl OrderMap {
     }
 }
 
-impl Order {
-    fn vacant() -> Order {
-        Order {
-            lines: Lines::new(),
-            status: Status::Released,
-            created_at: 0,
-            finished_at: 0,
-            ttl_ms: 0,
-            paid_by: None,
-        }
-    }
-}
-
 pub(crate) struct OrderShard {
     pub(crate) map: OrderMap,
     /// (expires_at, slot, generation) of reserved orders; stale entries are skipped.
     due: BinaryHeap<Reverse<(Millis, SlotId, u32)>>,
-    /// Finished orders by when they finished, for pruning after retention.
-    finished: Aging<(SlotId, u32)>,
+    /// Finished orders' records by when they finished, for pruning after retention.
+    finished: Aging<RecordAt>,
     /// Orders in state `reserved` (live holds).
     live: usize,
 }
@@ -337,10 +339,8 @@ impl OrderShard {
         let hash = self.map.hasher.hash_one(order_id);
         self.replace(hash, order_id);
         if order.status.is_finished() {
-            let finished_at = order.finished_at;
-            let s = self.map.insert_new(hash, order_id, order);
-            let generation = self.map.generation(s);
-            self.finished.push_unsorted(finished_at, (s, generation));
+            let (_, at) = self.map.insert_record(hash, order_id, &order);
+            self.finished.push_unsorted(order.finished_at, at);
         } else {
             self.insert_hashed(hash, order_id, order);
         }
@@ -353,39 +353,52 @@ impl OrderShard {
 
     fn replace(&mut self, hash: u64, order_id: &str) {
         if let Some(s) = self.map.find(hash, order_id) {
-            if self.map.order(s).status == Status::Reserved {
+            if is_record(s) {
+                self.map.remove(order_id);
+            } else {
+                debug_assert_eq!(self.map.order(s).status, Status::Reserved);
                 self.live -= 1;
+                self.map.free_slot(s);
             }
-            self.map.free_slot(s);
         }
     }
 
     /// Inserts an order whose id is known to be absent, hashed by [`Orders::shard_hashed`].
     pub(crate) fn insert_hashed(&mut self, hash: u64, order_id: &str, order: Order) -> SlotId {
-        let (status, expires_at, finished_at) =
-            (order.status, order.expires_at(), order.finished_at);
+        if order.status.is_finished() {
+            let (s, at) = self.map.insert_record(hash, order_id, &order);
+            self.finished.push(order.finished_at, at);
+            return s;
+        }
+        let expires_at = order.expires_at();
         let s = self.map.insert_new(hash, order_id, order);
         let generation = self.map.generation(s);
-        if status == Status::Reserved {
-            self.live += 1;
-            self.compact_due();
-            self.due.push(Reverse((expires_at, s, generation)));
-        } else {
-            self.finished.push(finished_at, (s, generation));
-        }
+        self.live += 1;
+        self.compact_due();
+        self.due.push(Reverse((expires_at, s, generation)));
         s
     }
 
-    pub(crate) fn finish_slot(&mut self, s: SlotId, status: Status, at: Millis) {
+    /// Ends the live order of slot `s`: it moves into a record (the slot is reused), whose
+    /// handle replaces the slot's in the index and is returned.
+    pub(crate) fn finish_slot(
+        &mut self,
+        s: SlotId,
+        status: Status,
+        at: Millis,
+        paid_by: Option<&str>,
+    ) -> SlotId {
         let order = self.map.order_mut(s);
         assert_eq!(order.status, Status::Reserved);
         assert!(status.is_finished());
         order.status = status;
         order.finished_at = at;
-        let generation = self.map.generation(s);
-        self.finished.push(at, (s, generation));
+        let (handle, record) = self.map.retire(s, paid_by);
+        self.finished.push(at, record);
         debug_assert!(self.live > 0);
         self.live -= 1;
+        debug_assert_eq!(self.map.len(), self.live + self.map.retained.len());
+        handle
     }
 
     /// Orders in state `reserved` (only the shard knows; `Orders::live` sums them).
@@ -394,6 +407,7 @@ impl OrderShard {
     }
 
     fn is_due_entry(&self, at: Millis, s: SlotId, generation: u32) -> bool {
+        debug_assert!(!is_record(s));
         let slot = &self.map.slots[s as usize];
         slot.occupied()
             && slot.generation == generation
@@ -418,29 +432,20 @@ impl OrderShard {
     /// Drops heap entries of orders that finished before their expiry, once they outnumber
     /// the live ones (amortised O(1) per insert); they would otherwise wait out their ttl.
     fn compact_due(&mut self) {
-        if self.due.len() > 64 && self.due.len() > 2 * self.live_count() {
+        if self.due.len() > 64 && self.due.len() > 2 * self.live {
             let mut due = std::mem::take(&mut self.due).into_vec();
             due.retain(|&Reverse((at, s, g))| self.is_due_entry(at, s, g));
             self.due = BinaryHeap::from(due);
         }
     }
 
-    fn live_count(&self) -> usize {
-        self.map.len().saturating_sub(self.finished.len())
-    }
-
     /// Forgets finished orders that finished before `cutoff` (all of them: `aging.rs`).
     pub(crate) fn prune(&mut self, cutoff: Millis) -> usize {
         let mut pruned = 0;
         let map = &mut self.map;
-        self.finished.prune(cutoff, |_, (s, generation)| {
-            let slot = &map.slots[s as usize];
-            // A pruned id may have started a new reservation since (a new generation of
-            // the slot, or another slot): keep that one. A finished order stays finished.
-            if slot.occupied() && slot.generation == generation && slot.order.status.is_finished() {
-                map.free_slot(s);
-                pruned += 1;
-            }
+        // A record replaced since (its id started again during replay) is dead: skipped.
+        self.finished.prune(cutoff, |_, at| {
+            pruned += usize::from(map.prune_record(at));
         });
         pruned
     }
@@ -538,19 +543,6 @@ mod tests {
     }
 
     #[test]
-    fn an_order_keeps_its_expiry_in_32_bits_or_is_refused() {
-        let lines = || [HeldLine { cell: 1, qty: 2 }].into_iter().collect();
-        let o = Order::new(lines(), Status::Reserved, 10, 10 + u64::from(u32::MAX), 0);
-        assert_eq!(o.map(|o| o.expires_at()), Some(10 + u64::from(u32::MAX)));
-        assert!(Order::new(lines(), Status::Reserved, 10, 11 + u64::from(u32::MAX), 0).is_none());
-        assert!(Order::new(lines(), Status::Reserved, 10, 9, 0).is_none());
-        let mut o = Order::new(lines(), Status::Paid, 10, 20, 30).expect("fits");
-        assert_eq!(o.paid_by(), None);
-        o.set_paid_by(Some("pay-1"));
-        assert_eq!(o.paid_by(), Some("pay-1"));
-    }
-
-    #[test]
     fn ids_short_and_long_round_trip_and_slots_are_reused() {
         let orders = Orders::new();
         let long = "x".repeat(100);
@@ -578,7 +570,7 @@ mod tests {
             .map
             .find(shard.map.hasher.hash_one("a"), "a")
             .expect("a");
-        shard.finish_slot(a, Status::Released, 5);
+        shard.finish_slot(a, Status::Released, 5, None);
         let mut due = Vec::new();
         shard.pop_due(100, &mut due);
         assert!(due.is_empty());
@@ -589,7 +581,7 @@ mod tests {
             .map
             .find(shard.map.hasher.hash_one("a"), "a")
             .expect("a");
-        shard.finish_slot(a, Status::Paid, 20);
+        shard.finish_slot(a, Status::Paid, 20, None);
         shard.insert("b", order(Status::Reserved, 30, 0));
         shard.pop_due(40, &mut due);
         assert_eq!(due.len(), 1);

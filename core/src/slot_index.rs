@@ -109,6 +109,25 @@ impl SlotIndex {
         self.words[i] = w;
     }
 
+    /// Points the entry of `old` filed under `tag` at `new` instead (same tag, so the same
+    /// place); false if there is none.
+    pub(crate) fn replace(&mut self, tag: u32, old: SlotId, new: SlotId) -> bool {
+        assert!(new < u32::MAX, "slot numbers stay below u32::MAX");
+        let mask = self.mask();
+        let target = word(tag, old);
+        let mut i = tag as usize & mask;
+        loop {
+            match self.words[i] {
+                0 => return false,
+                w if w == target => {
+                    self.words[i] = word(tag, new);
+                    return true;
+                }
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
     /// Removes the entry of `slot` filed under `tag`; false if there is none.
     pub(crate) fn remove(&mut self, tag: u32, slot: SlotId) -> bool {
         let mask = self.mask();

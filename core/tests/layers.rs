@@ -14,6 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["limits"],
     &["options"],
     &["catalog", "slot_index", "aging"],
+    &["order"],
+    &["retained"],
     &["orders", "record"],
     &["event", "sequencer"],
     &["state"],
