@@ -137,10 +137,8 @@ impl State {
         s: SlotId,
         status: Status,
         at: Millis,
-        paid_by: Option<&str>,
     ) -> SlotId {
-        let paid_by = paid_by.filter(|_| status == Status::Paid);
-        shard.finish_slot(s, status, at, paid_by)
+        shard.finish_slot(s, status, at)
     }
 
     /// Moves a cell's on_hand by a decided delta, refusing (not clamping) a move below
@@ -301,7 +299,7 @@ impl State {
             return false;
         }
         self.end_holds(&order.lines, status);
-        State::enter_finished(&mut shard, s, status, at, payment_id);
+        State::enter_finished(&mut shard, s, status, at);
         drop(shard);
         if let Some(p) = payment_id {
             let paid = status == Status::Paid;

@@ -480,7 +480,7 @@ impl Ledger {
             || self.state.end_holds(lines, Status::Paid),
             |enc, _| enc.finished(TAG_PAID, order_id, now, payment_id, self.line_names(lines)),
         );
-        State::enter_finished(shard, s, Status::Paid, now, payment_id);
+        State::enter_finished(shard, s, Status::Paid, now);
         self.stats.committed.inc();
         Ok(lsn)
     }
@@ -549,7 +549,7 @@ impl Ledger {
             || self.state.end_holds(lines, status),
             |enc, _| enc.finished(tag, order_id, now, payment_id, self.line_names(lines)),
         );
-        State::enter_finished(shard, s, status, now, payment_id);
+        State::enter_finished(shard, s, status, now);
         lsn
     }
 

@@ -26,11 +26,8 @@ pub(crate) struct Order {
     /// 0 while reserved.
     pub(crate) finished_at: Millis,
     /// `expires_at - created_at`; a ttl is at most `MAX_TTL_SECONDS` (7 days), so 32 bits
-    /// hold it and the slot stays within 120 bytes.
+    /// hold it and the slot stays within 112 bytes.
     pub(crate) ttl_ms: u32,
-    /// The payment that paid it, if any (a second one is a double charge); boxed twice so
-    /// that the field is one pointer wide (only finished orders read back carry one).
-    paid_by: Option<Box<Box<str>>>,
 }
 
 impl Order {
@@ -50,7 +47,6 @@ impl Order {
             created_at,
             finished_at,
             ttl_ms,
-            paid_by: None,
         })
     }
 
@@ -68,21 +64,12 @@ impl Order {
             created_at,
             finished_at,
             ttl_ms,
-            paid_by: None,
         }
     }
 
     #[inline]
     pub(crate) fn expires_at(&self) -> Millis {
         self.created_at + Millis::from(self.ttl_ms)
-    }
-
-    pub(crate) fn paid_by(&self) -> Option<&str> {
-        self.paid_by.as_deref().map(|p| &**p)
-    }
-
-    pub(crate) fn set_paid_by(&mut self, payment_id: Option<&str>) {
-        self.paid_by = payment_id.map(|p| Box::new(Box::from(p)));
     }
 
     /// What a freed slot holds.
@@ -93,7 +80,6 @@ impl Order {
             created_at: 0,
             finished_at: 0,
             ttl_ms: 0,
-            paid_by: None,
         }
     }
 }
@@ -111,9 +97,7 @@ mod tests {
         assert_eq!(o.map(|o| o.expires_at()), Some(10 + u64::from(u32::MAX)));
         assert!(Order::new(lines(), Status::Reserved, 10, 11 + u64::from(u32::MAX), 0).is_none());
         assert!(Order::new(lines(), Status::Reserved, 10, 9, 0).is_none());
-        let mut o = Order::new(lines(), Status::Paid, 10, 20, 30).expect("fits");
-        assert_eq!(o.paid_by(), None);
-        o.set_paid_by(Some("pay-1"));
-        assert_eq!(o.paid_by(), Some("pay-1"));
+        let o = Order::new(lines(), Status::Paid, 10, 20, 30).expect("fits");
+        assert_eq!((o.expires_at(), o.finished_at), (20, 30));
     }
 }

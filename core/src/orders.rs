@@ -57,7 +57,7 @@ impl Slot {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<Slot>() <= 120);
+const _: () = assert!(std::mem::size_of::<Slot>() <= 112);
 
 pub(crate) use crate::slot_index::SlotId;
 
@@ -229,18 +229,16 @@ impl OrderMap {
     /// Files a finished order whose id is absent as a record; returns its handle and place.
     fn insert_record(&mut self, hash: u64, id: &str, order: &Order) -> (SlotId, RecordAt) {
         debug_assert!(self.find(hash, id).is_none());
-        let at = self.retained.push(tag_of(hash), id, order, order.paid_by());
+        let at = self.retained.push(tag_of(hash), id, order);
         self.index.insert(tag_of(hash), handle_of(at));
         (handle_of(at), at)
     }
 
     /// Moves the live order of slot `s`, now finished, into a record and frees the slot.
-    fn retire(&mut self, s: SlotId, paid_by: Option<&str>) -> (SlotId, RecordAt) {
+    fn retire(&mut self, s: SlotId) -> (SlotId, RecordAt) {
         let slot = &self.slots[s as usize];
         debug_assert!(slot.occupied() && slot.order.status.is_finished());
-        let at = self
-            .retained
-            .push(slot.tag, id_str(&slot.id), &slot.order, paid_by);
+        let at = self.retained.push(slot.tag, id_str(&slot.id), &slot.order);
         let replaced = self.index.replace(slot.tag, s, handle_of(at));
         assert!(replaced, "a live slot is in the index");
         self.release_slot(s);
@@ -381,19 +379,13 @@ impl OrderShard {
 
     /// Ends the live order of slot `s`: it moves into a record (the slot is reused), whose
     /// handle replaces the slot's in the index and is returned.
-    pub(crate) fn finish_slot(
-        &mut self,
-        s: SlotId,
-        status: Status,
-        at: Millis,
-        paid_by: Option<&str>,
-    ) -> SlotId {
+    pub(crate) fn finish_slot(&mut self, s: SlotId, status: Status, at: Millis) -> SlotId {
         let order = self.map.order_mut(s);
         assert_eq!(order.status, Status::Reserved);
         assert!(status.is_finished());
         order.status = status;
         order.finished_at = at;
-        let (handle, record) = self.map.retire(s, paid_by);
+        let (handle, record) = self.map.retire(s);
         self.finished.push(at, record);
         debug_assert!(self.live > 0);
         self.live -= 1;
@@ -570,7 +562,7 @@ mod tests {
             .map
             .find(shard.map.hasher.hash_one("a"), "a")
             .expect("a");
-        shard.finish_slot(a, Status::Released, 5, None);
+        shard.finish_slot(a, Status::Released, 5);
         let mut due = Vec::new();
         shard.pop_due(100, &mut due);
         assert!(due.is_empty());
@@ -581,7 +573,7 @@ mod tests {
             .map
             .find(shard.map.hasher.hash_one("a"), "a")
             .expect("a");
-        shard.finish_slot(a, Status::Paid, 20, None);
+        shard.finish_slot(a, Status::Paid, 20);
         shard.insert("b", order(Status::Reserved, 30, 0));
         shard.pop_due(40, &mut due);
         assert_eq!(due.len(), 1);

@@ -228,7 +228,7 @@ impl Ledger {
         let hash = self.state.orders.hash(p.order_id);
         shard.map.remove(p.order_id);
         let s = State::enter_reserved(shard, hash, p.order_id, lines, now, now + ttl);
-        State::enter_finished(shard, s, Status::Paid, now, Some(p.payment_id));
+        State::enter_finished(shard, s, Status::Paid, now);
         (PaymentAnswer::Paid, lsn)
     }
 }

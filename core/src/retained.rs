@@ -1,14 +1,13 @@
 //! Finished reservations kept for the retention, in compact form. A finished order leaves
-//! its 120-byte slot (the next reservation reuses it at once) for a record of its id, lines,
-//! times, status and payment, appended to 64 KiB chunks in the order orders finish: a
+//! its 112-byte slot (the next reservation reuses it at once) for a record of its id, lines,
+//! times and status, appended to 64 KiB chunks in the order orders finish: a
 //! typical record is 48-88 bytes, and the slab of live slots stays as small as the live set.
 //! Pruning marks records dead; a chunk whose records are all dead is freed (a few are kept
 //! for reuse, so a ledger past its first day of retention takes no fresh memory).
 //!
 //! Record (little endian, padded to 8 bytes): tag u32 (the index's, for pruning), status u8
-//! (bit 7 set once dead), id length u8, line count u8, payment id length u8, created_at
-//! u64, finished_at u64, ttl_ms u32, then per line cell u32 and qty u32, the id bytes, the
-//! payment id bytes.
+//! (bit 7 set once dead), id length u8, line count u8, a zero byte, created_at u64,
+//! finished_at u64, ttl_ms u32, then per line cell u32 and qty u32, then the id bytes.
 
 use std::collections::VecDeque;
 
@@ -30,9 +29,9 @@ pub(crate) const MAX_CHUNKS: usize = 1 << SEQ_BITS;
 pub(crate) const RECORD_BIT: u32 = 1 << 31;
 const HEADER_BYTES: usize = 28;
 const LINE_BYTES: usize = 8;
-/// The largest record: the most lines, the longest order and payment ids.
+/// The largest record: the most lines, the longest order id.
 pub(crate) const MAX_RECORD_BYTES: usize =
-    (HEADER_BYTES + MAX_LINES * LINE_BYTES + 2 * MAX_KEY_BYTES).next_multiple_of(ALIGN);
+    (HEADER_BYTES + MAX_LINES * LINE_BYTES + MAX_KEY_BYTES).next_multiple_of(ALIGN);
 const DEAD: u8 = 0x80;
 /// Emptied chunks kept for the next ones, at most.
 const SPARE_CHUNKS: usize = 2;
@@ -59,9 +58,8 @@ pub(crate) fn is_record(handle: u32) -> bool {
     handle & RECORD_BIT != 0
 }
 
-fn encoded_len(id: &str, lines: usize, paid_by: Option<&str>) -> usize {
-    let paid = paid_by.map_or(0, str::len);
-    (HEADER_BYTES + lines * LINE_BYTES + id.len() + paid).next_multiple_of(ALIGN)
+fn encoded_len(id: &str, lines: usize) -> usize {
+    (HEADER_BYTES + lines * LINE_BYTES + id.len()).next_multiple_of(ALIGN)
 }
 
 struct Chunk {
@@ -117,21 +115,13 @@ impl Retained {
     }
 
     /// Appends a finished order's record.
-    pub(crate) fn push(
-        &mut self,
-        tag: u32,
-        id: &str,
-        order: &Order,
-        paid_by: Option<&str>,
-    ) -> RecordAt {
+    pub(crate) fn push(&mut self, tag: u32, id: &str, order: &Order) -> RecordAt {
         assert!(
             order.status.is_finished(),
             "only finished orders are retained"
         );
         assert!(id.len() <= MAX_KEY_BYTES && order.lines.len() <= MAX_LINES);
-        let paid = paid_by.unwrap_or("");
-        assert!(paid.len() <= MAX_KEY_BYTES);
-        let n = encoded_len(id, order.lines.len(), paid_by);
+        let n = encoded_len(id, order.lines.len());
         let fits = matches!(self.chunks.back(), Some(Some(c)) if c.bytes.len() + n <= CHUNK_BYTES);
         if !fits {
             self.open_chunk();
@@ -148,7 +138,7 @@ impl Retained {
             order.status.to_u8(),
             id.len() as u8,
             order.lines.len() as u8,
-            paid.len() as u8,
+            0,
         ]);
         b.extend_from_slice(&order.created_at.to_le_bytes());
         b.extend_from_slice(&order.finished_at.to_le_bytes());
@@ -158,7 +148,6 @@ impl Retained {
             b.extend_from_slice(&l.qty.to_le_bytes());
         }
         b.extend_from_slice(id.as_bytes());
-        b.extend_from_slice(paid.as_bytes());
         b.resize(start + n, 0);
         debug_assert!(b.len() <= CHUNK_BYTES && b.capacity() == CHUNK_BYTES);
         chunk.live += 1;
@@ -263,10 +252,7 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 impl<'a> Record<'a> {
     fn parse(bytes: &'a [u8]) -> Option<Record<'a>> {
         let head = bytes.get(..HEADER_BYTES)?;
-        let n = HEADER_BYTES
-            + usize::from(head[6]) * LINE_BYTES
-            + usize::from(head[5])
-            + usize::from(head[7]);
+        let n = HEADER_BYTES + usize::from(head[6]) * LINE_BYTES + usize::from(head[5]);
         bytes
             .get(..n.next_multiple_of(ALIGN))
             .map(|bytes| Record { bytes })
@@ -307,12 +293,6 @@ impl<'a> Record<'a> {
         u64_at(self.bytes, 16)
     }
 
-    fn paid_by(&self) -> Option<&'a str> {
-        let start = self.lines_end() + usize::from(self.bytes[5]);
-        let paid = &self.bytes[start..start + usize::from(self.bytes[7])];
-        (!paid.is_empty()).then(|| std::str::from_utf8(paid).unwrap_or(""))
-    }
-
     /// The order as the table's other readers see it.
     pub(crate) fn order(&self) -> Order {
         let b = self.bytes;
@@ -322,15 +302,13 @@ impl<'a> Record<'a> {
                 qty: u32_at(b, HEADER_BYTES + i * LINE_BYTES + 4),
             })
             .collect();
-        let mut order = Order::from_ttl(
+        Order::from_ttl(
             lines,
             self.status(),
             u64_at(b, 8),
             u32_at(b, 24),
             self.finished_at(),
-        );
-        order.set_paid_by(self.paid_by());
-        order
+        )
     }
 }
 
@@ -354,7 +332,6 @@ mod tests {
             && a.created_at == b.created_at
             && a.expires_at() == b.expires_at()
             && a.finished_at == b.finished_at
-            && a.paid_by() == b.paid_by()
     }
 
     /// Against a plain map: records read back as written, through their position and
@@ -370,10 +347,8 @@ mod tests {
             x ^= x << 17;
             let id = "o".repeat(1 + (x % MAX_KEY_BYTES as u64) as usize) + &i.to_string();
             let id = &id[id.len().saturating_sub(MAX_KEY_BYTES)..];
-            let mut order = finished(1 + (x >> 8) as usize % MAX_LINES, i);
-            let paid = x.is_multiple_of(3).then(|| format!("pay-{i}"));
-            order.set_paid_by(paid.as_deref());
-            let at = store.push(x as u32, id, &order, paid.as_deref());
+            let order = finished(1 + (x >> 8) as usize % MAX_LINES, i);
+            let at = store.push(x as u32, id, &order);
             assert_eq!(store.at_of(handle_of(at)), at);
             model.push((at, id.to_string(), order));
             // Kill the oldest half now and then, and a random one often.
@@ -411,10 +386,10 @@ mod tests {
     fn a_record_is_as_small_as_its_contents() {
         let order = finished(2, 1);
         // 28 header + 16 lines + 14 id = 58 -> 64.
-        assert_eq!(encoded_len("order-12345678", 2, None), 64);
+        assert_eq!(encoded_len("order-12345678", 2), 64);
         let mut store = Retained::default();
-        let a = store.push(1, "order-12345678", &order, None);
-        let b = store.push(2, "order-12345679", &order, None);
+        let a = store.push(1, "order-12345678", &order);
+        let b = store.push(2, "order-12345679", &order);
         assert_eq!(b - a, 64);
         const { assert!(MAX_RECORD_BYTES < 1_100) };
     }
@@ -430,7 +405,7 @@ mod tests {
         let order = finished(1, 1);
         let mut ats = Vec::new();
         for i in 0..5_000u32 {
-            ats.push(store.push(i, &format!("{i:0>100}"), &order, None));
+            ats.push(store.push(i, &format!("{i:0>100}"), &order));
         }
         assert!(ats.last().map(|at| at / CHUNK_BYTES as u64) > Some(MAX_CHUNKS as u64 * 3));
         for (i, at) in ats.iter().enumerate() {

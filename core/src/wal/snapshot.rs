@@ -59,6 +59,8 @@ struct SnapOrder {
     created_at: u64,
     expires_at: u64,
     finished_at: u64,
+    /// Unused since 2026-12-04 (no decision ever read it: a second payment is told apart by
+    /// the order's status and the payment key table); written as `None`, ignored on restore.
     paid_by: Option<String>,
 }
 
@@ -115,7 +117,7 @@ fn capture(state: &State, lsn: u64, seq: u64) -> Snapshot {
                 created_at: o.created_at,
                 expires_at: o.expires_at(),
                 finished_at: o.finished_at,
-                paid_by: o.paid_by().map(String::from),
+                paid_by: None,
             });
         }
     }
@@ -224,14 +226,13 @@ fn restore_orders(state: &State, a: &ArchivedSnapshot) -> Option<()> {
             });
         }
         lines.sort_unstable();
-        let mut order = Order::new(
+        let order = Order::new(
             lines,
             Status::from_u8(o.status)?,
             o.created_at.to_native(),
             o.expires_at.to_native(),
             o.finished_at.to_native(),
         )?;
-        order.set_paid_by(o.paid_by.as_ref().map(|p| p.as_str()));
         state
             .orders
             .shard(o.order_id.as_str())
