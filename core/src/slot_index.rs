@@ -35,7 +35,7 @@ impl IndexHint {
 }
 
 pub(crate) struct SlotIndex {
-    words: crate::cache::Words,
+    words: Vec<u64>,
     len: usize,
     hint: Arc<IndexHint>,
 }
@@ -48,7 +48,7 @@ fn word(tag: u32, slot: SlotId) -> u64 {
 impl SlotIndex {
     pub(crate) fn new() -> SlotIndex {
         let index = SlotIndex {
-            words: crate::cache::Words::zeroed(FIRST_BUCKETS),
+            words: crate::cache::written_zeros(FIRST_BUCKETS),
             len: 0,
             hint: Arc::default(),
         };
@@ -172,8 +172,8 @@ impl SlotIndex {
             return;
         }
         let buckets = (needed * 8).div_ceil(5).next_power_of_two();
-        let old = std::mem::replace(&mut self.words, crate::cache::Words::zeroed(buckets));
-        for &w in old.iter().filter(|&&w| w != 0) {
+        let old = std::mem::replace(&mut self.words, crate::cache::written_zeros(buckets));
+        for w in old.into_iter().filter(|&w| w != 0) {
             self.place(w);
         }
         self.publish();
