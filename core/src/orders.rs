@@ -7,8 +7,8 @@
 //! found through one open-addressing index of u32 handles (a record's has its top bit set).
 //! The id is hashed once per operation: the same hash picks the shard and probes its index.
 //! Expiry is a heap of (expires_at, slot, generation): a slot's generation changes when it
-//! is freed, so stale entries are recognised and skipped without a lookup by id. Retention
-//! is a queue of (finished_at, record position) by age (`aging.rs`).
+//! is freed, so stale entries are recognised and skipped without a lookup by id. The stream
+//! of records is itself the retention queue (`retained.rs`).
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -16,10 +16,9 @@ use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::aging::Aging;
 use crate::inline::InlineBytes;
 pub(crate) use crate::order::{HeldLine, Lines, Order};
-use crate::retained::{handle_of, is_record, RecordAt, Retained, RECORD_BIT};
+use crate::retained::{handle_of, is_record, Retained, RECORD_BIT};
 use crate::slot_index::{IndexHint, SlotIndex};
 use crate::time::Millis;
 use crate::types::Status;
@@ -226,34 +225,32 @@ impl OrderMap {
         self.retained.is_nearly_full()
     }
 
-    /// Files a finished order whose id is absent as a record; returns its handle and place.
-    fn insert_record(&mut self, hash: u64, id: &str, order: &Order) -> (SlotId, RecordAt) {
+    /// Files a finished order whose id is absent as a record; returns its handle.
+    fn insert_record(&mut self, hash: u64, id: &str, order: &Order) -> SlotId {
         debug_assert!(self.find(hash, id).is_none());
         let at = self.retained.push(tag_of(hash), id, order);
         self.index.insert(tag_of(hash), handle_of(at));
-        (handle_of(at), at)
+        handle_of(at)
     }
 
     /// Moves the live order of slot `s`, now finished, into a record and frees the slot.
-    fn retire(&mut self, s: SlotId) -> (SlotId, RecordAt) {
+    fn retire(&mut self, s: SlotId) -> SlotId {
         let slot = &self.slots[s as usize];
         debug_assert!(slot.occupied() && slot.order.status.is_finished());
         let at = self.retained.push(slot.tag, id_str(&slot.id), &slot.order);
         let replaced = self.index.replace(slot.tag, s, handle_of(at));
         assert!(replaced, "a live slot is in the index");
         self.release_slot(s);
-        (handle_of(at), at)
+        handle_of(at)
     }
 
-    /// Forgets the record at `at` if it is alive (a pruning pass); true if it was.
-    fn prune_record(&mut self, at: RecordAt) -> bool {
-        let Some(record) = self.retained.get(at) else {
-            return false;
-        };
-        let removed = self.index.remove(record.tag(), handle_of(at));
-        assert!(removed, "a live record is in the index");
-        self.retained.kill(at);
-        true
+    /// Forgets every record filed before `cutoff`; returns how many.
+    fn prune_records(&mut self, cutoff: Millis) -> usize {
+        let index = &mut self.index;
+        self.retained.prune(cutoff, |tag, handle| {
+            let removed = index.remove(tag, handle);
+            assert!(removed, "a live record is in the index");
+        })
     }
 
     /// Inserts an order whose id is absent; returns its slot.
@@ -306,8 +303,9 @@ pub(crate) struct OrderShard {
     pub(crate) map: OrderMap,
     /// (expires_at, slot, generation) of reserved orders; stale entries are skipped.
     due: BinaryHeap<Reverse<(Millis, SlotId, u32)>>,
-    /// Finished orders' records by when they finished, for pruning after retention.
-    finished: Aging<RecordAt>,
+    /// Finished orders of a snapshot being restored, filed in time order by
+    /// [`OrderShard::settle_retention`]: (finished_at, id's hash, id, order).
+    restored: Vec<(Millis, u64, Box<str>, Order)>,
     /// Orders in state `reserved` (live holds).
     live: usize,
 }
@@ -317,7 +315,7 @@ impl OrderShard {
         OrderShard {
             map: OrderMap::new(hasher),
             due: BinaryHeap::new(),
-            finished: Aging::default(),
+            restored: Vec::new(),
             live: 0,
         }
     }
@@ -337,16 +335,23 @@ impl OrderShard {
         let hash = self.map.hasher.hash_one(order_id);
         self.replace(hash, order_id);
         if order.status.is_finished() {
-            let (_, at) = self.map.insert_record(hash, order_id, &order);
-            self.finished.push_unsorted(order.finished_at, at);
+            // A snapshot holds each id once: none of these is looked up before the settle.
+            self.restored
+                .push((order.finished_at, hash, order_id.into(), order));
         } else {
             self.insert_hashed(hash, order_id, order);
         }
     }
 
-    /// Sorts the finished orders a snapshot filled in (see `aging.rs`).
+    /// Files the finished orders a snapshot filled in, oldest first: one run of records, as
+    /// if they had finished in that order (see `retained.rs`).
     pub(crate) fn settle_retention(&mut self) {
-        self.finished.settle();
+        let mut restored = std::mem::take(&mut self.restored);
+        restored.sort_by_key(|r| r.0);
+        for (_, hash, id, order) in restored {
+            debug_assert!(self.map.find(hash, &id).is_none(), "a snapshot id twice");
+            self.map.insert_record(hash, &id, &order);
+        }
     }
 
     fn replace(&mut self, hash: u64, order_id: &str) {
@@ -364,9 +369,7 @@ impl OrderShard {
     /// Inserts an order whose id is known to be absent, hashed by [`Orders::shard_hashed`].
     pub(crate) fn insert_hashed(&mut self, hash: u64, order_id: &str, order: Order) -> SlotId {
         if order.status.is_finished() {
-            let (s, at) = self.map.insert_record(hash, order_id, &order);
-            self.finished.push(order.finished_at, at);
-            return s;
+            return self.map.insert_record(hash, order_id, &order);
         }
         let expires_at = order.expires_at();
         let s = self.map.insert_new(hash, order_id, order);
@@ -385,8 +388,7 @@ impl OrderShard {
         assert!(status.is_finished());
         order.status = status;
         order.finished_at = at;
-        let (handle, record) = self.map.retire(s);
-        self.finished.push(at, record);
+        let handle = self.map.retire(s);
         debug_assert!(self.live > 0);
         self.live -= 1;
         debug_assert_eq!(self.map.len(), self.live + self.map.retained.len());
@@ -431,15 +433,10 @@ impl OrderShard {
         }
     }
 
-    /// Forgets finished orders that finished before `cutoff` (all of them: `aging.rs`).
+    /// Forgets finished orders filed before `cutoff` (all of them: `retained.rs`).
     pub(crate) fn prune(&mut self, cutoff: Millis) -> usize {
-        let mut pruned = 0;
-        let map = &mut self.map;
-        // A record replaced since (its id started again during replay) is dead: skipped.
-        self.finished.prune(cutoff, |_, at| {
-            pruned += usize::from(map.prune_record(at));
-        });
-        pruned
+        debug_assert!(self.restored.is_empty(), "prune before settle");
+        self.map.prune_records(cutoff)
     }
 }
 

@@ -5,13 +5,22 @@
 //! Pruning marks records dead; a chunk whose records are all dead is freed (a few are kept
 //! for reuse, so a ledger past its first day of retention takes no fresh memory).
 //!
+//! The stream of records is also the retention queue: records come in finish order while the
+//! wall clock moves forward, so a pruning pass walks from the oldest one until it meets one
+//! not past the cutoff. A step back of the clock starts a new run of the stream, and a pass
+//! walks every run, so it takes exactly the records past the cutoff whatever the clock did
+//! (`aging.rs` does the same for idempotency keys; see there why exactness matters).
+//! Beyond `MAX_RETENTION_RUNS` steps back, a late record is filed under the newest time (kept
+//! longer, never shorter) and carries that time in an 8-byte trailer.
+//!
 //! Record (little endian, padded to 8 bytes): tag u32 (the index's, for pruning), status u8
-//! (bit 7 set once dead), id length u8, line count u8, a zero byte, created_at u64,
-//! finished_at u64, ttl_ms u32, then per line cell u32 and qty u32, then the id bytes.
+//! (bit 7 set once dead), id length u8, line count u8, flags u8 (bit 0: a trailer follows),
+//! created_at u64, finished_at u64, ttl_ms u32, then per line cell u32 and qty u32, the id
+//! bytes, and the filing time u64 when the flag says so.
 
 use std::collections::VecDeque;
 
-use crate::limits::{MAX_KEY_BYTES, MAX_LINES};
+use crate::limits::{MAX_KEY_BYTES, MAX_LINES, MAX_RETENTION_RUNS};
 use crate::order::{HeldLine, Lines, Order};
 use crate::time::Millis;
 use crate::types::Status;
@@ -29,10 +38,12 @@ pub(crate) const MAX_CHUNKS: usize = 1 << SEQ_BITS;
 pub(crate) const RECORD_BIT: u32 = 1 << 31;
 const HEADER_BYTES: usize = 28;
 const LINE_BYTES: usize = 8;
-/// The largest record: the most lines, the longest order id.
+const TRAILER_BYTES: usize = 8;
+/// The largest record: the most lines, the longest order id, a trailer.
 pub(crate) const MAX_RECORD_BYTES: usize =
-    (HEADER_BYTES + MAX_LINES * LINE_BYTES + MAX_KEY_BYTES).next_multiple_of(ALIGN);
+    (HEADER_BYTES + MAX_LINES * LINE_BYTES + MAX_KEY_BYTES + TRAILER_BYTES).next_multiple_of(ALIGN);
 const DEAD: u8 = 0x80;
+const FILED_LATER: u8 = 1;
 /// Emptied chunks kept for the next ones, at most.
 const SPARE_CHUNKS: usize = 2;
 
@@ -58,8 +69,19 @@ pub(crate) fn is_record(handle: u32) -> bool {
     handle & RECORD_BIT != 0
 }
 
-fn encoded_len(id: &str, lines: usize) -> usize {
-    (HEADER_BYTES + lines * LINE_BYTES + id.len()).next_multiple_of(ALIGN)
+fn encoded_len(id: &str, lines: usize, trailer: bool) -> usize {
+    let trailer = if trailer { TRAILER_BYTES } else { 0 };
+    (HEADER_BYTES + lines * LINE_BYTES + id.len() + trailer).next_multiple_of(ALIGN)
+}
+
+/// A stretch of the record stream filed in time order.
+struct Run {
+    /// Where the next pass starts: every record before it is gone.
+    front: RecordAt,
+    /// Where the run ends (exclusive) once a newer run started; `None` for the newest run.
+    end: Option<RecordAt>,
+    /// The latest filing time in the run.
+    newest: Millis,
 }
 
 struct Chunk {
@@ -76,6 +98,8 @@ pub(crate) struct Retained {
     first_seq: u64,
     spare: Vec<Vec<u8>>,
     len: usize,
+    /// At most `MAX_RETENTION_RUNS`, oldest first.
+    runs: VecDeque<Run>,
 }
 
 impl Retained {
@@ -121,7 +145,9 @@ impl Retained {
             "only finished orders are retained"
         );
         assert!(id.len() <= MAX_KEY_BYTES && order.lines.len() <= MAX_LINES);
-        let n = encoded_len(id, order.lines.len());
+        let filed_at = self.filing_time(order.finished_at);
+        let late = filed_at != order.finished_at;
+        let n = encoded_len(id, order.lines.len(), late);
         let fits = matches!(self.chunks.back(), Some(Some(c)) if c.bytes.len() + n <= CHUNK_BYTES);
         if !fits {
             self.open_chunk();
@@ -138,7 +164,7 @@ impl Retained {
             order.status.to_u8(),
             id.len() as u8,
             order.lines.len() as u8,
-            0,
+            if late { FILED_LATER } else { 0 },
         ]);
         b.extend_from_slice(&order.created_at.to_le_bytes());
         b.extend_from_slice(&order.finished_at.to_le_bytes());
@@ -148,11 +174,98 @@ impl Retained {
             b.extend_from_slice(&l.qty.to_le_bytes());
         }
         b.extend_from_slice(id.as_bytes());
+        if late {
+            b.extend_from_slice(&filed_at.to_le_bytes());
+        }
         b.resize(start + n, 0);
         debug_assert!(b.len() <= CHUNK_BYTES && b.capacity() == CHUNK_BYTES);
         chunk.live += 1;
         self.len += 1;
         at
+    }
+
+    /// The time a record finished at `at` is filed under; starts a new run when the clock
+    /// stepped back (and runs are left).
+    fn filing_time(&mut self, at: Millis) -> Millis {
+        let end = self.end();
+        let full = self.runs.len() >= MAX_RETENTION_RUNS;
+        match self.runs.back_mut() {
+            Some(run) if at >= run.newest => {
+                run.newest = at;
+                at
+            }
+            Some(run) if full => run.newest,
+            _ => {
+                if let Some(run) = self.runs.back_mut() {
+                    run.end = Some(end);
+                }
+                self.runs.push_back(Run {
+                    front: end,
+                    end: None,
+                    newest: at,
+                });
+                at
+            }
+        }
+    }
+
+    /// Where the next record would go (or, past a full chunk, before it).
+    fn end(&self) -> RecordAt {
+        let next = self.first_seq + self.chunks.len() as u64;
+        match self.chunks.back() {
+            Some(Some(c)) => (next - 1) * CHUNK_BYTES as u64 + c.bytes.len() as u64,
+            _ => next * CHUNK_BYTES as u64,
+        }
+    }
+
+    /// The first record at or after `at` (dead or alive), skipping freed chunks and the
+    /// unused tails of full ones; `None` past the last record.
+    fn next_from(&self, mut at: RecordAt) -> Option<(RecordAt, Record<'_>)> {
+        let end = self.end();
+        while at < end {
+            let seq = (at / CHUNK_BYTES as u64).max(self.first_seq);
+            at = at.max(seq * CHUNK_BYTES as u64);
+            let chunk = self.chunks.get((seq - self.first_seq) as usize);
+            let offset = (at % CHUNK_BYTES as u64) as usize;
+            match chunk.and_then(|c| Record::parse(c.as_ref()?.bytes.get(offset..)?)) {
+                Some(record) => return Some((at, record)),
+                None => at = (seq + 1) * CHUNK_BYTES as u64,
+            }
+        }
+        None
+    }
+
+    /// Takes every record filed before `cutoff`, handing each alive one's tag and handle to
+    /// `forget` (the index) before it dies; returns how many died.
+    pub(crate) fn prune(&mut self, cutoff: Millis, mut forget: impl FnMut(u32, u32)) -> usize {
+        let mut pruned = 0;
+        for r in 0..self.runs.len() {
+            let (mut front, end) = (self.runs[r].front, self.runs[r].end);
+            while let Some((at, r)) = self.next_from(front) {
+                let (len, dead, tag, filed_at) = (r.len(), r.dead(), r.tag(), r.filed_at());
+                if end.is_some_and(|end| at >= end) || filed_at >= cutoff {
+                    front = at;
+                    break;
+                }
+                front = at + len as u64;
+                if !dead {
+                    forget(tag, handle_of(at));
+                    self.kill(at);
+                    pruned += 1;
+                }
+            }
+            self.runs[r].front = front.max(self.runs[r].front);
+        }
+        // Runs walked to their end go, except the newest, which takes the pushes.
+        let stream_end = self.end();
+        let newest = self.runs.len().saturating_sub(1);
+        let mut i = 0;
+        self.runs.retain(|run| {
+            let done = run.front >= run.end.unwrap_or(stream_end);
+            i += 1;
+            !done || i - 1 == newest
+        });
+        pruned
     }
 
     fn open_chunk(&mut self) {
@@ -252,7 +365,12 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 impl<'a> Record<'a> {
     fn parse(bytes: &'a [u8]) -> Option<Record<'a>> {
         let head = bytes.get(..HEADER_BYTES)?;
-        let n = HEADER_BYTES + usize::from(head[6]) * LINE_BYTES + usize::from(head[5]);
+        let trailer = if head[7] & FILED_LATER != 0 {
+            TRAILER_BYTES
+        } else {
+            0
+        };
+        let n = HEADER_BYTES + usize::from(head[6]) * LINE_BYTES + usize::from(head[5]) + trailer;
         bytes
             .get(..n.next_multiple_of(ALIGN))
             .map(|bytes| Record { bytes })
@@ -264,6 +382,15 @@ impl<'a> Record<'a> {
 
     fn dead(&self) -> bool {
         self.bytes[4] & DEAD != 0
+    }
+
+    /// The time the record is filed under for the retention.
+    fn filed_at(&self) -> Millis {
+        if self.bytes[7] & FILED_LATER != 0 {
+            u64_at(self.bytes, self.lines_end() + usize::from(self.bytes[5]))
+        } else {
+            self.finished_at()
+        }
     }
 
     pub(crate) fn tag(&self) -> u32 {
@@ -382,11 +509,79 @@ mod tests {
         assert!(held <= with_live.len() + 1, "{held} > {}", with_live.len());
     }
 
+    fn finished_at(at: Millis) -> Order {
+        let lines = [HeldLine { cell: 1, qty: 1 }].into_iter().collect();
+        Order::new(lines, Status::Released, at.saturating_sub(10), at, at).expect("ttl fits")
+    }
+
+    /// Against a plain list pruned by time: every pass takes exactly the records finished
+    /// before its cutoff, with the clock stepping back and forth, records dying early
+    /// (replaced) and chunks freed under the runs' feet.
+    #[test]
+    fn a_pass_takes_exactly_the_records_older_than_its_cutoff() {
+        let mut store = Retained::default();
+        let mut model: Vec<(Millis, RecordAt)> = Vec::new();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut clock: Millis = 1_000_000;
+        let mut cutoff: Millis = 0;
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            clock = if x.is_multiple_of(97) {
+                clock.saturating_sub(x % 5_000)
+            } else {
+                clock + x % 50
+            };
+            let at = store.push(i, &format!("id-{i}"), &finished_at(clock));
+            model.push((clock, at));
+            if x.is_multiple_of(7) {
+                let (_, at) = model.swap_remove((x >> 24) as usize % model.len());
+                store.kill(at);
+            }
+            if x.is_multiple_of(31) {
+                cutoff = cutoff.max(clock.saturating_sub(3_000));
+                let mut taken = Vec::new();
+                store.prune(cutoff, |tag, handle| taken.push((tag, handle)));
+                let (gone, kept): (Vec<_>, Vec<_>) = model.iter().partition(|&&(t, _)| t < cutoff);
+                model = kept;
+                let mut gone: Vec<u32> = gone.iter().map(|&(_, at)| handle_of(at)).collect();
+                let mut taken: Vec<u32> = taken.iter().map(|&(_, h)| h).collect();
+                gone.sort_unstable();
+                taken.sort_unstable();
+                assert_eq!(taken, gone, "pass at {cutoff}");
+                assert_eq!(store.len(), model.len());
+                assert!(store.runs.len() <= MAX_RETENTION_RUNS);
+            }
+        }
+        for &(_, at) in &model {
+            assert!(store.get(at).is_some());
+        }
+    }
+
+    /// Beyond the runs allowed, a late record is kept longer, never dropped early.
+    #[test]
+    fn beyond_the_runs_a_late_record_is_kept_longer() {
+        let mut store = Retained::default();
+        let steps = MAX_RETENTION_RUNS as u64 + 3;
+        for step in 0..steps {
+            store.push(step as u32, "o", &finished_at(10_000 - step * 100));
+        }
+        let mut taken = 0;
+        store.prune(10_000 - (steps - 1) * 100 + 1, |_, _| taken += 1);
+        assert_eq!(taken, 0);
+        // The late ones read back their own finish time, not the one they are filed under.
+        let times: Vec<Millis> = store.iter().map(|(_, r)| r.finished_at()).collect();
+        assert_eq!(times.last(), Some(&(10_000 - (steps - 1) * 100)));
+        assert_eq!(store.prune(10_001, |_, _| ()), steps as usize);
+        assert_eq!(store.len(), 0);
+    }
+
     #[test]
     fn a_record_is_as_small_as_its_contents() {
         let order = finished(2, 1);
         // 28 header + 16 lines + 14 id = 58 -> 64.
-        assert_eq!(encoded_len("order-12345678", 2), 64);
+        assert_eq!(encoded_len("order-12345678", 2, false), 64);
         let mut store = Retained::default();
         let a = store.push(1, "order-12345678", &order);
         let b = store.push(2, "order-12345679", &order);
