@@ -112,20 +112,10 @@ mod tests {
     fn a_pass_takes_exactly_what_is_older_than_its_cutoff() {
         let mut aging = Aging::default();
         let mut model: Vec<(Millis, u32)> = Vec::new();
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut clock: Millis = 1_000_000;
+        let mut clock = crate::time::SteppingClock::new();
         let mut cutoff: Millis = 0;
         for i in 0..20_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // Mostly forward, now and then a step back (fewer than the runs allowed
-            // between passes that clear the old ones).
-            clock = if x.is_multiple_of(97) {
-                clock.saturating_sub(x % 5_000)
-            } else {
-                clock + x % 50
-            };
+            let (x, clock) = clock.tick();
             aging.push(clock, i);
             model.push((clock, i));
             if x.is_multiple_of(31) {

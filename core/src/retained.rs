@@ -521,18 +521,10 @@ mod tests {
     fn a_pass_takes_exactly_the_records_older_than_its_cutoff() {
         let mut store = Retained::default();
         let mut model: Vec<(Millis, RecordAt)> = Vec::new();
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut clock: Millis = 1_000_000;
+        let mut clock = crate::time::SteppingClock::new();
         let mut cutoff: Millis = 0;
         for i in 0..200_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            clock = if x.is_multiple_of(97) {
-                clock.saturating_sub(x % 5_000)
-            } else {
-                clock + x % 50
-            };
+            let (x, clock) = clock.tick();
             let at = store.push(i, &format!("id-{i}"), &finished_at(clock));
             model.push((clock, at));
             if x.is_multiple_of(7) {

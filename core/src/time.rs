@@ -55,3 +55,36 @@ pub fn format_rfc3339(ms: Millis) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+/// A wall clock for tests of the retention: mostly forward, now and then a step back (fewer
+/// than `MAX_RETENTION_RUNS` between passes that clear the old runs), driven by a xorshift
+/// whose value each tick also returns for the test's own choices.
+#[cfg(test)]
+pub(crate) struct SteppingClock {
+    pub(crate) x: u64,
+    pub(crate) now: Millis,
+}
+
+#[cfg(test)]
+impl SteppingClock {
+    pub(crate) fn new() -> SteppingClock {
+        SteppingClock {
+            x: 0x2545_F491_4F6C_DD1D,
+            now: 1_000_000,
+        }
+    }
+
+    /// Moves the clock; returns (the random value, the new time).
+    pub(crate) fn tick(&mut self) -> (u64, Millis) {
+        let x = &mut self.x;
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        self.now = if x.is_multiple_of(97) {
+            self.now.saturating_sub(*x % 5_000)
+        } else {
+            self.now + *x % 50
+        };
+        (*x, self.now)
+    }
+}
