@@ -4,12 +4,11 @@
 //! a thread never blocks on anything else, so the writer always finds the gap it waits on
 //! filled soon.
 
-use std::cell::Cell as StdCell;
+use std::cell::{Cell as StdCell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
 
 use crate::record::Encoder;
 
@@ -30,7 +29,7 @@ pub(crate) struct Sequencer {
     next: CachePadded<AtomicU64>,
     /// Every lsn below this has been taken by the writer.
     pub(crate) drained: CachePadded<AtomicU64>,
-    lanes: Box<[CachePadded<Mutex<Vec<u8>>>]>,
+    lanes: Box<[CachePadded<Lane>]>,
     /// Set once nothing staged will ever be written (the log is poisoned or its writer
     /// died): callers stop waiting for room and learn it from the log.
     halted: AtomicBool,
@@ -44,7 +43,7 @@ pub(crate) struct Sequencer {
 /// never reads them, and fails the sequencer, since that lsn will never be filled.
 struct StageGuard<'a> {
     seq: &'a Sequencer,
-    lane: parking_lot::MutexGuard<'a, Vec<u8>>,
+    lane: LaneGuard<'a>,
     lsn: Lsn,
     start: usize,
     armed: bool,
@@ -60,6 +59,64 @@ impl Drop for StageGuard<'_> {
                 self.lsn
             ));
         }
+    }
+}
+
+/// A lane's buffer behind a spin lock released by a plain store: the `lock`-prefixed release
+/// of a mutex would first wait for every store of the record just encoded to reach the cache
+/// (lines the writer thread last read, so each one a miss), while a plain store lets them
+/// drain behind the caller's next steps. Lanes are per thread, so the lock is almost never
+/// contended; the writer holds it only to swap the buffer.
+struct Lane {
+    locked: AtomicBool,
+    buf: UnsafeCell<Vec<u8>>,
+}
+
+// SAFETY: `buf` is only reached through a `LaneGuard`, of which `locked` admits one at a
+// time (Acquire on taking it, Release on giving it back).
+unsafe impl Sync for Lane {}
+
+impl Lane {
+    fn new() -> Lane {
+        Lane {
+            locked: AtomicBool::new(false),
+            buf: UnsafeCell::new(Vec::with_capacity(64 << 10)),
+        }
+    }
+
+    fn lock(&self) -> LaneGuard<'_> {
+        let mut spins = 0u32;
+        while self.locked.swap(true, Ordering::Acquire) {
+            while self.locked.load(Ordering::Relaxed) {
+                backoff(&mut spins);
+            }
+        }
+        LaneGuard { lane: self }
+    }
+}
+
+struct LaneGuard<'a> {
+    lane: &'a Lane,
+}
+
+impl std::ops::Deref for LaneGuard<'_> {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        // SAFETY: the guard holds the lane's lock.
+        unsafe { &*self.lane.buf.get() }
+    }
+}
+
+impl std::ops::DerefMut for LaneGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        // SAFETY: the guard holds the lane's lock, and `&mut self` is unique.
+        unsafe { &mut *self.lane.buf.get() }
+    }
+}
+
+impl Drop for LaneGuard<'_> {
+    fn drop(&mut self) {
+        self.lane.locked.store(false, Ordering::Release);
     }
 }
 
@@ -94,9 +151,7 @@ impl Sequencer {
         Sequencer {
             next: CachePadded::new(AtomicU64::new(next_lsn)),
             drained: CachePadded::new(AtomicU64::new(next_lsn)),
-            lanes: (0..LANES)
-                .map(|_| CachePadded::new(Mutex::new(Vec::with_capacity(64 << 10))))
-                .collect(),
+            lanes: (0..LANES).map(|_| CachePadded::new(Lane::new())).collect(),
             halted: AtomicBool::new(false),
             on_failure: OnceLock::new(),
         }
@@ -170,7 +225,7 @@ impl Sequencer {
 
     /// This thread's lane, locked, once it holds at most `MAX_LANE_BYTES` (the writer
     /// empties lanes as it takes them).
-    fn lane_with_room(&self) -> parking_lot::MutexGuard<'_, Vec<u8>> {
+    fn lane_with_room(&self) -> LaneGuard<'_> {
         let mut spins = 0u32;
         loop {
             let lane = self.lanes[my_lane()].lock();
