@@ -28,9 +28,10 @@ pub const KEY_SHARDS: usize = 64;
 /// Sorted runs a retention queue keeps apart (one more per step back of the wall clock
 /// within the retention); beyond them a late entry is kept longer (`aging.rs`).
 pub const MAX_RETENTION_RUNS: usize = 16;
-/// Staging lanes of the sequencer, and the records and bytes staged but not yet taken by
-/// the log writer, at most (callers wait for room beyond that).
-pub const STAGING_LANES: usize = 16;
+/// Staging lanes of the sequencer (threads take them in turn; 64 so that up to 64 calling
+/// threads never share one, since a lane is a spin lock), and the records and bytes staged
+/// but not yet taken by the log writer, at most (callers wait for room beyond that).
+pub const STAGING_LANES: usize = 64;
 pub const MAX_STAGED_RECORDS: u64 = 1 << 20;
 pub const MAX_STAGED_BYTES: u64 = 64 << 20;
 /// The largest record payload a log frame carries.

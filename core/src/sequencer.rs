@@ -120,12 +120,16 @@ impl Drop for LaneGuard<'_> {
     }
 }
 
+/// Spins, then yields, then sleeps 50 us at a time: a lane's holder that lost its core (more
+/// callers than cores, or than lanes) gets it back instead of waiting behind spinners.
 fn backoff(spins: &mut u32) {
     *spins += 1;
     if *spins < 64 {
         std::hint::spin_loop();
-    } else {
+    } else if *spins < 128 {
         std::thread::yield_now();
+    } else {
+        std::thread::sleep(std::time::Duration::from_micros(50));
     }
 }
 
