@@ -132,13 +132,8 @@ impl State {
     }
 
     /// A reserved order ends (its cells moved by [`State::end_holds`]).
-    pub(crate) fn enter_finished(
-        shard: &mut OrderShard,
-        s: SlotId,
-        status: Status,
-        at: Millis,
-    ) -> SlotId {
-        shard.finish_slot(s, status, at)
+    pub(crate) fn enter_finished(shard: &mut OrderShard, s: SlotId, status: Status, at: Millis) {
+        shard.finish_slot(s, status, at);
     }
 
     /// Moves a cell's on_hand by a decided delta, refusing (not clamping) a move below

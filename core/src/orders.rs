@@ -162,16 +162,22 @@ impl OrderMap {
     /// Forgets an order (replay replaces a finished one that an id starts again).
     pub(crate) fn remove(&mut self, id: &str) -> Option<Order> {
         let s = self.find(self.hasher.hash_one(id), id)?;
-        if !is_record(s) {
-            return Some(self.free_slot(s));
-        }
+        Some(if is_record(s) {
+            self.forget_record(s)
+        } else {
+            self.free_slot(s)
+        })
+    }
+
+    /// Takes the record of handle `s` out of the index and marks it dead.
+    fn forget_record(&mut self, s: SlotId) -> Order {
         let at = self.retained.at_of(s);
         let record = self.retained.indexed(s);
         let (tag, order) = (record.tag(), record.order());
         let indexed = self.index.remove(tag, s);
-        debug_assert!(indexed);
+        debug_assert!(indexed, "a live record is in the index");
         self.retained.kill(at);
-        Some(order)
+        order
     }
 
     /// Every order, live ones first.
@@ -234,14 +240,13 @@ impl OrderMap {
     }
 
     /// Moves the live order of slot `s`, now finished, into a record and frees the slot.
-    fn retire(&mut self, s: SlotId) -> SlotId {
+    fn retire(&mut self, s: SlotId) {
         let slot = &self.slots[s as usize];
         debug_assert!(slot.occupied() && slot.order.status.is_finished());
         let at = self.retained.push(slot.tag, id_str(&slot.id), &slot.order);
         let replaced = self.index.replace(slot.tag, s, handle_of(at));
         assert!(replaced, "a live slot is in the index");
         self.release_slot(s);
-        handle_of(at)
     }
 
     /// Forgets every record filed before `cutoff`; returns how many.
@@ -357,7 +362,7 @@ impl OrderShard {
     fn replace(&mut self, hash: u64, order_id: &str) {
         if let Some(s) = self.map.find(hash, order_id) {
             if is_record(s) {
-                self.map.remove(order_id);
+                self.map.forget_record(s);
             } else {
                 debug_assert_eq!(self.map.order(s).status, Status::Reserved);
                 self.live -= 1;
@@ -381,18 +386,17 @@ impl OrderShard {
     }
 
     /// Ends the live order of slot `s`: it moves into a record (the slot is reused), whose
-    /// handle replaces the slot's in the index and is returned.
-    pub(crate) fn finish_slot(&mut self, s: SlotId, status: Status, at: Millis) -> SlotId {
+    /// handle replaces the slot's in the index.
+    pub(crate) fn finish_slot(&mut self, s: SlotId, status: Status, at: Millis) {
         let order = self.map.order_mut(s);
         assert_eq!(order.status, Status::Reserved);
         assert!(status.is_finished());
         order.status = status;
         order.finished_at = at;
-        let handle = self.map.retire(s);
+        self.map.retire(s);
         debug_assert!(self.live > 0);
         self.live -= 1;
         debug_assert_eq!(self.map.len(), self.live + self.map.retained.len());
-        handle
     }
 
     /// Orders in state `reserved` (only the shard knows; `Orders::live` sums them).

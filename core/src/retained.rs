@@ -326,21 +326,13 @@ impl Retained {
 
     /// Every alive record with its position, oldest chunk first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (RecordAt, Record<'_>)> {
-        let first = self.first_seq;
-        self.chunks
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, c)| Some((first + i as u64, c.as_ref()?)))
-            .flat_map(|(seq, c)| {
-                let mut offset = 0;
-                std::iter::from_fn(move || {
-                    let record = Record::parse(c.bytes.get(offset..)?)?;
-                    let at = seq * CHUNK_BYTES as u64 + offset as u64;
-                    offset += record.len();
-                    Some((at, record))
-                })
-            })
-            .filter(|(_, r)| !r.dead())
+        let mut next = self.first_seq * CHUNK_BYTES as u64;
+        std::iter::from_fn(move || {
+            let (at, record) = self.next_from(next)?;
+            next = at + record.len() as u64;
+            Some((at, record))
+        })
+        .filter(|(_, r)| !r.dead())
     }
 }
 

@@ -113,16 +113,22 @@ impl SlotIndex {
     /// place); false if there is none.
     pub(crate) fn replace(&mut self, tag: u32, old: SlotId, new: SlotId) -> bool {
         assert!(new < u32::MAX, "slot numbers stay below u32::MAX");
+        let Some(i) = self.position(tag, old) else {
+            return false;
+        };
+        self.words[i] = word(tag, new);
+        true
+    }
+
+    /// Where the entry of `slot` filed under `tag` is.
+    fn position(&self, tag: u32, slot: SlotId) -> Option<usize> {
         let mask = self.mask();
-        let target = word(tag, old);
+        let target = word(tag, slot);
         let mut i = tag as usize & mask;
         loop {
             match self.words[i] {
-                0 => return false,
-                w if w == target => {
-                    self.words[i] = word(tag, new);
-                    return true;
-                }
+                0 => return None,
+                w if w == target => return Some(i),
                 _ => i = (i + 1) & mask,
             }
         }
@@ -131,15 +137,9 @@ impl SlotIndex {
     /// Removes the entry of `slot` filed under `tag`; false if there is none.
     pub(crate) fn remove(&mut self, tag: u32, slot: SlotId) -> bool {
         let mask = self.mask();
-        let target = word(tag, slot);
-        let mut hole = tag as usize & mask;
-        loop {
-            match self.words[hole] {
-                0 => return false,
-                w if w == target => break,
-                _ => hole = (hole + 1) & mask,
-            }
-        }
+        let Some(mut hole) = self.position(tag, slot) else {
+            return false;
+        };
         // Shift back every later word of the run that may live in the hole: one whose home
         // bucket is not cyclically within (hole, j].
         let mut j = hole;

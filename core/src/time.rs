@@ -61,8 +61,8 @@ pub fn format_rfc3339(ms: Millis) -> String {
 /// whose value each tick also returns for the test's own choices.
 #[cfg(test)]
 pub(crate) struct SteppingClock {
-    pub(crate) x: u64,
-    pub(crate) now: Millis,
+    x: u64,
+    now: Millis,
 }
 
 #[cfg(test)]
