@@ -85,6 +85,12 @@ impl Ledger {
         self.options.clock.now_ms()
     }
 
+    /// The ledger's clock (`Options::clock`): callers that judge time beside the ledger, such as
+    /// a payment callback's signature window, read the same clock its expiry does.
+    pub fn now_ms(&self) -> Millis {
+        self.now()
+    }
+
     /// Waits until `lsn` may be acknowledged under the durability mode.
     pub(crate) fn ack(&self, lsn: Lsn) -> Result<()> {
         self.log.wait(lsn)

@@ -15,12 +15,16 @@ use std::net::TcpStream;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use http_common::{now_secs, sign, SECRET};
+use http_common::{sign, SECRET};
 use metrics_exporter_prometheus::PrometheusHandle as Handle;
-use stockledger::{Durability, Ledger, Options, Source};
+use stockledger::{Durability, Ledger, ManualClock, Options, Source};
 use stockledger_service::auth::Auth;
 use stockledger_service::state::AppState;
 use stockledger_service::{app, metrics, server};
+
+/// Both apps' ledgers read this pinned clock, so the callbacks' signature windows and the
+/// reservations' times are the same in both runs whatever the machine's wall clock does.
+const NOW_SECS: i64 = 1_796_000_000;
 
 /// One running app on its own ledger; stopped when dropped.
 struct App {
@@ -33,6 +37,7 @@ fn start(rt: &tokio::runtime::Runtime, direct: bool, handle: &Handle) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = Options {
         durability: Durability::None,
+        clock: Arc::new(ManualClock::new(NOW_SECS as u64 * 1000)),
         ..Options::default()
     };
     let ledger = Arc::new(Ledger::open(dir.path(), options).expect("open"));
@@ -217,7 +222,7 @@ fn release_requests() -> Vec<(String, Vec<u8>)> {
 }
 
 fn payment_requests() -> Vec<(String, Vec<u8>)> {
-    let now = now_secs();
+    let now = NOW_SECS;
     let ok = pay_body("p-8", "o-8", "succeeded");
     let big = vec![b' '; (1 << 20) + 10];
     let mut r = vec![
@@ -323,7 +328,7 @@ fn payment_requests() -> Vec<(String, Vec<u8>)> {
 
 /// Requests sent verbatim on one kept-alive connection (pipelined; the last one closes).
 fn pipelined() -> (String, Vec<u8>) {
-    let now = now_secs();
+    let now = NOW_SECS;
     let body = pay_body("p-13", "o-13", "succeeded");
     let pay = signed(&body, now, SECRET, "");
     let mut raw = format!(
@@ -399,6 +404,8 @@ fn direct_routes_answer_as_the_router() {
     assert_eq!(routed_metrics, direct_metrics);
     // The cases cover what they should: each route's answers, and its metrics.
     let all = routed.join("\n");
+    // Signed at the pinned clock: accepted only if the window is judged by the ledger's clock.
+    assert!(all.contains(r#""status":"paid""#), "no callback accepted");
     for status in [
         "200", "201", "400", "401", "404", "405", "408", "409", "413",
     ] {

@@ -1,8 +1,6 @@
 //! The bank's payment callback: signature first (401), then the body (400), then the ledger
 //! decides every payment case and the bank gets a definite answer.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::extract::State;
 use axum::http::{HeaderMap, Request};
 use axum::response::{IntoResponse, Response};
@@ -66,10 +64,7 @@ async fn callback_answer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<Json<PaymentAnswerBody>> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = i64::try_from(s.ledger.now_ms() / 1000).unwrap_or(i64::MAX);
     s.auth.payment(headers, body, now)?;
     let req = payment_body(body)?;
     let payment = Payment {
