@@ -1,10 +1,13 @@
 //! Durability benchmarks (not criterion: they report throughput, latency percentiles and
 //! fsync counts together). Run: `cargo bench -p stockledger --bench durability`.
-//! `STOCKLEDGER_BENCH_QUICK=1` shrinks every size for a smoke run.
+//! `STOCKLEDGER_BENCH_QUICK=1` shrinks every size for a smoke run; `ROWS=callers` (or `batch`,
+//! `callers64`, `callers64,batch2`) runs only the rows so named and skips replay and open.
 //!
 //! Prints a markdown table: the disk's raw fdatasync rate, `sync` throughput with 1, 8 and
 //! 64 concurrent callers and with the batch entry point, p50/p99 of an acknowledged
-//! reservation, fsyncs/s and records per fsync, replay speed, and the time to open a ledger
+//! reservation, fsyncs/s and records per fsync, the process's CPU (user + system, all
+//! threads) per reservation, which says whether a row is bound by the CPU or by the disk,
+//! replay speed, and the time to open a ledger
 //! of 1M cells and 1M live reservations from a snapshot plus 100k log records.
 
 use std::fs::OpenOptions;
@@ -46,6 +49,17 @@ fn open(dir: &std::path::Path, durability: Durability) -> Ledger {
         },
     )
     .unwrap()
+}
+
+/// User + system CPU of the whole process so far, in microseconds.
+fn process_cpu_us() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a zeroed rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    assert_eq!(rc, 0, "getrusage");
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(u.ru_utime) + us(u.ru_stime)
 }
 
 /// fdatasync after a 4 KiB write into a preallocated (zero-filled) file.
@@ -96,6 +110,7 @@ struct Row {
     p99_us: f64,
     fsyncs_per_sec: f64,
     records_per_fsync: f64,
+    cpu_us_per_reservation: f64,
 }
 
 fn concurrent_callers(callers: usize) -> Row {
@@ -103,6 +118,7 @@ fn concurrent_callers(callers: usize) -> Row {
     let l = Arc::new(stocked(&dir, Durability::Sync));
     let per_caller = (scale(400_000) / callers as u64).clamp(50, 20_000);
     let before = l.stats();
+    let cpu_before = process_cpu_us();
     let start = Instant::now();
     let hists: Vec<Histogram<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..callers)
@@ -127,6 +143,7 @@ fn concurrent_callers(callers: usize) -> Row {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_us = process_cpu_us() - cpu_before;
     let after = l.stats();
     let mut all = Histogram::<u64>::new(3).unwrap();
     for h in &hists {
@@ -142,6 +159,7 @@ fn concurrent_callers(callers: usize) -> Row {
         fsyncs_per_sec: fsyncs / elapsed,
         records_per_fsync: (after.records_written - before.records_written) as f64
             / fsyncs.max(1.0),
+        cpu_us_per_reservation: cpu_us / n as f64,
     }
 }
 
@@ -173,6 +191,7 @@ fn batch_entry_point(callers: usize) -> Row {
         })
         .collect();
     let before = l.stats();
+    let cpu_before = process_cpu_us();
     let start = Instant::now();
     let hists: Vec<Histogram<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = batches
@@ -193,6 +212,7 @@ fn batch_entry_point(callers: usize) -> Row {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_us = process_cpu_us() - cpu_before;
     let after = l.stats();
     let mut h = Histogram::<u64>::new(3).unwrap();
     for one in &hists {
@@ -204,6 +224,7 @@ fn batch_entry_point(callers: usize) -> Row {
             "sync, batch entry point, {callers} caller(s), 1,000 reservations per call (latency is per call)"
         ),
         per_sec: (calls * callers as u64 * 1000) as f64 / elapsed,
+        cpu_us_per_reservation: cpu_us / (calls * callers as u64 * 1000) as f64,
         p50_us: h.value_at_quantile(0.5) as f64,
         p99_us: h.value_at_quantile(0.99) as f64,
         fsyncs_per_sec: fsyncs / elapsed,
@@ -292,28 +313,38 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average before the run: {}", load.trim());
+    let rows = std::env::var("ROWS").unwrap_or_default();
     let fsync = raw_fsync_rate();
-    println!("\n| workload | reservations/s | p50 µs | p99 µs | fsyncs/s | records/fsync |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("\n| workload | reservations/s | p50 µs | p99 µs | fsyncs/s | records/fsync | CPU µs/reservation |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| raw disk: 4 KiB write + fdatasync, preallocated file | - | - | - | {fsync:.0} | - |"
+        "| raw disk: 4 KiB write + fdatasync, preallocated file | - | - | - | {fsync:.0} | - | - |"
     );
-    for row in [
-        concurrent_callers(1),
-        concurrent_callers(8),
-        concurrent_callers(64),
-        batch_entry_point(1),
-        batch_entry_point(2),
-    ] {
+    let all_rows: [(&str, &dyn Fn() -> Row); 5] = [
+        ("callers1", &|| concurrent_callers(1)),
+        ("callers8", &|| concurrent_callers(8)),
+        ("callers64", &|| concurrent_callers(64)),
+        ("batch1", &|| batch_entry_point(1)),
+        ("batch2", &|| batch_entry_point(2)),
+    ];
+    for (kind, run) in all_rows {
+        if !rows.is_empty() && !rows.split(',').any(|r| kind.starts_with(r)) {
+            continue;
+        }
+        let row = run();
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} |",
             row.name,
             row.per_sec,
             row.p50_us,
             row.p99_us,
             row.fsyncs_per_sec,
-            row.records_per_fsync
+            row.records_per_fsync,
+            row.cpu_us_per_reservation
         );
+    }
+    if !rows.is_empty() {
+        return;
     }
     let (records, took) = replay_speed();
     println!(

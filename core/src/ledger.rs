@@ -896,3 +896,75 @@ impl Drop for Ledger {
         let _ = self.log.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::ManualClock;
+
+    /// A shard whose records span as far as their handles may (cut here to two chunks a
+    /// shard) refuses new reservations with `capacity_exhausted`, changing nothing, while
+    /// its live reservations still finish into records; once the retention prunes them, it
+    /// takes new ones again.
+    #[test]
+    fn a_shard_whose_records_span_too_far_refuses_new_orders_and_finishes_live_ones() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let ledger = Ledger::in_memory(Options {
+            clock: clock.clone(),
+            ..Options::default()
+        });
+        ledger
+            .set_stock("s", "w", 10_000_000, Source::Warehouse)
+            .expect("stock");
+        let line = [Line::new("s", "w", 1)];
+        let live: Vec<String> = (0..500).map(|i| format!("live-{i}")).collect();
+        for id in &live {
+            ledger.reserve(id, &line, 900).expect("reserve");
+        }
+        for mut shard in ledger.state.orders.shards() {
+            shard.map.limit_record_span(2);
+        }
+        // Long ids fill a shard's first chunk of records in ~480 finished orders.
+        let mut refused = None;
+        for i in 0..200_000 {
+            let id = format!("done-{i:0>100}");
+            match ledger.reserve(&id, &line, 900) {
+                Ok(_) => {
+                    ledger.release(&id).expect("release");
+                }
+                Err(Error::CapacityExhausted { limit, .. }) => {
+                    assert_eq!(limit, "max_orders");
+                    refused = Some(id);
+                    break;
+                }
+                Err(e) => panic!("{id}: {e}"),
+            }
+        }
+        let refused = refused.expect("no shard filled its span");
+        let level = ledger.stock("s", "w").expect("level");
+        let seq = ledger.last_seq();
+        let again = ledger.reserve(&refused, &line, 900);
+        assert!(
+            matches!(again, Err(Error::CapacityExhausted { .. })),
+            "{again:?}"
+        );
+        assert_eq!(ledger.stock("s", "w").expect("level"), level);
+        assert_eq!(ledger.last_seq(), seq);
+        assert!(ledger.reservation(&refused).expect("read").is_none());
+        // Every live reservation finishes, whatever its shard.
+        for (i, id) in live.iter().enumerate() {
+            if i % 2 == 0 {
+                ledger.commit(id).expect("commit");
+            } else {
+                ledger.release(id).expect("release");
+            }
+        }
+        ledger.check_invariants().expect("invariants");
+        clock.advance(ledger.options.retention_ms + 1_000);
+        ledger.expire_due().expect("prune");
+        ledger
+            .reserve(&refused, &line, 900)
+            .expect("taken once the records were pruned");
+        ledger.check_invariants().expect("invariants");
+    }
+}

@@ -231,6 +231,12 @@ impl OrderMap {
         self.retained.is_nearly_full()
     }
 
+    /// Makes `is_nearly_full` hold from a span of `chunks` chunks of records on.
+    #[cfg(test)]
+    pub(crate) fn limit_record_span(&mut self, chunks: usize) {
+        self.retained.span_limit = Some(chunks);
+    }
+
     /// Files a finished order whose id is absent as a record; returns its handle.
     fn insert_record(&mut self, hash: u64, id: &str, order: &Order) -> SlotId {
         debug_assert!(self.find(hash, id).is_none());

@@ -100,6 +100,10 @@ pub(crate) struct Retained {
     len: usize,
     /// At most `MAX_RETENTION_RUNS`, oldest first.
     runs: VecDeque<Run>,
+    /// A smaller span than `MAX_CHUNKS / 2` past which `is_nearly_full` holds, so tests
+    /// reach it without gigabytes of records.
+    #[cfg(test)]
+    pub(crate) span_limit: Option<usize>,
 }
 
 impl Retained {
@@ -290,6 +294,10 @@ impl Retained {
     /// Whether the span of chunks is past half of what handles can name: new reservations
     /// are refused then, so the live ones can always finish into a record.
     pub(crate) fn is_nearly_full(&self) -> bool {
+        #[cfg(test)]
+        if let Some(limit) = self.span_limit {
+            return self.chunks.len() >= limit;
+        }
         self.chunks.len() >= MAX_CHUNKS / 2
     }
 
