@@ -570,3 +570,42 @@ fn a_new_epoch_gives_new_event_ids_and_keeps_old_ones() {
         live[2]
     );
 }
+
+/// Every `sync` caller is woken once its record is durable, however many wait on one
+/// fsync: the writer unparks a few and each woken caller unparks a few more, so a caller
+/// left out of that chain would wait forever (the deadline turns the hang into a failure).
+#[test]
+fn every_one_of_many_sync_callers_is_woken() {
+    const CALLERS: usize = 64;
+    const EACH: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _clock) = on_disk(dir.path(), Durability::Sync);
+    let ledger = Arc::new(ledger);
+    ledger
+        .set_stock("s", "w", 1_000_000, Source::Warehouse)
+        .unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    for c in 0..CALLERS {
+        let (ledger, done) = (ledger.clone(), done.clone());
+        std::thread::spawn(move || {
+            for i in 0..EACH {
+                let line = [line("s", "w", 1)];
+                ledger
+                    .reserve_ack(&format!("c{c}-{i}"), &line, 900)
+                    .unwrap();
+            }
+            done.send(c).unwrap();
+        });
+    }
+    for _ in 0..CALLERS {
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a sync caller was never woken");
+    }
+    let stats = ledger.stats();
+    assert_eq!(stats.reservations, CALLERS * EACH);
+    assert!(
+        stats.fsyncs < (CALLERS * EACH) as u64,
+        "no group commit: {stats:?}"
+    );
+}

@@ -30,6 +30,11 @@ use crate::state::State;
 use crate::time::Clock;
 use error::{StorageError, StorageResult};
 
+/// How many waiting threads the writer, and then each thread woken, unparks. With 64
+/// `sync` callers 4 and 2 did about the same and 1 (a chain) less; the writer unparking
+/// every waiter itself synced half as often (`docs/architecture.md`, "Waiting for the disk").
+const WAKE_FANOUT: usize = 4;
+
 /// A sample of where a seq starts in a segment, so readers need not scan from its start.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentMeta {
@@ -82,6 +87,11 @@ pub(crate) struct Shared {
     /// condvar's notify_all would wake every waiter for every batch). At most one entry per
     /// waiting thread or task; bounded by the callers in flight.
     waiters: Mutex<Vec<(Lsn, Waiter)>>,
+    /// Threads told their lsn is durable but not unparked yet. The writer unparks
+    /// `WAKE_FANOUT` of them and each thread woken unparks as many more, so the writer is
+    /// back at the log after a few system calls instead of one per waiter. Bounded like
+    /// `waiters`.
+    to_unpark: Mutex<Vec<std::thread::Thread>>,
     /// Names the next task that registers in `waiters`.
     next_task: AtomicU64,
     pub(crate) writer_sleeping: AtomicBool,
@@ -143,11 +153,32 @@ impl Shared {
         }
         drop(waiters);
         // Outside the lock: each unpark may be a system call.
+        let mut threads: smallvec::SmallVec<[std::thread::Thread; 32]> = smallvec::SmallVec::new();
         for waiter in wake {
             match waiter {
-                Waiter::Thread(_, thread) => thread.unpark(),
+                Waiter::Thread(_, thread) => threads.push(thread),
                 Waiter::Task(_, waker) => waker.wake(),
             }
+        }
+        if threads.len() > WAKE_FANOUT {
+            self.to_unpark.lock().extend(threads.drain(WAKE_FANOUT..));
+        }
+        for thread in threads {
+            thread.unpark();
+        }
+    }
+
+    /// Unparks up to `WAKE_FANOUT` of the threads `notify` left to the ones it woke.
+    fn pass_on_wake_ups(&self) {
+        let mut next: smallvec::SmallVec<[std::thread::Thread; WAKE_FANOUT]> =
+            smallvec::SmallVec::new();
+        {
+            let mut to_unpark = self.to_unpark.lock();
+            let keep = to_unpark.len().saturating_sub(WAKE_FANOUT);
+            next.extend(to_unpark.drain(keep..));
+        }
+        for thread in next {
+            thread.unpark();
         }
     }
 
@@ -256,6 +287,7 @@ impl Log {
             // Returns at once if `notify` already unparked this thread; spurious wake-ups
             // loop back to the check above.
             std::thread::park();
+            s.pass_on_wake_ups();
         }
     }
 
@@ -428,6 +460,7 @@ fn new_shared(
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         waiters: Mutex::new(Vec::new()),
+        to_unpark: Mutex::new(Vec::new()),
         next_task: AtomicU64::new(1),
         writer_sleeping: AtomicBool::new(false),
         writer_thread: OnceLock::new(),
