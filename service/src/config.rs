@@ -31,9 +31,8 @@ pub const MAX_MAX_PENDING_WRITES: usize = 1_000_000;
 pub const MAX_WORKERS: usize = 1024;
 
 /// Request threads by default: one fewer than the cores (at least one), so that the log
-/// writer, which every durable answer waits for, keeps a core of its own. On the 2-core
-/// machine the project measures on, one worker did 9-17% less CPU per reservation and
-/// 2-11% more orders/s than two (`docs/benchmarks.md`, "Twelfth session").
+/// writer, which every durable answer waits for, keeps a core of its own (measured on 2
+/// cores: `docs/benchmarks.md`, "Twelfth session").
 pub fn default_workers() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.saturating_sub(1).max(1)
