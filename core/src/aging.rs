@@ -11,6 +11,22 @@ use std::collections::VecDeque;
 use crate::limits::MAX_RETENTION_RUNS;
 use crate::time::Millis;
 
+/// The time an entry made at `at` is filed under, and whether it starts a new run, given
+/// the newest time filed in the newest run (`None`: nothing filed there) and the number of
+/// runs. The rule of every retention queue (`retained.rs` files finished orders by it):
+/// while the clock moves forward an entry joins the newest run; a step back starts a run,
+/// while fewer than `MAX_RETENTION_RUNS` exist; beyond that it joins the newest run under
+/// that run's newest time, so it is kept longer than its retention, never shorter.
+pub(crate) fn filing(newest: Option<Millis>, runs: usize, at: Millis) -> (Millis, bool) {
+    debug_assert!(runs <= MAX_RETENTION_RUNS);
+    match newest {
+        Some(t) if at >= t => (at, false),
+        Some(t) if runs >= MAX_RETENTION_RUNS => (t, false),
+        Some(_) => (at, true),
+        None => (at, runs == 0),
+    }
+}
+
 pub(crate) struct Aging<T> {
     /// Each run is sorted by time; the newest run takes the pushes.
     runs: VecDeque<VecDeque<(Millis, T)>>,
@@ -41,19 +57,10 @@ impl<T> Aging<T> {
     pub(crate) fn push(&mut self, at: Millis, entry: T) {
         debug_assert!(self.unsorted.is_empty(), "push before settle");
         let newest = self.runs.back().and_then(|r| r.back()).map(|&(t, _)| t);
-        let at = match newest {
-            Some(t) if at < t && self.runs.len() < MAX_RETENTION_RUNS => {
-                self.runs.push_back(VecDeque::new());
-                at
-            }
-            Some(t) => at.max(t),
-            None => {
-                if self.runs.is_empty() {
-                    self.runs.push_back(VecDeque::new());
-                }
-                at
-            }
-        };
+        let (at, new_run) = filing(newest, self.runs.len(), at);
+        if new_run {
+            self.runs.push_back(VecDeque::new());
+        }
         if let Some(run) = self.runs.back_mut() {
             run.push_back((at, entry));
             self.len += 1;
@@ -105,6 +112,30 @@ impl<T> Aging<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filing_follows_the_clock_and_caps_the_runs() {
+        assert_eq!(
+            filing(None, 0, 5),
+            (5, true),
+            "the first entry starts the first run"
+        );
+        assert_eq!(
+            filing(None, 1, 5),
+            (5, false),
+            "an emptied newest run takes it"
+        );
+        assert_eq!(filing(Some(5), 1, 5), (5, false));
+        assert_eq!(filing(Some(5), 1, 9), (9, false));
+        assert_eq!(filing(Some(9), 1, 5), (5, true), "a step back starts a run");
+        let full = MAX_RETENTION_RUNS;
+        assert_eq!(
+            filing(Some(9), full, 5),
+            (9, false),
+            "filed later, never earlier"
+        );
+        assert_eq!(filing(Some(9), full, 12), (12, false));
+    }
 
     /// Against a plain list pruned by time: every pass takes exactly the entries older
     /// than its cutoff, with the clock stepping back and forth.

@@ -20,7 +20,8 @@
 
 use std::collections::VecDeque;
 
-use crate::limits::{MAX_KEY_BYTES, MAX_LINES, MAX_RETENTION_RUNS};
+use crate::aging::filing;
+use crate::limits::{MAX_KEY_BYTES, MAX_LINES};
 use crate::order::{HeldLine, Lines, Order};
 use crate::time::Millis;
 use crate::types::Status;
@@ -191,26 +192,22 @@ impl Retained {
     /// The time a record finished at `at` is filed under; starts a new run when the clock
     /// stepped back (and runs are left).
     fn filing_time(&mut self, at: Millis) -> Millis {
-        let end = self.end();
-        let full = self.runs.len() >= MAX_RETENTION_RUNS;
-        match self.runs.back_mut() {
-            Some(run) if at >= run.newest => {
-                run.newest = at;
-                at
+        let newest = self.runs.back().map(|run| run.newest);
+        let (at, new_run) = filing(newest, self.runs.len(), at);
+        if new_run {
+            let end = self.end();
+            if let Some(run) = self.runs.back_mut() {
+                run.end = Some(end);
             }
-            Some(run) if full => run.newest,
-            _ => {
-                if let Some(run) = self.runs.back_mut() {
-                    run.end = Some(end);
-                }
-                self.runs.push_back(Run {
-                    front: end,
-                    end: None,
-                    newest: at,
-                });
-                at
-            }
+            self.runs.push_back(Run {
+                front: end,
+                end: None,
+                newest: at,
+            });
+        } else if let Some(run) = self.runs.back_mut() {
+            run.newest = at;
         }
+        at
     }
 
     /// Where the next record would go (or, past a full chunk, before it).
@@ -442,6 +439,7 @@ impl<'a> Record<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_RETENTION_RUNS;
 
     fn finished(lines: usize, at: Millis) -> Order {
         let lines = (0..lines as u32)
