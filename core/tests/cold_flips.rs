@@ -95,3 +95,42 @@ fn a_damaged_snapshot_whose_log_is_gone_is_named_in_the_error() {
         "the error names no damaged snapshot: {err}"
     );
 }
+
+/// The same with no log segment left at all: a folder of damaged snapshots alone must not
+/// open as an empty ledger (which would sell stock it never had) nor be repaired behind the
+/// operator's back; the open fails naming a damaged snapshot and leaves every file as it was.
+#[test]
+fn damaged_snapshots_with_no_log_segment_at_all_are_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = damaged_snapshots_whose_log_is_gone(dir.path());
+    for seg in files_with_ext(dir.path(), "log") {
+        std::fs::remove_file(seg).unwrap();
+    }
+    assert!(files_with_ext(dir.path(), "log").is_empty());
+    let before: Vec<Vec<u8>> = snaps.iter().map(|s| std::fs::read(s).unwrap()).collect();
+    let err = match stockledger::Ledger::open(dir.path(), stockledger::Options::default()) {
+        Ok(l) => panic!(
+            "damaged snapshots without a log opened with {} reservations",
+            l.stats().reservations
+        ),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        snaps
+            .iter()
+            .any(|s| err.contains(&*s.file_name().unwrap().to_string_lossy())),
+        "the error names no damaged snapshot: {err}"
+    );
+    assert_eq!(
+        files_with_ext(dir.path(), "rkyv"),
+        snaps,
+        "snapshots removed or added"
+    );
+    for (snap, bytes) in snaps.iter().zip(&before) {
+        assert_eq!(&std::fs::read(snap).unwrap(), bytes, "{snap:?} changed");
+    }
+    assert!(
+        files_with_ext(dir.path(), "log").is_empty(),
+        "a log was started"
+    );
+}
