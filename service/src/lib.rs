@@ -143,7 +143,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(listen = %bound, "stockledgerd serving");
+    tracing::info!(listen = %bound, workers = cfg.workers, "stockledgerd serving");
 
     server::serve(
         listener,
