@@ -81,14 +81,10 @@ impl Ledger {
         self.options.durability
     }
 
-    pub(crate) fn now(&self) -> Millis {
-        self.options.clock.now_ms()
-    }
-
     /// The ledger's clock (`Options::clock`): callers that judge time beside the ledger, such as
     /// a payment callback's signature window, read the same clock its expiry does.
     pub fn now_ms(&self) -> Millis {
-        self.now()
+        self.options.clock.now_ms()
     }
 
     /// Waits until `lsn` may be acknowledged under the durability mode.
@@ -294,7 +290,7 @@ impl Ledger {
             self.shortfalls(lines)
         })?;
 
-        let now = self.now();
+        let now = self.now_ms();
         let expires_at = now + ttl_seconds * 1000;
         // Consumer: the lsn comes after the cells moved.
         let (lsn, ()) = self.seq.stage(
@@ -463,7 +459,7 @@ impl Ledger {
         order_id: &str,
         payment_id: Option<&str>,
     ) -> Result<Lsn> {
-        let now = self.now();
+        let now = self.now_ms();
         let order = shard.map.order(s);
         match order.status {
             Status::Paid => return Ok(self.staged_so_far()),
@@ -542,7 +538,7 @@ impl Ledger {
         tag: u8,
         payment_id: Option<&str>,
     ) -> Lsn {
-        let now = self.now();
+        let now = self.now_ms();
         let order = shard.map.order(s);
         assert_eq!(order.status, Status::Reserved);
         let lines = &order.lines;
@@ -561,7 +557,7 @@ impl Ledger {
 
     /// Expires every reservation due by the clock's now.
     pub fn expire_due(&self) -> Result<Vec<String>> {
-        self.expire_due_at(self.now())
+        self.expire_due_at(self.now_ms())
     }
 
     /// Expires every reservation whose `expires_at <= now`, returns their order ids, and
@@ -665,7 +661,7 @@ impl Ledger {
             }
             return Ok((self.level(seen.cell), self.staged_so_far()));
         }
-        let now = self.now();
+        let now = self.now_ms();
         let (level, lsn) =
             self.set_stock_decided(sku, warehouse, on_hand, StockKind::SetKeyed(key), source)?;
         if let Some(cell) = self.state.catalog.find_cell(sku, warehouse) {
@@ -741,7 +737,7 @@ impl Ledger {
             let level = self.level(seen.cell);
             return Ok((level, self.staged_so_far()));
         }
-        let now = self.now();
+        let now = self.now_ms();
         let (level, lsn) = self.stock_change(
             sku,
             warehouse,
@@ -798,7 +794,7 @@ impl Ledger {
         }
         let cell = catalog.cell_or_insert(sku, warehouse).ok_or_else(full)?;
         let slot = catalog.cell(cell);
-        let now = self.now();
+        let now = self.now_ms();
         let encode = |enc: &mut Encoder<'_>, moved: &(u64, u64)| {
             let (old, next) = *moved;
             let delta = next as i64 - old as i64;

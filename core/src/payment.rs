@@ -107,7 +107,7 @@ impl Ledger {
                 order_id: p.order_id.into(),
             });
         };
-        let now = self.now();
+        let now = self.now_ms();
         let status = order.status;
         let due = order.expires_at() <= now;
         let (answer, lsn) = match (p.succeeded, status) {
@@ -179,7 +179,7 @@ impl Ledger {
     }
 
     fn refund(&self, p: &Payment<'_>, reason: RefundReason) -> (PaymentAnswer, Lsn) {
-        let now = self.now();
+        let now = self.now_ms();
         let (lsn, ()) = self.seq.stage(
             || (),
             |enc, _| {
@@ -208,7 +208,7 @@ impl Ledger {
             return self.refund(p, RefundReason::ExpiredNoStock);
         }
         self.state.end_holds(&lines, Status::Paid);
-        let now = self.now();
+        let now = self.now_ms();
         // Consumer: the lsn after the cells moved; one record, so both events or neither.
         let (lsn, ()) = self.seq.stage(
             || (),
