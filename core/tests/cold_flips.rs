@@ -84,8 +84,16 @@ fn a_bad_frame_covered_by_a_snapshot_is_not_zeroed_as_a_torn_tail() {
 fn a_damaged_snapshot_whose_log_is_gone_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
     let snaps = damaged_snapshots_whose_log_is_gone(dir.path());
-    let err = match stockledger::Ledger::open(dir.path(), stockledger::Options::default()) {
-        Ok(_) => panic!("a ledger whose snapshots are damaged and whose log is gone opened"),
+    refused_naming_a_snapshot(dir.path(), &snaps);
+}
+
+/// Opens `dir`, which must be refused with an error naming one of `snaps`.
+fn refused_naming_a_snapshot(dir: &std::path::Path, snaps: &[std::path::PathBuf]) {
+    let err = match stockledger::Ledger::open(dir, stockledger::Options::default()) {
+        Ok(l) => panic!(
+            "a ledger whose snapshots are all damaged opened with {} reservations",
+            l.stats().reservations
+        ),
         Err(e) => e.to_string(),
     };
     assert!(
@@ -108,19 +116,7 @@ fn damaged_snapshots_with_no_log_segment_at_all_are_refused_and_kept() {
     }
     assert!(files_with_ext(dir.path(), "log").is_empty());
     let before: Vec<Vec<u8>> = snaps.iter().map(|s| std::fs::read(s).unwrap()).collect();
-    let err = match stockledger::Ledger::open(dir.path(), stockledger::Options::default()) {
-        Ok(l) => panic!(
-            "damaged snapshots without a log opened with {} reservations",
-            l.stats().reservations
-        ),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        snaps
-            .iter()
-            .any(|s| err.contains(&*s.file_name().unwrap().to_string_lossy())),
-        "the error names no damaged snapshot: {err}"
-    );
+    refused_naming_a_snapshot(dir.path(), &snaps);
     assert_eq!(
         files_with_ext(dir.path(), "rkyv"),
         snaps,
