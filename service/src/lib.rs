@@ -33,7 +33,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use stockledger::{Ledger, Options};
-use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::state::{AppState, Expirer};
@@ -131,7 +130,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         Some(h)
     };
 
-    let listener = match TcpListener::bind(cfg.listen).await {
+    let listener = match server::bind(cfg.listen) {
         Ok(l) => l,
         Err(e) => {
             expirer.stop();

@@ -1,7 +1,8 @@
 //! The HTTP front: our own accept loop over hyper's HTTP/1 connection, so that slow and idle
 //! clients cannot hold the service (http-api.md "Connections and overload"):
 //! - at most `max_connections` connections are served at once; beyond it new connections wait
-//!   in the listen backlog (the loop only accepts while it holds a slot);
+//!   in the listen backlog (the loop only accepts while it holds a slot), which holds
+//!   [`LISTEN_BACKLOG`] handshakes;
 //! - a request head must arrive within `header_timeout` of opening or of the previous
 //!   response (hyper's header-read timer), an idle keep-alive connection is closed after
 //!   `idle_timeout`, and a request gets 408 `request_timeout` unless its body and answer are
@@ -11,6 +12,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::errors::ApiError;
@@ -39,6 +41,24 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
+}
+
+/// Handshakes the kernel completes before the accept loop takes them. A flash sale opens with
+/// hundreds of buyers connecting at once; with the usual 128 the later ones got no answer to
+/// their SYN (a retry after 1 s, then 3 s) or were reset. The kernel caps it at
+/// `net.core.somaxconn` (4096 on current kernels).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (address reuse as `TcpListener::bind` does) with [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// File descriptors kept free for the ledger (log segments, snapshots) and Kafka's sockets.

@@ -204,6 +204,49 @@ fn connections_beyond_the_cap_wait_and_the_service_recovers() {
     );
 }
 
+/// A flash sale opens: more buyers connect at once than the accept loop takes in at a time.
+/// The kernel completes their handshakes into the listen backlog even while the service is
+/// frozen (SIGSTOP), and each is answered once it runs again. With the default backlog of 128
+/// the handshake of the 130th and later went unanswered (a SYN retried after 1 s, 3 s, ...),
+/// and on a loaded machine buyers of a burst of 400 were reset.
+#[test]
+fn a_burst_of_connections_waits_in_the_backlog_while_the_service_is_frozen() {
+    // The kernel caps the backlog at net.core.somaxconn (4096 on current kernels, 128 on old).
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(4096);
+    let buyers = 400.min(somaxconn);
+    if buyers < 400 {
+        eprintln!("net.core.somaxconn is {somaxconn}: {buyers} buyers only");
+    }
+    let s = Server::start();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.port));
+    s.signal(libc::SIGSTOP);
+    let mut conns = Vec::with_capacity(buyers);
+    let mut refused = None;
+    for i in 0..buyers {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+            Ok(c) => conns.push(c),
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    s.signal(libc::SIGCONT);
+    if let Some((i, e)) = refused {
+        panic!("connect {i} of {buyers} to a frozen service: {e}");
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let (status, _) = read_one(c);
+        assert_eq!(status, 200, "buyer {i}");
+    }
+}
+
 /// The user's report: a small open-files limit and a flood of idle connections. The cap is
 /// fitted below the limit, so accepts never fail with EMFILE and the service recovers.
 #[test]
