@@ -424,6 +424,128 @@ fn partner_and_admin_auth_come_before_the_body() {
     s.get("/v1/stock/A").err(404, "sku_not_found");
 }
 
+/// Posts reservations of 100 lines on one keep-alive connection, `count` of them from order
+/// `first` on (each id 128 bytes, so each record is ~1 KiB of log); every one must be 201.
+fn reserve_wide(port: u16, first: usize, count: usize) {
+    use std::io::BufRead;
+    let lines: Vec<serde_json::Value> = (0..100)
+        .map(|k| json!({"sku": format!("W{k:03}"), "warehouse": "kol", "qty": 1}))
+        .collect();
+    let stream = connect(port);
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for i in first..first + count {
+        let body = json!({"order_id": format!("{i:0>128}"), "lines": lines}).to_string();
+        let head = format!(
+            "POST /v1/reservations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        writer.write_all(head.as_bytes()).unwrap();
+        writer.write_all(body.as_bytes()).unwrap();
+        let (mut status, mut len) = (0u16, 0usize);
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "closed mid-head");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if status == 0 {
+                status = line.split(' ').nth(1).unwrap().parse().unwrap();
+            } else if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut answer = vec![0u8; len];
+        reader.read_exact(&mut answer).unwrap();
+        assert_eq!(
+            status,
+            201,
+            "order {i}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}
+
+fn log_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("wal-") && n.ends_with(".log")
+        })
+        .count()
+}
+
+/// http-api.md "Events feed": once the log is compacted past `after`, the answer is 410
+/// `events_pruned` naming the first seq still readable, and the feed goes on from there
+/// without a gap. The real binary with `--events-retention 1s`: a first 32 MiB segment is
+/// filled, rolls, ages past the retention and is pruned by checkpoints.
+#[test]
+fn the_feed_answers_410_once_the_log_is_compacted_past_after() {
+    let s = Server::start_with(&["--events-retention", "1s", "--durability", "async"]);
+    for k in 0..100 {
+        let sku = format!("W{k:03}");
+        assert_eq!(s.set_stock(TOK1, &sku, "kol", 1_000_000_000).status, 200);
+    }
+    let mut orders = 0;
+    while log_segments(&s.data) < 2 {
+        assert!(
+            orders < 200_000,
+            "{orders} wide orders never rolled the log"
+        );
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let port = s.port;
+                let first = orders + t * 2_000;
+                std::thread::spawn(move || reserve_wide(port, first, 2_000))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        orders += 8_000;
+    }
+    // Checkpoint until the first segment is older than the retention and pruned.
+    let admin = format!("Bearer {ADMIN}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pruned = loop {
+        let c = s.req(
+            "POST",
+            "/v1/admin/checkpoint",
+            &[("authorization", &admin)],
+            b"",
+        );
+        assert_eq!(c.status, 200, "{}", String::from_utf8_lossy(&c.body));
+        let r = s.get("/v1/events?after=0");
+        if r.status != 200 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first segment was never pruned"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let oldest = pruned.err(410, "events_pruned")["oldest_seq"]
+        .as_u64()
+        .expect("oldest_seq");
+    assert!(oldest > 100, "oldest_seq {oldest}: nothing was pruned");
+    s.get(&format!("/v1/events?after={}", oldest - 2))
+        .err(410, "events_pruned");
+    let r = s.get(&format!("/v1/events?after={}&limit=5", oldest - 1));
+    assert_eq!(r.status, 200);
+    let events = r.json()["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[0]["seq"], oldest);
+    let last = s.events_gap_free(oldest - 1, "after the pruned segment");
+    // One event per stock write and one per reservation, none lost at either end.
+    assert_eq!(last, 100 + orders as u64);
+}
+
 #[test]
 fn events_after_out_of_range_is_400() {
     let s = Server::start();
