@@ -445,6 +445,18 @@ fn broker(action: &str) {
 
 /// `stockledgerd --kafka-brokers ...` on a ledger folder, its stderr to a file.
 fn spawn_service(dir: &Path, brokers: &str, events: &str, stock: &str, group: &str) -> Child {
+    spawn_service_with(dir, brokers, events, stock, group, &[], &[])
+}
+
+fn spawn_service_with(
+    dir: &Path,
+    brokers: &str,
+    events: &str,
+    stock: &str,
+    group: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -457,8 +469,10 @@ fn spawn_service(dir: &Path, brokers: &str, events: &str, stock: &str, group: &s
         .args(["--kafka-brokers", brokers])
         .args(["--events-topic", events])
         .args(["--stock-topic", stock])
+        .args(extra)
         .env("STOCKLEDGER_RDKAFKA_CONSUMER_GROUP_ID", group)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -604,6 +618,94 @@ fn high_watermark(brokers: &str, topic: &str) -> i64 {
     c.fetch_watermarks(topic, 0, Duration::from_secs(10))
         .unwrap()
         .1
+}
+
+/// Defect 7 against a real broker: `stockledgerd --durability async` is killed with SIGKILL
+/// three times while it applies the stock feed. Its offsets are committed only once the
+/// changes are on disk, and a message delivered again is known by its `event_id`, so after
+/// the last restart every adjustment is applied exactly once: one event each, and each
+/// cell's `on_hand` is the sum of its deltas.
+#[test]
+fn async_service_killed_while_consuming_the_stock_feed_applies_each_message_once() {
+    let Some(brokers) =
+        brokers("async_service_killed_while_consuming_the_stock_feed_applies_each_message_once")
+    else {
+        return;
+    };
+    const MESSAGES: u64 = 100_000;
+    const SKUS: u64 = 10;
+    let rt = runtime();
+    let (events, stock) = (unique("events"), unique("stock"));
+    create_topics(&rt, &brokers, &[(&events, 1), (&stock, 1)]);
+    let feed: Vec<Vec<u8>> = (0..MESSAGES)
+        .map(|i| {
+            msg(
+                json!({"event_id": format!("d-{i}"), "sku": format!("F{}", i % SKUS),
+                "warehouse": "kol", "delta": 1, "reason": "inbound"}),
+            )
+        })
+        .collect();
+    produce(&brokers, &stock, &feed);
+    let base = tempfile::tempdir().unwrap();
+    let dir: PathBuf = base.path().join("data");
+    let group = unique("g");
+    let args = ["--durability", "async"];
+    // A member killed with SIGKILL holds its partition until its session times out (45 s by
+    // default): 6 s, the broker's minimum, keeps the restarts quick.
+    let env = [("STOCKLEDGER_RDKAFKA_CONSUMER_SESSION_TIMEOUT_MS", "6000")];
+    let spawn = || spawn_service_with(&dir, &brokers, &events, &stock, &group, &args, &env);
+    let mut kills = Vec::new();
+    for k in 1..=3 {
+        let before = cursor(&dir);
+        // Each applied adjustment is one event; the publisher's cursor follows them.
+        let kill_at = (k * MESSAGES / 5).max(before + 1).min(MESSAGES);
+        let mut child = spawn();
+        wait_for(
+            "the feed to be applied further",
+            Duration::from_secs(120),
+            || cursor(&dir) >= kill_at,
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills.push(cursor(&dir));
+    }
+    let mut child = spawn();
+    wait_for(
+        "every message to be applied",
+        Duration::from_secs(180),
+        || cursor(&dir) >= MESSAGES,
+    );
+    // SIGTERM only once it serves (before its handler is in place, SIGTERM just kills it).
+    let log_path = dir.with_extension("log");
+    wait_for("the last start to serve", Duration::from_secs(60), || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        log.matches("stockledgerd serving").count() == 4
+    });
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status} (kills at cursors {kills:?}); log ends {tail:?}"
+    );
+    let ledger = open(&dir, Durability::Sync);
+    assert_eq!(
+        ledger.last_seq(),
+        MESSAGES,
+        "one event per message (kills at cursors {kills:?})"
+    );
+    for k in 0..SKUS {
+        let cell = ledger.stock(&format!("F{k}"), "kol").unwrap();
+        assert_eq!(
+            cell.on_hand,
+            MESSAGES / SKUS,
+            "F{k} (kills at cursors {kills:?})"
+        );
+    }
+    println!("stock feed: {MESSAGES} messages, kills at cursors {kills:?}");
 }
 
 #[test]
