@@ -555,6 +555,147 @@ fn service_killed_while_publishing_delivers_everything_after_restart() {
     );
 }
 
+/// The frames of a segment file (after its 64-byte header): (offset, first seq, events).
+fn frames_of(segment: &[u8]) -> Vec<(usize, u64, u64)> {
+    let u32_at = |at: usize| u32::from_le_bytes(segment[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(segment[at..at + 8].try_into().unwrap());
+    let mut frames = Vec::new();
+    let mut at = 64;
+    while at + 48 <= segment.len() && u32_at(at + 4) != 0 {
+        frames.push((at, u64_at(at + 16), u64::from(u32_at(at + 28))));
+        at += 48 + u32_at(at + 4) as usize;
+    }
+    frames
+}
+
+/// Defect 8 against a real broker: events already delivered to the topic are lost from the
+/// end of the log (its last frames zeroed at a frame boundary, so recovery sees a clean end
+/// and cuts nothing itself). On restart the publisher finds its cursor past the log's last
+/// event, resumes after it and starts a new event epoch: the events that get the lost seqs
+/// again carry new event_ids, so no event_id in the topic ever stands for two events.
+#[test]
+fn events_lost_after_delivery_are_followed_by_new_event_ids() {
+    let Some(brokers) = brokers("events_lost_after_delivery_are_followed_by_new_event_ids") else {
+        return;
+    };
+    const FIRST: u64 = 2_000;
+    const LATER: u64 = 1_000;
+    let rt = runtime();
+    let (events, stock) = (unique("events"), unique("stock"));
+    create_topics(&rt, &brokers, &[(&events, 1), (&stock, 1)]);
+    let base = tempfile::tempdir().unwrap();
+    let dir: PathBuf = base.path().join("data");
+    {
+        let ledger = open(&dir, Durability::Sync);
+        stock_ledger(&ledger, FIRST as usize);
+        ledger.close().unwrap();
+    }
+    let group = unique("g");
+    let log_path = dir.with_extension("log");
+    let serving = |n: usize| {
+        let log_path = &log_path;
+        move || {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            log.matches("stockledgerd serving").count() == n
+        }
+    };
+    let mut child = spawn_service(&dir, &brokers, &events, &stock, &group);
+    wait_for(
+        "the first start to serve",
+        Duration::from_secs(60),
+        serving(1),
+    );
+    wait_for("every event delivered", Duration::from_secs(120), || {
+        cursor(&dir) == FIRST
+    });
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+
+    // The log loses its last quarter of events: zeros from a frame's start to the end.
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("wal-") && n.ends_with(".log")
+        })
+        .collect();
+    segments.sort();
+    let last_segment = segments.pop().expect("a segment");
+    let mut bytes = std::fs::read(&last_segment).unwrap();
+    let frames = frames_of(&bytes);
+    let (cut_at, kept_seq, _) = *frames
+        .iter()
+        .find(|(_, first_seq, _)| *first_seq > FIRST * 3 / 4)
+        .expect("a frame in the last quarter");
+    let kept = kept_seq - 1;
+    bytes[cut_at..].fill(0);
+    std::fs::write(&last_segment, &bytes).unwrap();
+
+    // Restarted: new stock messages make new events at the seqs that were lost.
+    let feed: Vec<Vec<u8>> = (0..LATER)
+        .map(|i| {
+            msg(
+                json!({"event_id": format!("n-{i}"), "sku": format!("N{}", i % 10),
+                "warehouse": "kol", "delta": 1, "reason": "inbound"}),
+            )
+        })
+        .collect();
+    produce(&brokers, &stock, &feed);
+    let mut child = spawn_service(&dir, &brokers, &events, &stock, &group);
+    wait_for("the restart to serve", Duration::from_secs(60), serving(2));
+    wait_for("the new events delivered", Duration::from_secs(120), || {
+        cursor(&dir) == kept + LATER
+    });
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        log.contains("the kafka cursor is past the log's last event"),
+        "{log}"
+    );
+
+    let got = read_topic(&brokers, &events, kept + LATER, FIRST + LATER);
+    let mut by_id: HashMap<&str, &Value> = HashMap::new();
+    let mut ids_by_seq: BTreeMap<u64, HashSet<&str>> = BTreeMap::new();
+    for g in &got {
+        assert_eq!(
+            g.value["event_id"].as_str(),
+            Some(g.header_event_id.as_str())
+        );
+        let first = by_id.entry(g.header_event_id.as_str()).or_insert(&g.value);
+        assert_eq!(
+            *first, &g.value,
+            "event_id {} names two events",
+            g.header_event_id
+        );
+        ids_by_seq
+            .entry(g.seq())
+            .or_default()
+            .insert(g.header_event_id.as_str());
+    }
+    for seq in 1..=kept + LATER {
+        let ids = ids_by_seq.get(&seq).map_or(0, HashSet::len);
+        let want = if seq > kept && seq <= FIRST { 2 } else { 1 };
+        assert_eq!(
+            ids, want,
+            "event_ids of seq {seq} (the log kept {kept} of {FIRST})"
+        );
+    }
+    let ledger = open(&dir, Durability::Sync);
+    assert_eq!(ledger.last_seq(), kept + LATER);
+    let reread = ledger.events(kept, 1).unwrap();
+    assert!(
+        reread[0].event_id.contains('.'),
+        "an event after the cut carries its epoch: {}",
+        reread[0].event_id
+    );
+}
+
 // ---- the stock feed consumer -------------------------------------------------------------
 
 fn produce(brokers: &str, topic: &str, messages: &[Vec<u8>]) {
