@@ -3,7 +3,8 @@
 //! several client threads; at a random moment it is killed with SIGKILL, restarted on the
 //! same folder, and checked: every acknowledged (2xx) operation is there with its effect, an
 //! operation in flight is either whole or absent, stock equals what the orders hold
-//! (no oversell, conservation), and the events feed is gap-free and never shrinks.
+//! (no oversell, conservation), and the events feed is gap-free and never shrinks. A fifth
+//! thread checkpoints over and over, so kills also land in snapshot writes.
 //!
 //! `STOCKLEDGER_CRASH_CYCLES=<n>` (default 50, ~30 s on 2 cores); the long run is
 //! `STOCKLEDGER_CRASH_CYCLES=1000`. `STOCKLEDGER_CRASH_SEED=<n>` changes the kill moments.
@@ -118,6 +119,24 @@ fn client(port: u16, cycle: u64, t: usize, seed: u64, shared: Log) {
     }
 }
 
+/// Checkpoints over and over (`POST /v1/admin/checkpoint`) until the server is dead, so that
+/// kills land in the middle of snapshot writes too; returns how many succeeded.
+fn checkpointer(port: u16) -> u64 {
+    let auth = format!("Bearer {ADMIN}");
+    let mut done = 0;
+    while let Ok(r) = raw_request(
+        port,
+        "POST",
+        "/v1/admin/checkpoint",
+        &[("authorization", &auth)],
+        b"",
+    ) {
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        done += 1;
+    }
+    done
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -142,6 +161,7 @@ fn kill_dash_nine_in_cycles_loses_nothing_acknowledged() {
     let mut settled = Settled::new();
     let mut events_seen = 0u64;
     let mut acked_total = 0usize;
+    let mut checkpoints = 0u64;
     for cycle in 0..cycles {
         let mut s = Server::start_in(&data, &[]);
         check(&s, &settled, &mut events_seen, cycle);
@@ -152,6 +172,8 @@ fn kill_dash_nine_in_cycles_loses_nothing_acknowledged() {
                 std::thread::spawn(move || client(port, cycle, t, seed, log))
             })
             .collect();
+        let port = s.port;
+        let checkpointing = std::thread::spawn(move || checkpointer(port));
         // The kill moment: after a random number of acknowledged reservations (0..80), so
         // it lands anywhere in a request, a group commit or a checkpoint.
         let target = (mix(seed ^ cycle) % 80) as usize;
@@ -177,6 +199,7 @@ fn kill_dash_nine_in_cycles_loses_nothing_acknowledged() {
         for t in threads {
             t.join().unwrap();
         }
+        checkpoints += checkpointing.join().unwrap();
         let log = std::mem::take(&mut *log.0.lock().unwrap());
         // Restart and settle this cycle's orders.
         let s = Server::start_in(&data, &[]);
@@ -207,11 +230,12 @@ fn kill_dash_nine_in_cycles_loses_nothing_acknowledged() {
         drop(s);
     }
     eprintln!(
-        "crash_kill9: {cycles} cycles, {acked_total} acknowledged reservations, {} orders, {events_seen} events in {:.1?}",
+        "crash_kill9: {cycles} cycles, {acked_total} acknowledged reservations, {} orders, {events_seen} events, {checkpoints} checkpoints in {:.1?}",
         settled.len(),
         started.elapsed()
     );
     assert!(acked_total > 0 || cycles == 0);
+    assert!(checkpoints > 0 || cycles == 0);
 }
 
 /// Stock equals what the settled orders hold; the events feed is gap-free and reaches at
