@@ -83,6 +83,23 @@ pub fn frames(segment: &Path) -> Vec<(usize, usize)> {
 /// 1 MiB segments, and the second of two checkpoints removes what the first covers (the
 /// previous snapshot and its log are kept). Returns the damaged snapshots.
 pub fn damaged_snapshots_whose_log_is_gone(dir: &Path) -> Vec<PathBuf> {
+    let snaps = snapshots_whose_log_is_gone(dir);
+    for snap in &snaps {
+        flip_a_bit(snap);
+    }
+    snaps
+}
+
+/// Flips one bit of a snapshot's payload (past its 64-byte header).
+pub fn flip_a_bit(snap: &Path) {
+    let mut b = std::fs::read(snap).unwrap();
+    b[100] ^= 1;
+    std::fs::write(snap, b).unwrap();
+}
+
+/// A ledger of 30,002 reservations whose log before its two snapshots was pruned; returns
+/// the snapshots, oldest first.
+pub fn snapshots_whose_log_is_gone(dir: &Path) -> Vec<PathBuf> {
     {
         let (l, _) = on_disk(dir, Durability::Sync);
         l.set_stock("A", "w", 1_000_000, Source::Warehouse).unwrap();
@@ -97,6 +114,7 @@ pub fn damaged_snapshots_whose_log_is_gone(dir: &Path) -> Vec<PathBuf> {
             assert!(l.execute(&batch).unwrap().iter().all(|r| r.is_ok()));
         }
         l.checkpoint().unwrap();
+        l.reserve("between", &[line("A", "w", 1)], 900).unwrap();
         l.checkpoint().unwrap();
         l.reserve("last", &[line("A", "w", 1)], 900).unwrap();
     }
@@ -104,11 +122,5 @@ pub fn damaged_snapshots_whose_log_is_gone(dir: &Path) -> Vec<PathBuf> {
         files_with_ext(dir, "log").len() < 3,
         "covered segments were removed"
     );
-    let snaps = files_with_ext(dir, "rkyv");
-    for snap in &snaps {
-        let mut b = std::fs::read(snap).unwrap();
-        b[100] ^= 1;
-        std::fs::write(snap, b).unwrap();
-    }
-    snaps
+    files_with_ext(dir, "rkyv")
 }
