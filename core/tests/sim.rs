@@ -10,7 +10,9 @@
 //!   covered by an fsync; a crash drops the ledger, then each such write is kept, lost or torn
 //!   (a prefix kept) at random, as a power cut would leave it. Faults: EIO and ENOSPC on a
 //!   write, a short write, a failed fsync, a crash in the middle of an operation (every
-//!   write and sync from that moment is lost).
+//!   write and sync from that moment is lost); before one restart in four, an extra open
+//!   whose k-th read (a map, a whole-file read, a listing, a size, an mtime) fails: it must
+//!   fail naming the file (or folder) and change nothing in the folder, or open and close.
 //! - Checks: the figures of every cell and every reservation equal the model's; refused
 //!   operations change nothing; `check_invariants`; after a restart, every operation
 //!   acknowledged in `sync` mode is there (in `async` mode: the state is the model's after some
@@ -108,6 +110,10 @@ struct Disk {
     stuck: bool,
     /// The watchdog of this ledger is no longer wanted.
     stop: bool,
+    /// Reads (maps, whole-file reads, listings, sizes, mtimes) left before one fails.
+    read_fault: Option<u64>,
+    /// The path whose read failed.
+    read_fault_fired: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -266,9 +272,46 @@ impl Storage for SimStorage {
         }
         FsStorage.sync_dir(dir)
     }
+    fn map_read(&self, path: &Path) -> io::Result<stockledger::wal::ReadMap> {
+        self.read_trips(path)?;
+        FsStorage.map_read(path)
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.read_trips(path)?;
+        FsStorage.read(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        self.read_trips(dir)?;
+        FsStorage.list(dir)
+    }
+    fn len_bytes(&self, path: &Path) -> io::Result<u64> {
+        self.read_trips(path)?;
+        FsStorage.len_bytes(path)
+    }
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        self.read_trips(path)?;
+        FsStorage.modified(path)
+    }
 }
 
 impl SimStorage {
+    /// Counts a read down to its armed fault, which fails it once.
+    fn read_trips(&self, path: &Path) -> io::Result<()> {
+        let mut disk = self.0.disk.lock();
+        match disk.read_fault {
+            Some(0) => {
+                disk.read_fault = None;
+                disk.read_fault_fired = Some(path.to_path_buf());
+                Err(eio("injected read error"))
+            }
+            Some(n) => {
+                disk.read_fault = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The power cut: every write not covered by an fsync is kept, lost, or torn (a prefix
     /// of it kept). Undone newest first so overlapping writes restore the right bytes.
     fn crash(&self, rng: &mut Rng, log: &mut String) {
@@ -299,6 +342,28 @@ impl SimStorage {
             }
         }
     }
+}
+
+/// Every file of the folder but the spare segment (which a ledger may start filling at once)
+/// and the lock: (name, bytes).
+fn folder_digest(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .filter_map(|p| {
+                    let name = p.file_name()?.to_string_lossy().into_owned();
+                    if name == "LOCK" || name == "wal-spare.tmp" {
+                        return None;
+                    }
+                    Some((name, std::fs::read(&p).ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 // ---------------------------------------------------------------------------------------
@@ -464,6 +529,8 @@ struct Sim {
     stats: Stats,
     /// Its own stream, so the operations of a seed do not change with the bit flips.
     flip_rng: Rng,
+    /// Likewise for the read faults of an extra open before a restart.
+    read_fault_rng: Rng,
 }
 
 /// A bit flipped in cold data: the file, the offset, the byte before and after.
@@ -514,6 +581,10 @@ struct Stats {
     failed_checkpoints: u64,
     /// The most log segments seen in the folder at a restart (rolls happened if > 1).
     max_segments: u64,
+    /// Opens with a read fault armed: refused (naming the file, the folder unchanged), or
+    /// opened (the fault not reached, or the read not needed).
+    read_faults_refused: u64,
+    read_faults_opened: u64,
 }
 
 impl Sim {
@@ -521,6 +592,7 @@ impl Sim {
         Sim {
             rng: Rng(seed),
             flip_rng: Rng(seed ^ 0xF11B_B175_0000_0000),
+            read_fault_rng: Rng(seed ^ 0x5EAD_FA17_0000_0000),
             dir: dir.to_path_buf(),
             clock: Arc::new(ManualClock::new(common::T0)),
             storage: SimStorage::default(),
@@ -887,6 +959,54 @@ impl Sim {
         self.ledger = None;
     }
 
+    /// An open whose k-th read fails: it must fail naming the file (or the folder) whose
+    /// read failed and change nothing in the folder, or open (the read was never made, or
+    /// was not needed) and close again. The restart's own open follows either way.
+    fn open_with_a_read_fault(&mut self) -> Result<(), String> {
+        let after = self.read_fault_rng.below(24);
+        let before = folder_digest(&self.dir);
+        let storage = SimStorage::default();
+        storage.0.disk.lock().read_fault = Some(after);
+        let options = Options {
+            durability: Durability::Sync,
+            clock: self.clock.clone(),
+            segment_bytes: 64 << 10,
+            checkpoint_every_bytes: 0,
+            storage: Some(Arc::new(storage.clone())),
+            ..Options::default()
+        };
+        let _ = writeln!(self.trace, "  open with read fault after {after} reads");
+        match Ledger::open(&self.dir, options) {
+            Ok(l) => {
+                storage.0.disk.lock().read_fault = None;
+                l.close()
+                    .map_err(|e| format!("close after a read-fault open: {e}"))?;
+                self.stats.read_faults_opened += 1;
+                let _ = writeln!(self.trace, "    opened");
+            }
+            Err(e) => {
+                let e = e.to_string();
+                let Some(path) = storage.0.disk.lock().read_fault_fired.take() else {
+                    return Err(format!("an open failed with no read fault fired: {e}"));
+                };
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                if !e.contains(&*name) {
+                    return Err(format!(
+                        "a read fault on {name} was refused without naming it: {e}"
+                    ));
+                }
+                if folder_digest(&self.dir) != before {
+                    return Err(format!(
+                        "an open refused by a read fault on {name} changed the folder: {e}"
+                    ));
+                }
+                self.stats.read_faults_refused += 1;
+                let _ = writeln!(self.trace, "    refused: {e}");
+            }
+        }
+        Ok(())
+    }
+
     fn crash_and_restart(&mut self, why: &str) -> Result<(), String> {
         let _ = writeln!(self.trace, "  {why}");
         self.stats.crashes += 1;
@@ -921,6 +1041,9 @@ impl Sim {
         } else {
             None
         };
+        if flip.is_none() && self.read_fault_rng.chance(1, 4) {
+            self.open_with_a_read_fault()?;
+        }
         match (self.open(), flip) {
             (Ok(()), None) => {}
             (Ok(()), Some(f)) => {
@@ -1269,6 +1392,8 @@ fn simulate() {
                 total.max_segments = total.max_segments.max(s.max_segments);
                 total.stuck += s.stuck;
                 total.failed_checkpoints += s.failed_checkpoints;
+                total.read_faults_refused += s.read_faults_refused;
+                total.read_faults_opened += s.read_faults_opened;
                 rolled += u64::from(s.max_segments > 1);
             }
             Err(e) => {
