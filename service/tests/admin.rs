@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use stockledger::{Durability, Ledger, Line, Options, Source};
 
-use http_common::{Server, TOK1};
+use http_common::{segments, Server, TOK1};
 
 fn admin(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stockledgerd"))
@@ -51,19 +51,6 @@ fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             (p, b)
         })
         .collect()
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("wal-") && n.ends_with(".log")
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// A closed ledger: two cells of A1, one paid, one live, one released order, a snapshot in

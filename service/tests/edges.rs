@@ -469,17 +469,6 @@ fn reserve_wide(port: u16, first: usize, count: usize) {
     }
 }
 
-fn log_segments(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with("wal-") && n.ends_with(".log")
-        })
-        .count()
-}
-
 /// http-api.md "Events feed": once the log is compacted past `after`, the answer is 410
 /// `events_pruned` naming the first seq still readable, and the feed goes on from there
 /// without a gap. The real binary with `--events-retention 1s`: a first 32 MiB segment is
@@ -492,7 +481,7 @@ fn the_feed_answers_410_once_the_log_is_compacted_past_after() {
         assert_eq!(s.set_stock(TOK1, &sku, "kol", 1_000_000_000).status, 200);
     }
     let mut orders = 0;
-    while log_segments(&s.data) < 2 {
+    while segments(&s.data).len() < 2 {
         assert!(
             orders < 200_000,
             "{orders} wide orders never rolled the log"

@@ -3,6 +3,8 @@
 //! outage test also needs STOCKLEDGER_KAFKA_CONTROL=1 (it stops and starts the broker with
 //! `scripts/kafka`). `scripts/test.d/50-kafka.sh` sets both.
 
+mod http_common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -614,16 +616,7 @@ fn events_lost_after_delivery_are_followed_by_new_event_ids() {
     assert!(child.wait().unwrap().success());
 
     // The log loses its last quarter of events: zeros from a frame's start to the end.
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("wal-") && n.ends_with(".log")
-        })
-        .collect();
-    segments.sort();
-    let last_segment = segments.pop().expect("a segment");
+    let last_segment = http_common::segments(&dir).pop().expect("a segment");
     let mut bytes = std::fs::read(&last_segment).unwrap();
     let frames = frames_of(&bytes);
     let (cut_at, kept_seq, _) = *frames

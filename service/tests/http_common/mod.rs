@@ -343,6 +343,20 @@ impl Drop for Server {
     }
 }
 
+/// The log segments of a ledger folder (`wal-<lsn>.log`, not the spare), in lsn order.
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("wal-") && n.ends_with(".log")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
