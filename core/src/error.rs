@@ -11,6 +11,34 @@ pub struct Shortfall {
     pub available: u64,
 }
 
+/// The short lines of a refused reservation as its message names them, the first
+/// [`SHORT_LINES_NAMED`] (the error's `shortfalls` hold them all):
+/// `A1/kol requested 3, available 1; B2/kol requested 1, available 0`.
+struct ShortLines<'a>(&'a [Shortfall]);
+
+/// Short lines named in a message at most, so that an order of 100 lines of 64-byte names
+/// does not make a 17 KB message.
+const SHORT_LINES_NAMED: usize = 8;
+
+impl fmt::Display for ShortLines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().take(SHORT_LINES_NAMED).enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(
+                f,
+                "{}/{} requested {}, available {}",
+                s.sku, s.warehouse, s.requested, s.available
+            )?;
+        }
+        if self.0.len() > SHORT_LINES_NAMED {
+            write!(f, "; and {} more", self.0.len() - SHORT_LINES_NAMED)?;
+        }
+        Ok(())
+    }
+}
+
 /// The domain error codes shared by every interface (see `domain.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -67,7 +95,7 @@ pub enum Error {
     /// Input outside the limits of the domain; `field` is its path (`lines[1].qty`).
     #[error("{field}: {reason}")]
     InvalidRequest { field: String, reason: String },
-    #[error("insufficient stock for {} line(s)", shortfalls.len())]
+    #[error("insufficient stock: {}", ShortLines(shortfalls))]
     InsufficientStock { shortfalls: Vec<Shortfall> },
     #[error("order {order_id} already exists with different lines")]
     OrderConflict { order_id: String },
@@ -144,3 +172,33 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn short(sku: &str, requested: u64, available: u64) -> Shortfall {
+        Shortfall {
+            sku: sku.into(),
+            warehouse: "kol".into(),
+            requested,
+            available,
+        }
+    }
+
+    #[test]
+    fn insufficient_stock_names_its_short_lines_up_to_a_limit() {
+        let e = Error::InsufficientStock {
+            shortfalls: vec![short("A1", 3, 1), short("B2", 1, 0)],
+        };
+        assert_eq!(
+            e.to_string(),
+            "insufficient stock: A1/kol requested 3, available 1; B2/kol requested 1, available 0"
+        );
+        let many: Vec<Shortfall> = (0..100).map(|i| short(&format!("S{i}"), 2, 1)).collect();
+        let e = Error::InsufficientStock { shortfalls: many };
+        let m = e.to_string();
+        assert!(m.contains("S7/kol") && !m.contains("S8/kol"), "{m}");
+        assert!(m.ends_with("; and 92 more"), "{m}");
+    }
+}

@@ -177,16 +177,7 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
             build(py, "InvalidInput", message, &[("field", s(py, &field))])
         }
         Error::InsufficientStock { shortfalls } => {
-            let detail: Vec<String> = shortfalls
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{} in {}: requested {}, available {}",
-                        s.sku, s.warehouse, s.requested, s.available
-                    )
-                })
-                .collect();
-            let message = format!("{message}: {}", detail.join("; "));
+            // The core's message names the short lines; `shortfalls` holds them all.
             let list = PyList::empty(py);
             for sf in shortfalls {
                 let obj = match Bound::new(py, Shortfall::from(sf)) {
