@@ -44,6 +44,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the service until SIGTERM/SIGINT. The error is the message for stderr.
 pub async fn run(cfg: Config) -> Result<(), String> {
+    // Caught from here on: a signal during recovery ends the service cleanly once it is up.
+    let shutdown = Shutdown::catch();
     let handle = metrics::install()?;
     // Each connection is a file descriptor: take what the hard limit allows, and keep room
     // for the ledger's files and Kafka's sockets below the connection cap.
@@ -66,6 +68,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let upkeep = metrics::spawn_upkeep(handle.clone(), metrics::UPKEEP_EVERY);
 
     // Recovery first: the port opens only once the ledger holds its whole state.
+    tracing::info!(data_dir = %cfg.data_dir.display(), "recovering the ledger");
     let dir = cfg.data_dir.clone();
     let options = Options {
         durability: cfg.durability,
@@ -149,7 +152,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         app::router(state.clone()),
         Some(state.clone()),
         limits,
-        shutdown_signal(),
+        shutdown.wait(),
         DRAIN_TIMEOUT,
     )
     .await;
@@ -175,25 +178,57 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// SIGTERM and SIGINT, caught from the start of `run`. Their handlers are installed when
+/// this is made, not when `wait` is first polled (after recovery, which can take seconds):
+/// before that, the default action would kill the process mid-start and it would not exit 0
+/// as cli.md says. A signal that came early is remembered and ends `wait` at once.
+struct Shutdown {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn catch() -> Shutdown {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let catch = |kind: SignalKind| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot catch a shutdown signal");
+                    None
+                }
+            };
+            Shutdown {
+                term: catch(SignalKind::terminate()),
+                int: catch(SignalKind::interrupt()),
+            }
+        }
+        #[cfg(not(unix))]
+        Shutdown {}
+    }
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(self.term) => {},
+                _ = recv(self.int) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }

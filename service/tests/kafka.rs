@@ -809,7 +809,7 @@ fn async_service_killed_while_consuming_the_stock_feed_applies_each_message_once
         Duration::from_secs(180),
         || cursor(&dir) >= MESSAGES,
     );
-    // SIGTERM only once it serves (before its handler is in place, SIGTERM just kills it).
+    // SIGTERM once it serves, so that it stops from a known state.
     let log_path = dir.with_extension("log");
     wait_for("the last start to serve", Duration::from_secs(60), || {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
