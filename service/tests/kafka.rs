@@ -481,6 +481,24 @@ fn spawn_service_with(
         .unwrap()
 }
 
+/// What the services spawned on `dir` have logged (`spawn_service_with` appends to it).
+fn service_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default()
+}
+
+/// How many times a service on `dir` has started serving.
+fn starts_served(dir: &Path) -> usize {
+    service_log(dir).matches("stockledgerd serving").count()
+}
+
+/// SIGTERM, then the exit status.
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    child.wait().unwrap()
+}
+
 #[test]
 fn service_killed_while_publishing_delivers_everything_after_restart() {
     let Some(brokers) =
@@ -540,10 +558,7 @@ fn service_killed_while_publishing_delivers_everything_after_restart() {
         Duration::from_secs(120),
         || cursor(&dir) == last,
     );
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
+    let status = terminate(&mut child);
     assert!(
         status.success(),
         "stockledgerd exit after SIGTERM: {status}"
@@ -593,27 +608,14 @@ fn events_lost_after_delivery_are_followed_by_new_event_ids() {
         ledger.close().unwrap();
     }
     let group = unique("g");
-    let log_path = dir.with_extension("log");
-    let serving = |n: usize| {
-        let log_path = &log_path;
-        move || {
-            let log = std::fs::read_to_string(log_path).unwrap_or_default();
-            log.matches("stockledgerd serving").count() == n
-        }
-    };
     let mut child = spawn_service(&dir, &brokers, &events, &stock, &group);
-    wait_for(
-        "the first start to serve",
-        Duration::from_secs(60),
-        serving(1),
-    );
+    wait_for("the first start to serve", Duration::from_secs(60), || {
+        starts_served(&dir) == 1
+    });
     wait_for("every event delivered", Duration::from_secs(120), || {
         cursor(&dir) == FIRST
     });
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert!(child.wait().unwrap().success());
+    assert!(terminate(&mut child).success());
 
     // The log loses its last quarter of events: zeros from a frame's start to the end.
     let last_segment = http_common::segments(&dir).pop().expect("a segment");
@@ -638,15 +640,14 @@ fn events_lost_after_delivery_are_followed_by_new_event_ids() {
         .collect();
     produce(&brokers, &stock, &feed);
     let mut child = spawn_service(&dir, &brokers, &events, &stock, &group);
-    wait_for("the restart to serve", Duration::from_secs(60), serving(2));
+    wait_for("the restart to serve", Duration::from_secs(60), || {
+        starts_served(&dir) == 2
+    });
     wait_for("the new events delivered", Duration::from_secs(120), || {
         cursor(&dir) == kept + LATER
     });
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert!(child.wait().unwrap().success());
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(terminate(&mut child).success());
+    let log = service_log(&dir);
     assert!(
         log.contains("the kafka cursor is past the log's last event"),
         "{log}"
@@ -810,16 +811,11 @@ fn async_service_killed_while_consuming_the_stock_feed_applies_each_message_once
         || cursor(&dir) >= MESSAGES,
     );
     // SIGTERM once it serves, so that it stops from a known state.
-    let log_path = dir.with_extension("log");
     wait_for("the last start to serve", Duration::from_secs(60), || {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        log.matches("stockledgerd serving").count() == 4
+        starts_served(&dir) == 4
     });
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let status = terminate(&mut child);
+    let log = service_log(&dir);
     let tail: Vec<&str> = log.lines().rev().take(5).collect();
     assert!(
         status.success(),
